@@ -1,0 +1,47 @@
+# TaskHub: `make run` starts web, worker and beat; `make test` runs the suite.
+# Both create the virtual environment first, so a fresh clone needs only Python 3.11 and make.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: run test lint migrate admin-user demo-data clean help
+
+help:
+	@echo "make run    - install, migrate and start TaskHub (web, worker, beat) on http://127.0.0.1:$(PORT)"
+	@echo "make test   - install the dev tools and run the whole test suite"
+	@echo "make lint   - ruff check"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+migrate: $(VENV)/.runtime
+	$(BIN)/python manage.py check_config
+	$(BIN)/python manage.py migrate --noinput
+
+admin-user: migrate
+	$(BIN)/python manage.py ensure_admin
+
+run: admin-user
+	@echo "TaskHub: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
+	$(BIN)/honcho start -f Procfile
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

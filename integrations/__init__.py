@@ -1,0 +1,1 @@
+"""One Django app per external system TaskHub talks to."""

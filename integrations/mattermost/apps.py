@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class MattermostConfig(AppConfig):
+    """The Mattermost integration: client, services and task handlers."""
+
+    name = "integrations.mattermost"
+    label = "mattermost_integration"
+    verbose_name = "Mattermost integration"

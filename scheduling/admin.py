@@ -1,0 +1,244 @@
+"""Django admin for tasks, retry policies and results; actions call the service layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from scheduling import cron, services
+from scheduling.models import RetryPolicy, Tag, Task, TaskResult
+from taskhub.exceptions import TaskHubError, ValidationError
+
+
+class TaskForm(forms.ModelForm):
+    """Task form whose clean() runs the same validation as the API and the CLI."""
+
+    tag_names = forms.CharField(
+        label="Tags",
+        help_text="Comma-separated; exactly one must be a registered handler tag (e.g. HTTP_REQUEST, JIRA_TASK_EXP).",
+    )
+
+    class Meta:
+        model = Task
+        fields = [
+            "name",
+            "task_type",
+            "cron_expr",
+            "timezone",
+            "overlap_policy",
+            "priority",
+            "tag_names",
+            "parameters",
+            "metadata",
+            "dependencies",
+            "timeout_seconds",
+            "retry_policy",
+            "enabled",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["tag_names"].initial = ", ".join(self.instance.tags.values_list("name", flat=True))
+
+    def service_data(self) -> dict[str, Any]:
+        data = {name: self.cleaned_data.get(name) for name in self.Meta.fields if name != "tag_names"}
+        data["tags"] = [t.strip() for t in self.cleaned_data.get("tag_names", "").split(",") if t.strip()]
+        data["dependencies"] = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
+        data["timeout_seconds"] = self.cleaned_data.get("timeout_seconds")
+        data["cron_expr"] = self.cleaned_data.get("cron_expr") or ""
+        return data
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            services.task_validate(data=self.service_data(), task=self.instance if self.instance.pk else None)
+        except ValidationError as exc:
+            field_errors = {("tag_names" if field == "tags" else field): msgs for field, msgs in exc.errors.items()}
+            known = {f: m for f, m in field_errors.items() if f in self.fields}
+            other = [f"{f}: {' '.join(m)}" for f, m in field_errors.items() if f not in self.fields]
+            raise DjangoValidationError({**known, **({"__all__": other} if other else {})}) from None
+        return cleaned
+
+
+class ResultInline(admin.TabularInline):
+    model = TaskResult
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-created_at"]
+    fields = ["attempt", "status", "fire_time", "started_at", "duration", "worker", "progress", "error_message"]
+    readonly_fields = fields
+    max_num = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
+        return super().get_queryset(request).order_by("-created_at")
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in Tag.objects.values_list("name", flat=True)[:100]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        if self.value():
+            return queryset.filter(tags__name=self.value())
+        return queryset
+
+
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task], verb: str, op: Any) -> None:
+    done, refused = [], []
+    for task in queryset:
+        try:
+            op(task=task)
+            done.append(task.name)
+        except TaskHubError as exc:
+            refused.append(f"{task.name}: {exc}")
+    if done:
+        modeladmin.message_user(request, f"{verb}: {', '.join(done)}", messages.SUCCESS)
+    for line in refused:
+        modeladmin.message_user(request, f"Not {verb.lower()}: {line}", messages.WARNING)
+
+
+@admin.action(description="Run selected tasks now", permissions=["change"])
+def run_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    _report(modeladmin, request, queryset, "Started", services.task_run_now)
+
+
+@admin.action(description="Cancel selected tasks", permissions=["change"])
+def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    _report(modeladmin, request, queryset, "Cancelled", services.task_cancel)
+
+
+@admin.action(description="Retry selected failed tasks", permissions=["change"])
+def retry(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    _report(modeladmin, request, queryset, "Retried", services.task_retry)
+
+
+@admin.action(description="Pause selected tasks", permissions=["change"])
+def pause(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    _report(modeladmin, request, queryset, "Paused", services.task_pause)
+
+
+@admin.action(description="Resume selected tasks", permissions=["change"])
+def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    _report(modeladmin, request, queryset, "Resumed", services.task_resume)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskForm
+    list_display = ["name", "task_type", "status", "priority", "enabled", "owner", "next_fire_at", "updated_at"]
+    list_filter = ["status", "priority", "task_type", "enabled", TagFilter, "owner"]
+    search_fields = ["name", "id"]
+    list_select_related = ["owner"]
+    autocomplete_fields = ["dependencies", "retry_policy"]
+    readonly_fields = [
+        "status",
+        "status_reason",
+        "handler",
+        "cron_description",
+        "next_fire_at",
+        "attempt",
+        "next_attempt_at",
+        "owner",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [ResultInline]
+    actions = [run_now, cancel, retry, pause, resume]
+    fieldsets = [
+        (None, {"fields": ["name", "tag_names", "parameters", "priority", "enabled"]}),
+        (
+            "Schedule",
+            {"fields": ["task_type", "cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"]},
+        ),
+        ("Execution", {"fields": ["dependencies", "timeout_seconds", "retry_policy"]}),
+        (
+            "State",
+            {
+                "fields": [
+                    "status",
+                    "status_reason",
+                    "attempt",
+                    "next_attempt_at",
+                    "handler",
+                    "owner",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
+        ("Metadata", {"classes": ["collapse"], "fields": ["metadata"]}),
+    ]
+
+    @admin.display(description="schedule")
+    def cron_description(self, task: Task) -> str:
+        if not task.cron_expr:
+            return "-"
+        upcoming = cron.next_fires(task.cron_expr, task.timezone, task.next_fire_at or task.created_at, 4)
+        return format_html(
+            "{}<br><small>next: {}</small>",
+            cron.describe(task.cron_expr),
+            ", ".join(f"{m.astimezone(cron.timezone_of(task.timezone)):%Y-%m-%d %H:%M %Z}" for m in upcoming),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Task, form: TaskForm, change: bool) -> None:
+        data = form.service_data()
+        if change:
+            form.instance = services.task_update(task=obj, data=data)
+        else:
+            form.instance = services.task_create(data=data, owner=request.user)
+
+    def save_related(self, request: HttpRequest, form: TaskForm, formsets: Any, change: bool) -> None:
+        # Tags and dependencies were written by the service; only the (read-only) inlines remain.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        try:
+            services.task_delete(task=obj)
+        except TaskHubError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            self.delete_model(request, task)
+
+
+@admin.register(RetryPolicy)
+class RetryPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout"]
+    search_fields = ["name"]
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(admin.ModelAdmin):
+    list_display = ["task", "attempt", "status", "fire_time", "started_at", "finished_at", "duration", "worker"]
+    list_filter = ["status"]
+    search_fields = ["task__name", "celery_task_id"]
+    list_select_related = ["task"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in TaskResult._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ["name"]

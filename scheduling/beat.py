@@ -1,0 +1,114 @@
+"""TaskHub's beat scheduler: django-celery-beat's DatabaseScheduler plus bulk cron fires.
+
+Beat is the one clock. Ordinary ``PeriodicTask`` rows (the dispatcher's safety
+sweep, reporting, clean-up) run as usual and stay tunable in the admin; on every
+tick the scheduler also fires the SCHEDULED tasks whose ``next_fire_at`` has come
+with one indexed query. On PostgreSQL a session advisory lock elects one active
+beat; another waits and takes over when the first one's connection ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import Min
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from scheduling import firing
+
+logger = logging.getLogger(__name__)
+
+LEADER_LOCK_KEY = 0x7A5C_BEA7
+SWEEP_TASK_NAME = "taskhub: dispatcher sweep"
+
+
+def install_periodic_tasks() -> None:
+    """Create or update TaskHub's own PeriodicTask rows from the configuration."""
+    every = max(1, round(settings.TASKHUB["scheduler"]["poll_interval"]))
+    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(
+        name=SWEEP_TASK_NAME,
+        defaults={
+            "task": "scheduling.sweep",
+            "interval": interval,
+            "description": "Re-send QUEUED work no worker took, reclaim RUNNING work whose worker vanished, "
+            "and dispatch ready tasks (every scheduler.poll_interval seconds).",
+        },
+    )
+
+
+class LeaderLock:
+    """A PostgreSQL session advisory lock on a connection of its own (no-op elsewhere)."""
+
+    def __init__(self) -> None:
+        self._conn = None
+
+    def held(self) -> bool:
+        if connection.vendor != "postgresql":
+            return True
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                db = connection.settings_dict
+                self._conn = psycopg.connect(
+                    dbname=db["NAME"],
+                    user=db["USER"] or None,
+                    password=db["PASSWORD"] or None,
+                    host=db["HOST"] or None,
+                    port=db["PORT"] or None,
+                    autocommit=True,
+                )
+                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_KEY]).fetchone()
+                if not row[0]:
+                    self._conn.close()
+                    self._conn = None
+                    return False
+                logger.info("this beat holds the leader lock and fires schedules")
+            else:
+                self._conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            logger.exception("leader lock connection lost")
+            self._conn = None
+            return False
+
+
+class TaskHubScheduler(DatabaseScheduler):
+    """DatabaseScheduler that also fires SCHEDULED tasks from their indexed next_fire_at."""
+
+    #: Longest sleep between ticks, so a fire lands within this many seconds of its time.
+    fire_resolution = 1.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.leader = LeaderLock()
+        super().__init__(*args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        install_periodic_tasks()
+        super().setup_schedule()
+
+    def tick(self, *args, **kwargs) -> float:
+        if not self.leader.held():
+            return self.fire_resolution
+        interval = super().tick(*args, **kwargs)
+        try:
+            firing.fire_due()
+            return min(interval, self._until_next_fire())
+        except Exception:
+            logger.exception("firing scheduled tasks failed; retrying on the next tick")
+            close_old_connections()
+            return self.fire_resolution
+
+    def _until_next_fire(self) -> float:
+        upcoming = firing.due_tasks(timezone.now() + timedelta(seconds=self.fire_resolution)).aggregate(
+            first=Min("next_fire_at")
+        )["first"]
+        if upcoming is None:
+            return self.fire_resolution
+        return max(0.0, (upcoming - timezone.now()).total_seconds())

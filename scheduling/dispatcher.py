@@ -1,0 +1,173 @@
+"""The priority queue: pick ready attempts within the concurrency cap and hand them to Celery.
+
+The database is the source of truth and the broker only a pipe. ``dispatch()``
+runs in one transaction, serialised across processes (an advisory lock on
+PostgreSQL; SQLite's IMMEDIATE transactions on the embedded default), so the
+in-flight count it reads cannot be raced past ``scheduler.concurrency``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from scheduling import lifecycle
+from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_LOCK_KEY = 0x7A5C_4B0B  # pg_advisory_xact_lock key owned by the dispatcher
+
+
+def _lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
+
+
+def _ready(now: datetime):
+    """Waiting attempts whose time has come, of enabled tasks whose dependencies are all DONE."""
+    blocked = Task.dependencies.through.objects.filter(from_task_id=OuterRef("task_id")).exclude(
+        to_task__status=TaskStatus.DONE
+    )
+    ready = TaskResult.objects.filter(status__in=WAITING, available_at__lte=now, task__enabled=True).filter(
+        ~Exists(blocked)
+    )
+    aging = settings.TASKHUB["scheduler"]["priority_aging_seconds"]
+    if not aging:
+        return ready.order_by("priority", "available_at", "pk")
+    # Anti-starvation: one level higher per aging interval waited (LOW reaches HIGH after two).
+    lift = Case(
+        When(available_at__lte=now - timedelta(seconds=2 * aging), then=Value(2)),
+        When(available_at__lte=now - timedelta(seconds=aging), then=Value(1)),
+        default=Value(0),
+    )
+    return ready.annotate(effective=Greatest(F("priority") - lift, Value(1))).order_by(
+        "effective", "available_at", "pk"
+    )
+
+
+def dispatch(now: datetime | None = None) -> list[TaskResult]:
+    """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
+    now = now or timezone.now()
+    conf = settings.TASKHUB["scheduler"]
+    with transaction.atomic():
+        _lock()
+        free = conf["concurrency"] - TaskResult.objects.filter(status__in=IN_FLIGHT).count()
+        if free <= 0:
+            return []
+        candidates = _ready(now).select_related("task")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        picked = _within_instance_limit(list(candidates[: free * 4]), free, conf["max_instances"])
+        for result in picked:
+            lifecycle.move(
+                result,
+                AttemptStatus.QUEUED,
+                now=now,
+                celery_task_id=str(uuid.uuid4()),
+                refresh=False,
+            )
+            lifecycle.refresh_task(result.task_id, latest=result, reason="")
+        if picked:
+            transaction.on_commit(lambda: send(picked))
+    return picked
+
+
+def _within_instance_limit(candidates: list[TaskResult], free: int, max_instances: int) -> list[TaskResult]:
+    """Keep candidates in order while no task would exceed max_instances runs in flight."""
+    task_ids = {c.task_id for c in candidates}
+    running = Counter(
+        dict(
+            TaskResult.objects.filter(task_id__in=task_ids, status__in=IN_FLIGHT)
+            .values_list("task_id")
+            .annotate(n=Count("pk"))
+            .values_list("task_id", "n")
+        )
+    )
+    picked: list[TaskResult] = []
+    for candidate in candidates:
+        if len(picked) == free:
+            break
+        if running[candidate.task_id] < max_instances:
+            running[candidate.task_id] += 1
+            picked.append(candidate)
+    return picked
+
+
+def _celery_priority(priority: int) -> int:
+    """Translate HIGH/MEDIUM/LOW for the broker: Redis treats 0 as highest, AMQP 9."""
+    if settings.CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
+        return {1: 9, 2: 5, 3: 1}[priority]
+    return {1: 0, 2: 3, 3: 6}[priority]
+
+
+def send(results: list[TaskResult]) -> None:
+    """Publish one execute message per queued attempt, with its time limits and priority."""
+    from scheduling.tasks import execute
+
+    grace = settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
+    for result in results:
+        timeout = result.task.effective_timeout()
+        try:
+            execute.apply_async(
+                args=[result.pk],
+                task_id=result.celery_task_id,
+                priority=_celery_priority(result.priority),
+                soft_time_limit=timeout,
+                time_limit=timeout + grace,
+            )
+        except Exception:  # the sweep re-sends QUEUED work that no worker took
+            logger.exception("could not send attempt %s to the broker; the sweep will re-send it", result.pk)
+
+
+def wake() -> None:
+    """Dispatch now (after a commit that may have made work ready); never raise to the caller."""
+    try:
+        dispatch()
+    except Exception:
+        logger.exception("dispatch failed; the beat poll will try again")
+
+
+def revoke(celery_ids: list[str], *, terminate: bool = False) -> None:
+    """Ask workers to drop (or kill, when running) the given Celery tasks."""
+    if not celery_ids:
+        return
+    from taskhub.celery import app
+
+    try:
+        app.control.revoke(celery_ids, terminate=terminate, signal="SIGTERM")
+    except Exception:
+        logger.exception("could not revoke %d Celery task(s)", len(celery_ids))
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """The safety net run every poll_interval: re-send lost QUEUED work, reclaim zombies, dispatch."""
+    from scheduling import executor
+
+    now = now or timezone.now()
+    conf = settings.TASKHUB["scheduler"]
+    stale = list(
+        TaskResult.objects.filter(
+            status=AttemptStatus.QUEUED, queued_at__lt=now - timedelta(seconds=conf["requeue_after_seconds"])
+        ).select_related("task")
+    )
+    if stale:
+        # Bump queued_at so the same attempt is re-sent once per interval, not on every sweep.
+        TaskResult.objects.filter(pk__in=[r.pk for r in stale], status=AttemptStatus.QUEUED).update(queued_at=now)
+        send(stale)
+    zombies = TaskResult.objects.filter(status=AttemptStatus.RUNNING, deadline__lt=now).values_list("pk", flat=True)
+    reclaimed = sum(executor.reclaim(result_id, now=now) for result_id in list(zombies))
+    picked = dispatch(now)
+    counts = {"resent": len(stale), "reclaimed": reclaimed, "dispatched": len(picked)}
+    if any(counts.values()):
+        logger.info("sweep: %s", counts)
+    return counts

@@ -1,0 +1,237 @@
+"""Run one attempt: claim it, call its handler, record the outcome, apply the retry policy.
+
+Steps of :func:`run_attempt`:
+1. Claim: QUEUED -> RUNNING by a conditional update that bumps the fencing
+   ``claim``; anything but QUEUED means a duplicate delivery, which is ignored.
+2. Run the handler outside any transaction (Celery's soft time limit interrupts it).
+3. Complete: write DONE / FAILED / TIMEOUT only while the attempt is still RUNNING
+   under our claim, so a worker presumed dead cannot overwrite the retry's outcome.
+4. Retry (a new RETRY attempt with ``available_at`` from the policy) or fail the
+   dependents; after commit, dispatch the next work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling import dispatcher, lifecycle, services
+from scheduling.handlers import HandlerContext, registry
+from scheduling.models import AttemptStatus, TaskResult
+from taskhub.exceptions import HandlerError
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR = 10_000
+
+
+class AttemptTimedOut(Exception):
+    """The handler ran past the task's timeout_seconds."""
+
+
+@dataclass
+class Outcome:
+    status: str
+    result: Any = None
+    error: str = ""
+    traceback: str = ""
+    permanent: bool = False
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(result_id: int, *, celery_task_id: str = "", now: datetime | None = None) -> TaskResult | None:
+    """Take a QUEUED attempt for this worker; return None when it is not QUEUED (a duplicate)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        result = TaskResult.objects.select_related("task").filter(pk=result_id).first()
+        if result is None or result.status != AttemptStatus.QUEUED:
+            return None
+        deadline = now + timedelta(seconds=result.task.effective_timeout() + _grace() * 2)
+        try:
+            lifecycle.move(
+                result,
+                AttemptStatus.RUNNING,
+                now=now,
+                worker=worker_name()[:200],
+                deadline=deadline,
+                **({"celery_task_id": celery_task_id} if celery_task_id else {}),
+            )
+        except lifecycle.StaleAttempt:
+            return None
+    return result
+
+
+def _grace() -> int:
+    from django.conf import settings
+
+    return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
+
+
+def _progress_callback(result: TaskResult):
+    def report(percent: int | float | None, message: str = "") -> None:
+        value = None if percent is None else max(0, min(100, int(percent)))
+        TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
+            progress=value, progress_message=str(message)[:500]
+        )
+
+    return report
+
+
+def call_handler(result: TaskResult, *, soft_timeout_exc: tuple[type[BaseException], ...] = ()) -> Outcome:
+    """Run the attempt's handler and turn whatever happens into an Outcome."""
+    task = result.task
+    context = HandlerContext(
+        task_id=str(task.pk),
+        task_name=task.name,
+        attempt=result.attempt,
+        result_id=result.pk,
+        logger=logging.getLogger(f"taskhub.handler.{task.handler}"),
+        progress=_progress_callback(result),
+    )
+    try:
+        spec = registry.get(task.handler)
+    except KeyError:
+        return Outcome(AttemptStatus.FAILED, error=f"no handler registered for tag {task.handler!r}", permanent=True)
+    try:
+        value = spec.func(dict(task.parameters), context)
+    except (AttemptTimedOut, *soft_timeout_exc):
+        return Outcome(
+            AttemptStatus.TIMEOUT,
+            error=f"timed out after {task.effective_timeout()} s (timeout_seconds)",
+            traceback=traceback.format_exc()[-MAX_ERROR:],
+        )
+    except Exception as exc:  # noqa: BLE001 - every handler failure is recorded on the attempt
+        return Outcome(
+            AttemptStatus.FAILED,
+            error=f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR],
+            traceback=traceback.format_exc()[-MAX_ERROR:],
+            permanent=isinstance(exc, HandlerError) and exc.permanent,
+        )
+    result.artifacts = context.artifacts
+    return Outcome(AttemptStatus.DONE, result=value)
+
+
+def complete(result: TaskResult, outcome: Outcome, *, now: datetime | None = None) -> bool:
+    """Record the outcome if our claim still holds; apply the retry policy; False if fenced off."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        try:
+            lifecycle.move(
+                result,
+                outcome.status,
+                now=now,
+                claim=result.claim,
+                refresh=False,
+                result=outcome.result,
+                error_message=outcome.error,
+                traceback=outcome.traceback,
+                artifacts=result.artifacts or [],
+                progress=100 if outcome.status == AttemptStatus.DONE else result.progress,
+            )
+        except lifecycle.StaleAttempt:
+            logger.warning("attempt %s: outcome %s discarded, the claim was lost", result.pk, outcome.status)
+            return False
+        _after_finish(result, outcome, now)
+        transaction.on_commit(dispatcher.wake)
+    return True
+
+
+def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
+    """Schedule a retry or settle the run; fail dependents when the run ends badly."""
+    task = result.task
+    policy = task.retry_policy
+    retryable = (
+        outcome.status in (AttemptStatus.FAILED, AttemptStatus.TIMEOUT)
+        and not outcome.permanent
+        and policy is not None
+        and result.attempt <= policy.max_retries
+        and (outcome.status != AttemptStatus.TIMEOUT or policy.retry_on_timeout)
+    )
+    if retryable:
+        delay = policy.delay_for(result.attempt)
+        TaskResult.objects.create(
+            task=task,
+            attempt=result.attempt + 1,
+            status=AttemptStatus.RETRY,
+            priority=task.priority,
+            fire_time=result.fire_time,
+            available_at=now + timedelta(seconds=delay),
+            created_at=now,
+        )
+        lifecycle.refresh_task(
+            task.pk, latest=result, reason=f"attempt {result.attempt} {outcome.status}: retry in {delay:.1f} s"
+        )
+        return
+    lifecycle.refresh_task(task.pk, latest=result)
+    if outcome.status != AttemptStatus.DONE:
+        services.fail_dependents(task, reason=f"dependency {task.name!r} failed")
+
+
+def run_attempt(
+    result_id: int, *, celery_task_id: str = "", soft_timeout_exc: tuple[type[BaseException], ...] = ()
+) -> str:
+    """Claim, run and complete one attempt; return what happened (for logs and tests)."""
+    result = claim(result_id, celery_task_id=celery_task_id)
+    if result is None:
+        logger.info("attempt %s is not QUEUED: duplicate delivery ignored", result_id)
+        return "ignored"
+    logger.info("attempt %s of %s (%s) started", result.attempt, result.task.name, result.task.handler)
+    outcome = call_handler(result, soft_timeout_exc=soft_timeout_exc)
+    recorded = complete(result, outcome)
+    logger.info("attempt %s of %s: %s %s", result.attempt, result.task.name, outcome.status, outcome.error[:200])
+    return outcome.status if recorded else "fenced"
+
+
+def reclaim(result_id: int, *, now: datetime | None = None, reason: str | None = None) -> bool:
+    """Take back a RUNNING attempt whose worker is gone: record TIMEOUT and retry per policy."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        result = TaskResult.objects.select_related("task", "task__retry_policy").filter(pk=result_id).first()
+        if result is None or result.status != AttemptStatus.RUNNING:
+            return False
+        outcome = Outcome(
+            AttemptStatus.TIMEOUT,
+            error=reason or f"worker {result.worker} stopped answering: no outcome by {result.deadline:%H:%M:%S} UTC",
+        )
+        try:
+            lifecycle.move(
+                result, outcome.status, now=now, claim=result.claim, refresh=False, error_message=outcome.error
+            )
+        except lifecycle.StaleAttempt:
+            return False
+        _after_finish(result, outcome, now)
+        transaction.on_commit(dispatcher.wake)
+    logger.warning("attempt %s reclaimed: %s", result_id, outcome.error)
+    return True
+
+
+def reclaim_if_worker_dead(result_id: int) -> bool:
+    """On redelivery: reclaim a RUNNING attempt whose worker process on this host has died."""
+    result = TaskResult.objects.filter(pk=result_id, status=AttemptStatus.RUNNING).only("worker").first()
+    if result is None or ":" not in result.worker:
+        return False
+    host, _, pid = result.worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        return False
+    return reclaim(result_id, reason=f"worker process {result.worker} died during the attempt")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

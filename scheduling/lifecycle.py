@@ -1,0 +1,141 @@
+"""The one place where statuses change.
+
+Attempts (``TaskResult``) follow a strict state machine; a task's own ``status``
+is derived from its attempts by :func:`refresh_task`, so it can never drift from
+them. Every change is a conditional UPDATE that must match the status (and, for
+running attempts, the claim) the caller saw, so two processes cannot both move
+the same attempt, and a worker that lost its claim cannot record an outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
+from taskhub.exceptions import IllegalTransition
+
+A = AttemptStatus
+
+#: The seed's diagram, on attempts. RETRY is a waiting attempt whose backoff has
+#: not elapsed; TIMEOUT and FAILED attempts that may be retried create a new RETRY
+#: attempt, which is how RUNNING -> TIMEOUT -> RETRY -> QUEUED reads per attempt.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    A.PENDING: frozenset({A.QUEUED, A.CANCELLED, A.FAILED, A.SKIPPED}),
+    A.RETRY: frozenset({A.QUEUED, A.CANCELLED, A.FAILED}),
+    A.QUEUED: frozenset({A.RUNNING, A.CANCELLED, A.FAILED}),
+    A.RUNNING: frozenset({A.DONE, A.FAILED, A.TIMEOUT, A.CANCELLED}),
+    A.DONE: frozenset(),
+    A.FAILED: frozenset(),
+    A.TIMEOUT: frozenset(),
+    A.CANCELLED: frozenset(),
+    A.SKIPPED: frozenset(),
+}
+
+# Which timestamp a move stamps.
+_STAMPS = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
+
+# Task status while some attempt is active, by precedence.
+_ACTIVE_ORDER = (A.RUNNING, A.QUEUED, A.RETRY, A.PENDING)
+
+
+def check(current: str, target: str) -> None:
+    """Raise IllegalTransition unless an attempt may go from ``current`` to ``target``."""
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition("attempt", current, target)
+
+
+class StaleAttempt(Exception):
+    """The attempt was changed by someone else since it was read (lost race or lost claim)."""
+
+
+def move(
+    result: TaskResult,
+    target: str,
+    /,
+    *,
+    now: datetime | None = None,
+    claim: int | None = None,
+    refresh: bool = True,
+    **fields: Any,
+) -> TaskResult:
+    """Move one attempt to ``target`` if it is still where the caller saw it.
+
+    Stamps queued/started/finished times and the duration, writes ``fields``,
+    then re-derives the task's status. Raises IllegalTransition for a move the
+    diagram forbids and StaleAttempt when the row changed underneath.
+    """
+    check(result.status, target)
+    now = now or timezone.now()
+    if target in _STAMPS:
+        fields[_STAMPS[target]] = now
+    if target in FINISHED:
+        fields["finished_at"] = now
+        if result.started_at:
+            fields["duration"] = max((now - result.started_at).total_seconds(), 0.0)
+    query = TaskResult.objects.filter(pk=result.pk, status=result.status)
+    if claim is not None:
+        query = query.filter(claim=claim)
+    if target == A.RUNNING:
+        fields["claim"] = F("claim") + 1
+    if query.update(status=target, **fields) != 1:
+        raise StaleAttempt(f"attempt {result.pk} is no longer {result.status}")
+    if "claim" in fields:
+        fields["claim"] = result.claim + 1
+    for name, value in fields.items():
+        setattr(result, name, value)
+    result.status = target
+    if refresh:
+        refresh_task(result.task_id, latest=result)
+    return result
+
+
+def task_status_for(active: list[str], latest: TaskResult | None) -> str | None:
+    """Derive a task's status from its active attempts, else from its latest finished one."""
+    for status in _ACTIVE_ORDER:
+        if status in active:
+            return status
+    if latest is None or latest.status == A.SKIPPED:
+        return None
+    if latest.status == A.TIMEOUT:
+        return TaskStatus.FAILED  # a timeout with no retry left ends the run
+    return latest.status
+
+
+def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str | None = None) -> str | None:
+    """Recompute and store ``Task.status`` (and its attempt counters) from its attempts."""
+    active = list(
+        TaskResult.objects.filter(task_id=task_id, status__in=WAITING + IN_FLIGHT).values_list(
+            "status", "attempt", "available_at"
+        )
+    )
+    status = task_status_for([row[0] for row in active], latest)
+    if status is None:
+        return None
+    update: dict[str, Any] = {"status": status, "updated_at": timezone.now()}
+    if active:
+        update["attempt"] = max(row[1] for row in active)
+        retry = [row[2] for row in active if row[0] == A.RETRY]
+        update["next_attempt_at"] = min(retry) if retry else None
+    elif latest is not None:
+        update["attempt"] = latest.attempt
+        update["next_attempt_at"] = None
+    if reason is not None:
+        update["status_reason"] = reason[:500]
+    elif latest is not None:
+        update["status_reason"] = _reason(latest)
+    Task.objects.filter(pk=task_id).update(**update)
+    return status
+
+
+def _reason(result: TaskResult) -> str:
+    if result.status == A.DONE:
+        return ""
+    if result.status == A.RETRY:
+        return f"attempt {result.attempt} waits until {result.available_at:%Y-%m-%d %H:%M:%S} UTC"
+    if result.status in (A.FAILED, A.TIMEOUT, A.CANCELLED):
+        return (result.error_message or result.status).splitlines()[0][:500] if result.error_message else result.status
+    return ""

@@ -1,0 +1,334 @@
+"""The scheduling domain: tasks, retry policies, dependencies and execution attempts."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+
+class TaskType(models.TextChoices):
+    IMMEDIATE = "IMMEDIATE", "Immediate"
+    SCHEDULED = "SCHEDULED", "Scheduled (cron)"
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    QUEUED = "QUEUED", "Queued"
+    RUNNING = "RUNNING", "Running"
+    DONE = "DONE", "Done"
+    FAILED = "FAILED", "Failed"
+    TIMEOUT = "TIMEOUT", "Timed out"
+    RETRY = "RETRY", "Waiting to retry"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class AttemptStatus(models.TextChoices):
+    """Status of one execution attempt; PENDING and RETRY attempts are the dispatcher's queue."""
+
+    PENDING = "PENDING", "Pending"
+    RETRY = "RETRY", "Waiting to retry"
+    QUEUED = "QUEUED", "Queued"
+    RUNNING = "RUNNING", "Running"
+    DONE = "DONE", "Done"
+    FAILED = "FAILED", "Failed"
+    TIMEOUT = "TIMEOUT", "Timed out"
+    CANCELLED = "CANCELLED", "Cancelled"
+    SKIPPED = "SKIPPED", "Skipped"
+
+
+WAITING = (AttemptStatus.PENDING, AttemptStatus.RETRY)
+IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+FINISHED = (
+    AttemptStatus.DONE,
+    AttemptStatus.FAILED,
+    AttemptStatus.TIMEOUT,
+    AttemptStatus.CANCELLED,
+    AttemptStatus.SKIPPED,
+)
+
+
+class Priority(models.IntegerChoices):
+    """Stored as a small integer so that ORDER BY priority gives HIGH first."""
+
+    HIGH = 1, "HIGH"
+    MEDIUM = 2, "MEDIUM"
+    LOW = 3, "LOW"
+
+
+class OverlapPolicy(models.TextChoices):
+    """What a cron fire does when ``scheduler.max_instances`` runs are already in flight."""
+
+    SKIP = "skip", "Skip the new fire"
+    QUEUE = "queue", "Queue the new fire behind the running ones"
+    REPLACE = "replace", "Cancel the running ones and start the new fire"
+
+
+class RetryPolicy(models.Model):
+    """A reusable retry rule: how many retries and how long to wait before each."""
+
+    name = models.CharField("name", max_length=100, unique=True)
+    max_retries = models.PositiveIntegerField(
+        "max retries", default=3, help_text="Retries after the first attempt; 0 means never retry."
+    )
+    retry_delay = models.FloatField(
+        "retry delay (s)",
+        default=60.0,
+        validators=[MinValueValidator(0)],
+        help_text="Seconds to wait before the first retry.",
+    )
+    backoff_factor = models.FloatField(
+        "backoff factor",
+        default=2.0,
+        validators=[MinValueValidator(1)],
+        help_text="Each further retry waits this many times longer (1 = constant delay).",
+    )
+    max_delay = models.FloatField(
+        "max delay (s)",
+        default=3600.0,
+        validators=[MinValueValidator(0)],
+        help_text="Upper bound on any single delay.",
+    )
+    jitter = models.BooleanField(
+        "jitter", default=False, help_text="Randomise each delay within ±50% so retries do not stampede."
+    )
+    retry_on_timeout = models.BooleanField(
+        "retry on timeout", default=True, help_text="Whether an attempt that timed out is retried."
+    )
+
+    class Meta:
+        verbose_name = "retry policy"
+        verbose_name_plural = "retry policies"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(retry_delay__gte=0), name="retrypolicy_delay_gte_0"),
+            models.CheckConstraint(condition=Q(backoff_factor__gte=1), name="retrypolicy_backoff_gte_1"),
+            models.CheckConstraint(condition=Q(max_delay__gte=0), name="retrypolicy_max_delay_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def delay_for(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Return the seconds to wait before retry ``retry_number`` (1 = the first retry)."""
+        exponent = max(retry_number - 1, 0)
+        try:
+            delay = self.retry_delay * self.backoff_factor**exponent
+        except OverflowError:
+            delay = self.max_delay
+        delay = min(self.max_delay, delay)
+        if self.jitter:
+            delay *= (rng or random).uniform(0.5, 1.5)
+            delay = min(self.max_delay, delay)
+        return delay
+
+
+class Tag(models.Model):
+    """A label on tasks; one of a task's tags names its handler."""
+
+    name = models.CharField("name", max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """Something to run now or on a cron schedule, with its priority, dependencies and policies."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField("name", max_length=200)
+    task_type = models.CharField("type", max_length=16, choices=TaskType.choices, default=TaskType.IMMEDIATE)
+    cron_expr = models.CharField(
+        "cron expression",
+        max_length=120,
+        blank=True,
+        default="",
+        help_text="Five fields: minute hour day-of-month month day-of-week. SCHEDULED tasks only.",
+    )
+    timezone = models.CharField(
+        "time zone", max_length=64, default="UTC", help_text="IANA zone the cron expression is read in."
+    )
+    crontab = models.ForeignKey(
+        "django_celery_beat.CrontabSchedule",
+        verbose_name="crontab",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="django-celery-beat's schedule row for this cron; shared by tasks with the same cron and zone.",
+    )
+    next_fire_at = models.DateTimeField(
+        "next fire", null=True, blank=True, editable=False, help_text="When the cron fires next."
+    )
+    overlap_policy = models.CharField(
+        "when still running",
+        max_length=8,
+        choices=OverlapPolicy.choices,
+        default=OverlapPolicy.SKIP,
+        help_text="What a cron fire does when scheduler.max_instances runs of this task are in flight.",
+    )
+    status = models.CharField(
+        "status", max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING, editable=False
+    )
+    status_reason = models.CharField(
+        "reason", max_length=500, blank=True, default="", editable=False, help_text="Why the status is what it is."
+    )
+    priority = models.PositiveSmallIntegerField("priority", choices=Priority.choices, default=Priority.MEDIUM)
+    created_at = models.DateTimeField("created", default=now, editable=False)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+    metadata = models.JSONField("metadata", default=dict, blank=True, help_text="Free-form data about the task.")
+    parameters = models.JSONField(
+        "parameters", default=dict, blank=True, help_text="Input for the handler, checked against its schema."
+    )
+    tags = models.ManyToManyField(Tag, verbose_name="tags", blank=True, related_name="tasks")
+    handler = models.CharField(
+        "handler", max_length=64, editable=False, help_text="The registered handler tag among the task's tags."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="owner",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+    )
+    dependencies = models.ManyToManyField(
+        "self",
+        verbose_name="dependencies",
+        symmetrical=False,
+        blank=True,
+        related_name="dependents",
+        help_text="Tasks that must be DONE before this one starts.",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        "timeout (s)", null=True, blank=True, help_text="Stop an attempt that runs longer than this."
+    )
+    retry_policy = models.ForeignKey(
+        RetryPolicy,
+        verbose_name="retry policy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tasks",
+        help_text="Empty: a failed attempt is not retried.",
+    )
+    enabled = models.BooleanField("enabled", default=True, help_text="Paused tasks neither fire nor start.")
+    attempt = models.PositiveIntegerField(
+        "attempt", default=0, editable=False, help_text="Number of the current or last attempt of the current run."
+    )
+    next_attempt_at = models.DateTimeField(
+        "next attempt", null=True, blank=True, editable=False, help_text="When a waiting retry becomes due."
+    )
+
+    class Meta:
+        ordering = ["priority", "created_at"]
+        indexes = [
+            models.Index(fields=["status", "priority", "created_at"], name="task_status_prio_idx"),
+            # The beat tick: enabled SCHEDULED tasks whose next_fire_at has come.
+            models.Index(
+                fields=["next_fire_at"],
+                name="task_due_fire_idx",
+                condition=Q(enabled=True, task_type="SCHEDULED"),
+            ),
+            models.Index(fields=["owner", "-created_at"], name="task_owner_idx"),
+            models.Index(fields=["-updated_at"], name="task_updated_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__isnull=True) | Q(timeout_seconds__gt=0),
+                name="task_timeout_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def priority_name(self) -> str:
+        return Priority(self.priority).label
+
+    def effective_timeout(self) -> int:
+        """Return the seconds an attempt may run before it is stopped."""
+        return self.timeout_seconds or settings.TASKHUB["scheduler"]["default_timeout_seconds"]
+
+
+class TaskResult(models.Model):
+    """One execution attempt of a task; PENDING and RETRY rows are waiting to be dispatched."""
+
+    task = models.ForeignKey(Task, verbose_name="task", on_delete=models.CASCADE, related_name="results")
+    attempt = models.PositiveIntegerField("attempt", default=1, help_text="1 for the first try of a run.")
+    status = models.CharField("status", max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.PENDING)
+    priority = models.PositiveSmallIntegerField(
+        "priority", choices=Priority.choices, default=Priority.MEDIUM, help_text="Copied from the task."
+    )
+    fire_time = models.DateTimeField(
+        "fire time", null=True, blank=True, help_text="The cron fire this run belongs to, if any."
+    )
+    available_at = models.DateTimeField("available at", default=now, help_text="Earliest time the attempt may start.")
+    created_at = models.DateTimeField("created", default=now)
+    queued_at = models.DateTimeField("queued", null=True, blank=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    deadline = models.DateTimeField(
+        "deadline", null=True, blank=True, help_text="A RUNNING attempt past this is presumed lost."
+    )
+    duration = models.FloatField("duration (s)", null=True, blank=True)
+    worker = models.CharField("worker", max_length=200, blank=True, default="")
+    celery_task_id = models.CharField("Celery task id", max_length=64, blank=True, default="")
+    claim = models.PositiveIntegerField(
+        "claim", default=0, help_text="Fencing token: bumped at each claim; a completion must present it."
+    )
+    progress = models.PositiveSmallIntegerField("progress (%)", null=True, blank=True)
+    progress_message = models.CharField("progress message", max_length=500, blank=True, default="")
+    result = models.JSONField("result", null=True, blank=True)
+    error_message = models.TextField("error", blank=True, default="")
+    traceback = models.TextField("traceback", blank=True, default="")
+    artifacts = models.JSONField(
+        "artifacts", default=list, blank=True, help_text="Files produced, relative to storage.path."
+    )
+
+    class Meta:
+        verbose_name = "task result"
+        ordering = ["-created_at"]
+        indexes = [
+            # The dispatcher's pick: waiting attempts by priority then age.
+            models.Index(
+                fields=["priority", "available_at"],
+                name="result_pick_idx",
+                condition=Q(status__in=["PENDING", "RETRY"]),
+            ),
+            # In-flight counting and the sweep (QUEUED not taken, RUNNING past deadline).
+            models.Index(
+                fields=["status", "deadline"], name="result_inflight_idx", condition=Q(status__in=["QUEUED", "RUNNING"])
+            ),
+            # /task_history: finished attempts, newest first.
+            models.Index(fields=["-finished_at"], name="result_history_idx", condition=Q(finished_at__isnull=False)),
+            models.Index(fields=["task", "-created_at"], name="result_task_idx"),
+        ]
+        constraints = [
+            # A cron fire creates its run once, even if two beats run by mistake.
+            models.UniqueConstraint(
+                fields=["task", "fire_time"], name="result_one_run_per_fire", condition=Q(attempt=1)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} attempt {self.attempt} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    def set_duration(self, now: datetime) -> None:
+        if self.started_at:
+            self.duration = max((now - self.started_at) / timedelta(seconds=1), 0.0)

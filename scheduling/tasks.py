@@ -1,0 +1,27 @@
+"""Celery tasks: thin wrappers that call the executor, the dispatcher and the cron firer."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from scheduling import dispatcher, executor
+
+
+@shared_task(name="scheduling.execute", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute(result_id: int) -> str:
+    """Run one attempt (idempotent: a redelivered message for a taken attempt is ignored)."""
+    outcome = executor.run_attempt(
+        result_id, celery_task_id=execute.request.id or "", soft_timeout_exc=(SoftTimeLimitExceeded,)
+    )
+    if outcome == "ignored":
+        # Redelivered after the worker process died mid-attempt: reclaim it now so the
+        # retry policy decides, instead of leaving it RUNNING until the sweep's deadline.
+        executor.reclaim_if_worker_dead(result_id)
+    return outcome
+
+
+@shared_task(name="scheduling.sweep", ignore_result=True)
+def sweep() -> dict[str, int]:
+    """Safety net every scheduler.poll_interval: re-send lost work, reclaim zombies, dispatch."""
+    return dispatcher.sweep()

@@ -1,0 +1,122 @@
+"""Task validation in one place, used by the admin, the API, the CLI and the services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+
+from scheduling import cron
+from scheduling.handlers import registry
+from scheduling.models import Task, TaskType
+from taskhub.exceptions import ValidationError
+
+MAX_DEPENDENCIES = 100
+
+
+def validate_cron(task_type: str, cron_expr: str, tz_name: str) -> str:
+    """Return the normalised cron for a SCHEDULED task ('' for IMMEDIATE) or raise."""
+    cron_expr = (cron_expr or "").strip()
+    errors: dict[str, str] = {}
+    try:
+        cron.timezone_of(tz_name)
+    except cron.CronError as exc:
+        errors["timezone"] = str(exc)
+    if task_type == TaskType.SCHEDULED:
+        if not cron_expr:
+            errors["cron_expr"] = "is required for a SCHEDULED task (5 fields, e.g. '0 0 * * *')"
+        else:
+            try:
+                cron_expr = cron.validate(cron_expr)
+            except cron.CronError as exc:
+                errors["cron_expr"] = str(exc)
+    elif cron_expr:
+        errors["cron_expr"] = "is only allowed on SCHEDULED tasks; set task_type to SCHEDULED or leave it empty"
+    if errors:
+        raise ValidationError(errors)
+    return cron_expr
+
+
+def validate_timeout(timeout_seconds: int | None) -> None:
+    ceiling = settings.TASKHUB["scheduler"]["max_timeout_seconds"]
+    if timeout_seconds is None:
+        return
+    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or timeout_seconds <= 0:
+        raise ValidationError(
+            {"timeout_seconds": f"must be a positive whole number of seconds, got {timeout_seconds!r}"}
+        )
+    if timeout_seconds > ceiling:
+        raise ValidationError(
+            {"timeout_seconds": f"must be at most {ceiling} (scheduler.max_timeout_seconds), got {timeout_seconds}"}
+        )
+
+
+def validate_handler(tags: Iterable[str], parameters: Any) -> str:
+    """Return the task's handler tag after checking its parameters against the schema."""
+    tag = registry.handler_tag(tags)
+    if not isinstance(parameters, dict):
+        raise ValidationError({"parameters": "must be a JSON object"})
+    registry.validate_parameters(tag, parameters)
+    return tag
+
+
+def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str]) -> list[Task]:
+    """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle)."""
+    ids: list[UUID] = []
+    for raw in dependency_ids:
+        try:
+            ids.append(raw if isinstance(raw, UUID) else UUID(str(raw)))
+        except ValueError:
+            raise ValidationError({"dependencies": f"{raw!r} is not a task id (expected a UUID)"}) from None
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > MAX_DEPENDENCIES:
+        raise ValidationError({"dependencies": f"at most {MAX_DEPENDENCIES} dependencies, got {len(ids)}"})
+    if task is not None and task.pk in ids:
+        raise ValidationError({"dependencies": f"a task cannot depend on itself ({task.name})"})
+    found = {t.pk: t for t in Task.objects.filter(pk__in=ids)}
+    unknown = [str(i) for i in ids if i not in found]
+    if unknown:
+        raise ValidationError({"dependencies": f"unknown task id(s): {', '.join(unknown)}"})
+    if task is not None and ids:
+        cycle = _find_cycle(task, ids)
+        if cycle:
+            names = " -> ".join(cycle)
+            raise ValidationError({"dependencies": f"would create a cycle: {names}"})
+    return [found[i] for i in ids]
+
+
+def _find_cycle(task: Task, new_ids: list[UUID]) -> list[str] | None:
+    """Return the names along a path from a new dependency back to ``task``, if one exists."""
+    edges: dict[UUID, list[UUID]] = {}
+    through = Task.dependencies.through
+    # Walk upstream from the new dependencies, one query per level of the graph.
+    frontier, parent = set(new_ids), {i: task.pk for i in new_ids}
+    seen = set(new_ids)
+    while frontier:
+        rows = through.objects.filter(from_task_id__in=frontier).values_list("from_task_id", "to_task_id")
+        frontier = set()
+        for source, target in rows:
+            edges.setdefault(source, []).append(target)
+            if target == task.pk:
+                path = [target, source]
+                while path[-1] != task.pk:
+                    path.append(parent[path[-1]])
+                names = dict(Task.objects.filter(pk__in=path).values_list("pk", "name"))
+                return [names[i] for i in reversed(path)]
+            if target not in seen:
+                seen.add(target)
+                parent[target] = source
+                frontier.add(target)
+    return None
+
+
+def clean_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError({"tags": "must be a list of strings"})
+    cleaned = [t.strip() for t in tags]
+    bad = [t for t in cleaned if not t or len(t) > 64 or any(ord(c) < 32 for c in t)]
+    if bad:
+        raise ValidationError({"tags": "each tag must be 1-64 printable characters"})
+    return list(dict.fromkeys(cleaned))

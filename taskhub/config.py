@@ -1,0 +1,386 @@
+"""Load, validate and expose TaskHub's configuration (``config.yaml``).
+
+The file path comes from ``TASKHUB_CONFIG`` (default ``./config.yaml``). When the
+file is absent the defaults below apply; they are the values of
+``config.yaml.example``. Any scalar key can be overridden from the environment
+as ``TASKHUB_<SECTION>_<KEY>`` (``TASKHUB_SCHEDULER_CONCURRENCY=8``,
+``TASKHUB_REPORTING_CONFLUENCE_PAGE_ID=42``), which is how secrets and URLs
+should reach production. Jira environments take
+``TASKHUB_JIRA_ENVIRONMENTS_<NAME>_<KEY>``, NAME upper-cased with every
+non-alphanumeric character replaced by ``_``.
+
+A wrong value raises :class:`ConfigError` naming the key, the value and what is
+expected; secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from taskhub.exceptions import ConfigError
+
+ENV_PREFIX = "TASKHUB_"
+HIDDEN = "<hidden>"
+
+
+# --- value checkers -------------------------------------------------------
+# Each takes the raw value (from YAML or from an environment string) and returns
+# the clean value or raises ValueError("expected ...").
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    label = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {label}")
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            value = int(value)
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected {label}")
+        return value
+
+    return check
+
+
+def _number(minimum: float, *, strict: bool = False) -> Callable[[Any], float]:
+    label = f"a number > {minimum:g}" if strict else f"a number >= {minimum:g}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {label}")
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"expected {label}") from None
+        if not isinstance(value, int | float) or value < minimum or (strict and value == minimum):
+            raise ValueError(f"expected {label}")
+        return float(value)
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("expected a string")
+    return str(value)
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.upper() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value.upper()
+
+    return check
+
+
+def _url(*schemes: str, allow_empty: bool = True) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        value = _str(value).strip()
+        if not value and allow_empty:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or (parts.scheme.startswith("http") and not parts.hostname):
+            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return value
+
+    return check
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, str):  # from the environment: comma-separated
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("expected a list of non-empty strings")
+    return value
+
+
+def _subset_of(*choices: str) -> Callable[[Any], list[str]]:
+    def check(value: Any) -> list[str]:
+        items = _str_list(value)
+        unknown = [item for item in items if item not in choices]
+        if unknown:
+            raise ValueError(f"expected a list drawn from {', '.join(choices)}")
+        return items
+
+    return check
+
+
+def _timezone(value: Any) -> str:
+    try:
+        zoneinfo.ZoneInfo(_str(value))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValueError("expected an IANA time zone such as UTC or Europe/Paris") from None
+    return str(value)
+
+
+def _log_format(value: Any) -> str:
+    value = _str(value)
+    try:
+        logging.Formatter(value).format(logging.makeLogRecord({"msg": "probe"}))
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("expected a Python logging format string") from None
+    return value
+
+
+def _database_url(value: Any) -> str:
+    value = _str(value).strip()
+    scheme = urlsplit(value).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql"}:
+        raise ValueError("expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME")
+    return value
+
+
+def _broker_url(value: Any) -> str:
+    value = _str(value).strip()
+    scheme = urlsplit(value).scheme
+    if scheme not in {"filesystem", "redis", "rediss", "amqp", "pyamqp"}:
+        raise ValueError("expected filesystem://, redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT//")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its checker, default and whether it is a secret."""
+
+    check: Callable[[Any], Any]
+    default: Any
+    secret: bool = False
+
+
+JIRA_ENV_KEYS: dict[str, Key] = {
+    "url": Key(_url("http", "https", allow_empty=False), None),
+    "username": Key(_str, ""),
+    "password": Key(_str, "", secret=True),
+    "token": Key(_str, "", secret=True),
+    "verify_ssl": Key(_bool, True),
+    "timeout": Key(_number(0, strict=True), 30.0),
+}
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "confluence": {
+        "url": Key(_url("http", "https"), "https://confluence.example.com"),
+        "username": Key(_str, "confluence_user"),
+        "password": Key(_str, "", secret=True),
+        "token": Key(_str, "", secret=True),
+        "main_page_id": Key(_str, "123456"),
+        "task_result_page_id": Key(_str, "789012"),
+        "verify_ssl": Key(_bool, True),
+        "timeout": Key(_number(0, strict=True), 30.0),
+    },
+    "jira": {
+        "url": Key(_url("http", "https"), "https://jira.example.com"),
+        "username": Key(_str, "jira_user"),
+        "password": Key(_str, "", secret=True),
+        "token": Key(_str, "", secret=True),
+        "verify_ssl": Key(_bool, True),
+        "timeout": Key(_number(0, strict=True), 30.0),
+        # name -> JIRA_ENV_KEYS; validated separately (names are free-form).
+        "environments": Key(lambda v: v, {}),
+    },
+    "scheduler": {
+        "poll_interval": Key(_number(0, strict=True), 30.0),
+        "concurrency": Key(_int(1), 5),
+        "coalesce": Key(_bool, False),
+        "max_instances": Key(_int(1), 5),
+        "misfire_grace_seconds": Key(_int(0), 300),
+        "priority_aging_seconds": Key(_int(0), 0),
+        "default_timeout_seconds": Key(_int(1), 3600),
+        "max_timeout_seconds": Key(_int(1), 86400),
+        "timeout_grace_seconds": Key(_int(1), 30),
+        "requeue_after_seconds": Key(_int(1), 60),
+    },
+    "log": {
+        "level": Key(_choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO"),
+        "filename": Key(_str, "logs/app.log"),
+        "max_bytes": Key(_int(0), 10485760),
+        "backup_count": Key(_int(0), 5),
+        "format": Key(_log_format, "%(asctime)s - %(name)s - %(levelname)s - %(message)s"),
+    },
+    "storage": {
+        "path": Key(_str, "task_storage"),
+        "reports_path": Key(_str, "jira_reports"),
+        "result_retention_days": Key(_int(0), 90),
+    },
+    "reporting": {
+        "interval": Key(_number(0, strict=True), 30.0),
+        "report_types": Key(_subset_of("confluence", "mattermost", "email"), ["confluence", "mattermost"]),
+        "confluence": {
+            "page_id": Key(_str, "789012"),
+            "template": Key(_str, "task_results_template"),
+        },
+    },
+    "mattermost": {
+        "webhook_url": Key(_url("http", "https"), "", secret=True),
+        "channel": Key(_str, ""),
+        "username": Key(_str, "TaskHub"),
+    },
+    "database": {
+        "url": Key(_database_url, "sqlite:///db.sqlite3", secret=True),
+    },
+    "broker": {
+        "url": Key(_broker_url, "filesystem://", secret=True),
+    },
+    "http": {
+        "allowed_hosts": Key(_str_list, []),
+    },
+    "web": {
+        "secret_key": Key(_str, "", secret=True),
+        "debug": Key(_bool, False),
+        "allowed_hosts": Key(_str_list, ["127.0.0.1", "localhost"]),
+        "https": Key(_bool, False),
+        "time_zone": Key(_timezone, "UTC"),
+    },
+}
+
+
+def _defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: _defaults(spec) if isinstance(spec, dict) else copy.deepcopy(spec.default)
+        for name, spec in schema.items()
+    }
+
+
+def _env_name(*path: str) -> str:
+    return ENV_PREFIX + "_".join(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in path)
+
+
+def _show(value: Any, secret: bool) -> str:
+    return HIDDEN if secret else repr(value)
+
+
+def _validate_section(
+    raw: Mapping[str, Any], schema: Mapping[str, Any], path: tuple[str, ...], env: Mapping[str, str]
+) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {raw!r}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        dotted = ".".join((*path, str(unknown[0])))
+        raise ConfigError(f"{dotted}: unknown key (known keys of {'.'.join(path)}: {', '.join(schema)})")
+    clean: dict[str, Any] = {}
+    for name, spec in schema.items():
+        here = (*path, name)
+        if isinstance(spec, dict):
+            clean[name] = _validate_section(raw.get(name) or {}, spec, here, env)
+            continue
+        value, source = raw.get(name, spec.default), ".".join(here)
+        env_value = env.get(_env_name(*here))
+        if env_value is not None:
+            value, source = env_value, f"{source} (from {_env_name(*here)})"
+        try:
+            clean[name] = spec.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}, got {_show(value, spec.secret)}") from None
+    return clean
+
+
+def _validate_jira_environments(jira: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Return every Jira environment by name; the seed's single ``jira.url`` form is one of them."""
+    raw = jira["environments"] or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"jira.environments: expected a mapping of name -> settings, got {raw!r}")
+    environments: dict[str, dict[str, Any]] = {}
+    for name, settings in raw.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ConfigError(f"jira.environments: expected names of letters, digits, '.', '_' or '-', got {name!r}")
+        environments[name] = _validate_section(settings or {}, JIRA_ENV_KEYS, ("jira", "environments", name), env)
+    if jira["url"]:
+        host = urlsplit(jira["url"]).hostname or "default"
+        single = {key: jira[key] for key in JIRA_ENV_KEYS}
+        environments.setdefault(host, single)
+        environments.setdefault("default", single)
+    return environments
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated configuration: ``config.section('scheduler')['concurrency']``."""
+
+    data: dict[str, Any]
+    path: Path | None
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.data[name]
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self.data[name]
+
+    @property
+    def jira_environments(self) -> dict[str, dict[str, Any]]:
+        return self.data["jira"]["environments"]
+
+    def secret_values(self) -> list[str]:
+        """Return every non-empty secret value, so outputs can be checked or scrubbed for them."""
+        found: list[str] = []
+
+        def walk(values: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+            for name, spec in schema.items():
+                if isinstance(spec, dict):
+                    walk(values[name], spec)
+                elif spec.secret and values.get(name):
+                    found.append(str(values[name]))
+
+        walk(self.data, SCHEMA)
+        for settings in self.jira_environments.values():
+            walk(settings, JIRA_ENV_KEYS)
+        return sorted(set(found))
+
+
+def parse(raw: Any, env: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
+    """Validate ``raw`` (the parsed YAML document) with environment overrides applied."""
+    env = os.environ if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a YAML mapping of sections at the top level")
+    data = _validate_section(raw, SCHEMA, (), env)
+    data["jira"]["environments"] = _validate_jira_environments(data["jira"], env)
+    return Config(data=data, path=path)
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file; a missing file means the defaults."""
+    env = os.environ if env is None else env
+    file = Path(path or env.get("TASKHUB_CONFIG") or "config.yaml")
+    if not file.exists():
+        if path or env.get("TASKHUB_CONFIG"):
+            raise ConfigError(f"TASKHUB_CONFIG: file not found: {file}")
+        return parse({}, env)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc.__class__.__name__})") from None
+    return parse(raw, env, file)
+
+
+DEFAULTS = _defaults(SCHEMA)

@@ -1,0 +1,68 @@
+"""TaskHub's exception hierarchy: one base class, errors with a business meaning."""
+
+from __future__ import annotations
+
+
+class TaskHubError(Exception):
+    """Base class of every error TaskHub raises on purpose."""
+
+
+class ConfigError(TaskHubError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class ValidationError(TaskHubError):
+    """Input breaks a domain rule; ``errors`` maps field names to messages."""
+
+    def __init__(self, errors: dict[str, list[str] | str]) -> None:
+        self.errors = {field: [msg] if isinstance(msg, str) else list(msg) for field, msg in errors.items()}
+        super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in self.errors.items()))
+
+
+class IllegalTransition(TaskHubError):
+    """A status change that the lifecycle does not allow."""
+
+    def __init__(self, what: str, current: str, target: str) -> None:
+        self.current, self.target = current, target
+        super().__init__(f"{what} cannot go from {current} to {target}")
+
+
+class ConflictError(TaskHubError):
+    """An operation does not fit the current state of a task (e.g. cancel a DONE task)."""
+
+    def __init__(self, message: str, *, current_status: str | None = None) -> None:
+        self.current_status = current_status
+        super().__init__(message)
+
+
+class HandlerError(TaskHubError):
+    """A task handler failed; transient unless ``permanent`` is set."""
+
+    permanent = False
+
+
+class PermanentHandlerError(HandlerError):
+    """A handler failure that retrying cannot heal (a 401, a missing project); skips retries."""
+
+    permanent = True
+
+
+class IntegrationError(HandlerError):
+    """A call to an external system failed; carries the system, operation and HTTP status."""
+
+    def __init__(
+        self,
+        system: str,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        permanent: bool | None = None,
+    ) -> None:
+        self.system, self.operation, self.status = system, operation, status
+        if permanent is None:
+            # 4xx other than 408/429 will not heal by retrying; 5xx, 429, timeouts may.
+            permanent = status is not None and 400 <= status < 500 and status not in (408, 429)
+        self.permanent = permanent
+        where = f"{system} {operation}" + (f" (HTTP {status})" if status else "")
+        super().__init__(f"{where}: {message}")

@@ -1,0 +1,242 @@
+"""Django settings, derived from the validated ``config.yaml`` (see taskhub.config)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from taskhub import config as taskhub_config
+from taskhub.logconfig import build_logging
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+TASKHUB = taskhub_config.load()
+
+
+def _path(value: str) -> Path:
+    """Resolve a configured path against the working directory, as the seed's relative paths mean."""
+    return Path(value).expanduser().resolve()
+
+
+STORAGE_DIR = _path(TASKHUB["storage"]["path"])
+REPORTS_DIR = _path(TASKHUB["storage"]["reports_path"])
+LOG_FILE = _path(TASKHUB["log"]["filename"]) if TASKHUB["log"]["filename"] else None
+for folder in (STORAGE_DIR, REPORTS_DIR, LOG_FILE.parent if LOG_FILE else None):
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """Return web.secret_key, or one generated once and kept (mode 600) under storage.path."""
+    if TASKHUB["web"]["secret_key"]:
+        return TASKHUB["web"]["secret_key"]
+    key_file = STORAGE_DIR / ".secret_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = TASKHUB["web"]["debug"]
+ALLOWED_HOSTS = TASKHUB["web"]["allowed_hosts"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "scheduling",
+    "integrations.jira",
+    "integrations.confluence",
+    "integrations.mattermost",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "taskhub.urls"
+WSGI_APPLICATION = "taskhub.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict[str, object]:
+    """Translate database.url into a Django DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path) or "db.sqlite3"
+        path = _path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {
+                # WAL lets readers run beside the one writer; IMMEDIATE makes every
+                # transaction take the write lock up front, so concurrent dispatchers
+                # serialise instead of failing with "database is locked" on upgrade.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+            # Tests run workers in other processes, so the test database must be a file.
+            "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
+        }
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "taskhub",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+DATABASES = {"default": _database(TASKHUB["database"]["url"])}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = TASKHUB["web"]["time_zone"]
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = STORAGE_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve admin and Swagger UI assets straight from the installed apps, so a fresh
+# clone needs no collectstatic step before `make run`.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGIN_URL = "admin:login"
+
+# --- HTTPS hardening: on when web.https says the site is served over TLS -----
+if TASKHUB["web"]["https"]:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS if host != "*"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Logging ------------------------------------------------------------------
+LOGGING = build_logging(TASKHUB["log"], LOG_FILE, secrets=TASKHUB.secret_values())
+
+# --- Celery -------------------------------------------------------------------
+CELERY_BROKER_URL = TASKHUB["broker"]["url"]
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = STORAGE_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+        # Kombu polls the folder once a second by default: too slow for work
+        # that should start within milliseconds of being queued.
+        "polling_interval": 0.02,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Redis: a message not acknowledged within this many seconds is redelivered;
+        # it must exceed the longest task timeout or long tasks run twice.
+        "visibility_timeout": TASKHUB["scheduler"]["max_timeout_seconds"] + 3600,
+        "queue_order_strategy": "priority",
+        "priority_steps": [0, 3, 6, 9],
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None  # the database's TaskResult rows are the results
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_PRIORITY = 5
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_BEAT_SCHEDULER = "scheduling.beat:TaskHubScheduler"
+# Beat wakes at least this often, so cron fires land within a second of their time.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 1
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+# --- REST framework -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"writes": "600/minute"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TaskHub API",
+    "DESCRIPTION": "Schedule, run and watch tasks around Jira and Confluence.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # request bodies over 1 MiB are refused

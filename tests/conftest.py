@@ -1,0 +1,206 @@
+"""Shared fixtures: task factory, and real Celery worker / beat processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from scheduling import services
+from scheduling.models import Task, TaskResult
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_task(db: None) -> Callable[..., Task]:
+    """Create a task through the service layer with sensible defaults."""
+
+    def make(name: str = "task", **fields: Any) -> Task:
+        data: dict[str, Any] = {"name": name, "tags": ["TEST_RECORD"], "parameters": {"label": name}}
+        data.update(fields)
+        return services.task_create(data=data, owner=fields.pop("owner", None))
+
+    return make
+
+
+@pytest.fixture
+def journal() -> Callable[[], list[str]]:
+    """Read the lines test handlers wrote (label, attempt, pid)."""
+    path = Path(settings.STORAGE_DIR) / "journal.log"
+    path.unlink(missing_ok=True)
+
+    def read() -> list[str]:
+        return path.read_text().splitlines() if path.exists() else []
+
+    return read
+
+
+def _database_url() -> str:
+    """The URL of the database this test run uses (the test database, not the configured one)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgresql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _clear_broker() -> None:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        queue = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        for item in queue.glob("*"):
+            item.unlink(missing_ok=True)
+    elif url.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+
+
+class Process:
+    """A Celery worker or beat started as a real subprocess, with its output in a file."""
+
+    def __init__(self, kind: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.kind, self.log = kind, log
+        self.handle = log.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "taskhub", kind, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited early:\n{self.output()[-4000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.kind} did not print {text!r} within {timeout}s:\n{self.output()[-4000:]}")
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.popen.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self.handle.close()
+
+
+@pytest.fixture
+def celery_env(transactional_db: None) -> dict[str, str]:
+    """Environment for worker and beat processes: the test database, the same broker and storage."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TASKHUB_DATABASE_URL"] = _database_url()
+    env["PYTHONUNBUFFERED"] = "1"
+    _clear_broker()
+    return env
+
+
+@pytest.fixture
+def start_worker(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start real Celery worker processes (prefork) on the configured broker."""
+    started: list[Process] = []
+
+    def start(name: str = "w1", concurrency: int = 2, env: dict[str, str] | None = None) -> Process:
+        process = Process(
+            "worker",
+            [
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--prefetch-multiplier",
+                "1",
+            ],
+            {**celery_env, **(env or {})},
+            tmp_path / f"{name}.log",
+        )
+        started.append(process)
+        process.wait_for("ready.")
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    _copy_logs(started, tmp_path)
+
+
+@pytest.fixture
+def start_beat(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start real beat processes running TaskHub's scheduler."""
+    started: list[Process] = []
+
+    def start(name: str = "beat") -> Process:
+        process = Process(
+            "beat",
+            ["--loglevel", "INFO", "--schedule", str(tmp_path / f"{name}-schedule"), "--pidfile", ""],
+            celery_env,
+            tmp_path / f"{name}.log",
+        )
+        started.append(process)
+        process.wait_for("beat: Starting")
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    _copy_logs(started, tmp_path)
+
+
+def _copy_logs(processes: list[Process], tmp_path: Path) -> None:
+    target = os.environ.get("TASKHUB_TEST_ARTIFACTS")
+    if target:
+        for process in processes:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            shutil.copy(process.log, Path(target) / f"{tmp_path.name}-{process.log.name}")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+
+
+def statuses(*tasks: Task) -> list[str]:
+    return [Task.objects.get(pk=t.pk).status for t in tasks]
+
+
+def attempts(task: Task) -> list[tuple[int, str]]:
+    return list(TaskResult.objects.filter(task=task).order_by("attempt", "created_at").values_list("attempt", "status"))

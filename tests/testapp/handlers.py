@@ -1,0 +1,60 @@
+"""Test-only handlers, registered in worker processes too (they load tests.settings)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from scheduling.handlers import HandlerContext, registry
+from taskhub.exceptions import PermanentHandlerError
+
+
+def _journal() -> Path:
+    return Path(settings.STORAGE_DIR) / "journal.log"
+
+
+def record(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Append "<label> <attempt> <pid>" to the journal, so tests can see order and counts."""
+    with _journal().open("a") as handle:
+        handle.write(f"{parameters.get('label', context.task_name)} {context.attempt} {os.getpid()}\n")
+    if parameters.get("sleep"):
+        time.sleep(parameters["sleep"])
+    return {"label": parameters.get("label"), "attempt": context.attempt}
+
+
+def flaky(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Fail the first ``failures`` attempts, then succeed."""
+    record(parameters, context)
+    if context.attempt <= parameters.get("failures", 1):
+        if parameters.get("permanent"):
+            raise PermanentHandlerError("credentials rejected (401)")
+        raise RuntimeError(f"boom on attempt {context.attempt}")
+    return {"ok": True, "attempt": context.attempt}
+
+
+def sleepy(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Sleep (optionally only on early attempts), reporting progress."""
+    record(parameters, context)
+    seconds = parameters.get("seconds", 1)
+    if context.attempt > parameters.get("sleep_attempts", 99):
+        seconds = 0
+    context.progress(10, "sleeping")
+    time.sleep(seconds)
+    context.progress(90, "woke up")
+    return {"slept": seconds}
+
+
+def noop(parameters: dict[str, Any], context: HandlerContext) -> None:
+    """Do nothing (for throughput measurements)."""
+    return None
+
+
+def register() -> None:
+    registry.register("TEST_RECORD", record, schema={"type": "object"})
+    registry.register("TEST_FLAKY", flaky, schema={"type": "object"})
+    registry.register("TEST_SLEEP", sleepy, schema={"type": "object"})
+    registry.register("NOOP", noop, schema={"type": "object"})
