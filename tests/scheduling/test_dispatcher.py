@@ -1,0 +1,164 @@
+"""The dispatcher's pick: priority, age, concurrency, dependencies, pause, instance limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from scheduling import dispatcher, executor, services
+from scheduling.models import AttemptStatus, TaskResult, TaskStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def picked_names(results: list[TaskResult]) -> list[str]:
+    return [r.task.name for r in results]
+
+
+def finish(task, status=AttemptStatus.DONE, error: str = "") -> None:
+    """Run the task's queued attempt to the given outcome, in-process."""
+    result = TaskResult.objects.get(task=task, status=AttemptStatus.QUEUED)
+    claimed = executor.claim(result.pk)
+    executor.complete(claimed, executor.Outcome(status, error=error))
+
+
+def test_high_priority_task_starts_first_then_oldest_within_priority(make_task, scheduler_conf):
+    scheduler_conf(concurrency=1)
+    with time_machine.travel(timezone.now() - timedelta(minutes=5), tick=False) as clock:
+        make_task("low-old", priority="LOW")
+        clock.shift(1)
+        make_task("medium-old", priority="MEDIUM")
+        clock.shift(1)
+        make_task("high-new", priority="HIGH")
+        clock.shift(1)
+        make_task("medium-new", priority="MEDIUM")
+    order = []
+    for _ in range(4):
+        (result,) = dispatcher.dispatch()
+        order.append(result.task.name)
+        finish(result.task)
+    assert order == ["high-new", "medium-old", "medium-new", "low-old"]
+
+
+def test_concurrency_caps_attempts_in_flight(make_task, scheduler_conf):
+    scheduler_conf(concurrency=3)
+    tasks = [make_task(f"t{i}") for i in range(5)]
+    assert len(dispatcher.dispatch()) == 3
+    assert dispatcher.dispatch() == []  # still three in flight
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 3
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    assert len(dispatcher.dispatch()) == 1
+    assert sorted(services.Task.objects.values_list("status", flat=True)) == sorted(
+        ["DONE", "QUEUED", "QUEUED", "QUEUED", "PENDING"]
+    )
+    assert len(tasks) == 5
+
+
+def test_dependent_waits_until_every_dependency_is_done(make_task):
+    a = make_task("a")
+    b = make_task("b")
+    c = make_task("c", dependencies=[a.pk, b.pk])
+    assert sorted(picked_names(dispatcher.dispatch())) == ["a", "b"]
+    assert [t.name for t in services.waiting_on(c)] == ["a", "b"]
+    finish(a)
+    assert dispatcher.dispatch() == []
+    finish(b)
+    assert picked_names(dispatcher.dispatch()) == ["c"]
+
+
+def test_failed_dependency_fails_dependents_naming_it(make_task):
+    a = make_task("extract")
+    b = make_task("report", dependencies=[a.pk])
+    c = make_task("notify", dependencies=[b.pk])
+    dispatcher.dispatch()
+    finish(a, AttemptStatus.FAILED, error="RuntimeError: boom")
+    b.refresh_from_db()
+    c.refresh_from_db()
+    assert b.status == TaskStatus.FAILED
+    assert "'extract'" in b.status_reason
+    assert c.status == TaskStatus.FAILED
+    assert "'report'" in c.status_reason
+    assert dispatcher.dispatch() == []
+
+
+def test_task_created_after_its_dependency_failed_fails_at_once(make_task):
+    a = make_task("a")
+    dispatcher.dispatch()
+    finish(a, AttemptStatus.FAILED)
+    b = make_task("b", dependencies=[a.pk])
+    b.refresh_from_db()
+    assert b.status == TaskStatus.FAILED
+    assert "dependency 'a' is FAILED" in b.status_reason
+
+
+def test_diamond_runs_each_task_once(make_task):
+    top = make_task("top")
+    left = make_task("left", dependencies=[top.pk])
+    right = make_task("right", dependencies=[top.pk])
+    bottom = make_task("bottom", dependencies=[left.pk, right.pk])
+    started = []
+    while picked := dispatcher.dispatch():
+        for result in picked:
+            started.append(result.task.name)
+            finish(result.task)
+    assert started[0] == "top" and started[-1] == "bottom"
+    assert sorted(started) == ["bottom", "left", "right", "top"]
+    assert TaskResult.objects.filter(task=bottom).count() == 1
+
+
+def test_paused_task_does_not_start_until_resumed(make_task):
+    task = make_task("paused")
+    services.task_pause(task=task)
+    assert dispatcher.dispatch() == []
+    services.task_resume(task=task)
+    assert picked_names(dispatcher.dispatch()) == ["paused"]
+
+
+def test_retry_waits_for_its_time(make_task):
+    task = make_task("later")
+    TaskResult.objects.filter(task=task).update(
+        status=AttemptStatus.RETRY, available_at=timezone.now() + timedelta(seconds=30)
+    )
+    assert dispatcher.dispatch() == []
+    with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+        assert picked_names(dispatcher.dispatch()) == ["later"]
+
+
+def test_priority_aging_lets_old_low_work_overtake_new_high_work(make_task, scheduler_conf):
+    scheduler_conf(concurrency=1, priority_aging_seconds=60)
+    now = timezone.now()
+    with time_machine.travel(now - timedelta(seconds=150), tick=False):
+        make_task("starving-low", priority="LOW")
+    with time_machine.travel(now - timedelta(seconds=5), tick=False):
+        make_task("fresh-high", priority="HIGH")
+    # LOW waited 2.5 intervals: lifted two levels to HIGH, and it is older.
+    assert picked_names(dispatcher.dispatch(now)) == ["starving-low"]
+
+
+def test_without_aging_high_work_always_wins(make_task, scheduler_conf):
+    scheduler_conf(concurrency=1, priority_aging_seconds=0)
+    now = timezone.now()
+    with time_machine.travel(now - timedelta(hours=5), tick=False):
+        make_task("old-low", priority="LOW")
+    make_task("new-high", priority="HIGH")
+    assert picked_names(dispatcher.dispatch()) == ["new-high"]
+
+
+def test_max_instances_limits_runs_of_one_task_in_flight(make_task, scheduler_conf):
+    scheduler_conf(concurrency=10, max_instances=2)
+    task = make_task("busy")
+    for _ in range(3):
+        TaskResult.objects.create(task=task, status=AttemptStatus.PENDING, priority=task.priority)
+    assert len(dispatcher.dispatch()) == 2
+    assert TaskResult.objects.filter(task=task, status=AttemptStatus.PENDING).count() == 2
+
+
+def test_queued_attempt_gets_a_celery_id_and_status_follows(make_task):
+    task = make_task("x")
+    (result,) = dispatcher.dispatch()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.QUEUED
+    assert result.celery_task_id and result.queued_at is not None

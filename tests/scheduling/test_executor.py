@@ -1,0 +1,196 @@
+"""The executor in-process: claims, outcomes, retry policy, fencing, zombies; and task operations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from scheduling import dispatcher, executor, lifecycle, services
+from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
+from taskhub.exceptions import ConflictError, IllegalTransition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def policy() -> RetryPolicy:
+    return RetryPolicy.objects.create(name="fast", max_retries=2, retry_delay=10, backoff_factor=3, max_delay=25)
+
+
+def run_next() -> str:
+    (result,) = dispatcher.dispatch()
+    return executor.run_attempt(result.pk)
+
+
+def test_retries_follow_the_policy_then_fail(make_task, policy, journal):
+    task = make_task("flaky", tags=["TEST_FLAKY"], parameters={"failures": 5}, retry_policy=policy.pk)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        assert run_next() == AttemptStatus.FAILED
+        retry = TaskResult.objects.get(task=task, attempt=2)
+        assert retry.status == AttemptStatus.RETRY
+        assert retry.available_at == start + timedelta(seconds=10)  # retry_delay
+        task.refresh_from_db()
+        assert task.status == TaskStatus.RETRY and task.next_attempt_at == retry.available_at
+        assert dispatcher.dispatch() == []  # not due yet
+        clock.shift(10)
+        assert run_next() == AttemptStatus.FAILED
+        third = TaskResult.objects.get(task=task, attempt=3)
+        assert third.available_at == start + timedelta(seconds=10 + 25)  # 10 * 3 capped at max_delay 25
+        clock.shift(25)
+        assert run_next() == AttemptStatus.FAILED
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert "boom on attempt 3" in task.status_reason
+    assert TaskResult.objects.filter(task=task).count() == 3
+    assert len(journal()) == 3
+
+
+def test_success_after_retry_marks_task_done(make_task, policy):
+    task = make_task("heals", tags=["TEST_FLAKY"], parameters={"failures": 1}, retry_policy=policy.pk)
+    assert run_next() == AttemptStatus.FAILED
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        assert run_next() == AttemptStatus.DONE
+    task.refresh_from_db()
+    assert task.status == TaskStatus.DONE and task.attempt == 2
+    done = TaskResult.objects.get(task=task, attempt=2)
+    assert done.result == {"ok": True, "attempt": 2} and done.progress == 100
+
+
+def test_permanent_error_skips_retries(make_task, policy):
+    task = make_task("401", tags=["TEST_FLAKY"], parameters={"failures": 9, "permanent": True}, retry_policy=policy.pk)
+    assert run_next() == AttemptStatus.FAILED
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert TaskResult.objects.filter(task=task).count() == 1
+    assert "credentials rejected (401)" in TaskResult.objects.get(task=task).error_message
+
+
+def test_error_and_traceback_are_recorded(make_task):
+    task = make_task("boom", tags=["TEST_FLAKY"], parameters={"failures": 1})
+    run_next()
+    result = TaskResult.objects.get(task=task)
+    assert result.error_message == "RuntimeError: boom on attempt 1"
+    assert "Traceback" in result.traceback and "flaky" in result.traceback
+    assert result.finished_at is not None and result.duration is not None
+
+
+def test_timeout_not_retried_when_policy_says_so(make_task):
+    policy = RetryPolicy.objects.create(name="no-timeout-retry", max_retries=3, retry_delay=0, retry_on_timeout=False)
+    task = make_task("slow", retry_policy=policy.pk)
+    result = dispatcher.dispatch()[0]
+    claimed = executor.claim(result.pk)
+    executor.complete(claimed, executor.Outcome(AttemptStatus.TIMEOUT, error="timed out"))
+    task.refresh_from_db()
+    assert TaskResult.objects.get(task=task).status == AttemptStatus.TIMEOUT
+    assert task.status == TaskStatus.FAILED
+
+
+def test_timeout_is_retried_by_default(make_task, policy):
+    task = make_task("slow", retry_policy=policy.pk)
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    executor.complete(claimed, executor.Outcome(AttemptStatus.TIMEOUT, error="timed out"))
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RETRY
+    assert list(TaskResult.objects.filter(task=task).order_by("attempt").values_list("status", flat=True)) == [
+        AttemptStatus.TIMEOUT,
+        AttemptStatus.RETRY,
+    ]
+
+
+def test_duplicate_delivery_is_ignored(make_task, journal):
+    make_task("once")
+    (result,) = dispatcher.dispatch()
+    assert executor.run_attempt(result.pk) == AttemptStatus.DONE
+    assert executor.run_attempt(result.pk) == "ignored"
+    assert len(journal()) == 1
+
+
+def test_completion_from_a_worker_that_lost_its_claim_is_refused(make_task, policy):
+    task = make_task("fenced", retry_policy=policy.pk)
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    # The sweep decides the worker is gone and takes the attempt back...
+    assert executor.reclaim(claimed.pk, reason="worker vanished")
+    # ...so the late worker's DONE must not overwrite that outcome.
+    assert executor.complete(claimed, executor.Outcome(AttemptStatus.DONE, result={"late": True})) is False
+    first = TaskResult.objects.get(task=task, attempt=1)
+    assert first.status == AttemptStatus.TIMEOUT and first.result is None
+    assert TaskResult.objects.get(task=task, attempt=2).status == AttemptStatus.RETRY
+
+
+def test_sweep_reclaims_running_attempt_past_its_deadline(make_task, policy):
+    task = make_task("zombie", retry_policy=policy.pk, timeout_seconds=5)
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    assert dispatcher.sweep()["reclaimed"] == 0
+    with time_machine.travel(claimed.deadline + timedelta(seconds=1)):
+        assert dispatcher.sweep()["reclaimed"] == 1
+    assert TaskResult.objects.get(task=task, attempt=1).status == AttemptStatus.TIMEOUT
+    assert "stopped answering" in TaskResult.objects.get(task=task, attempt=1).error_message
+
+
+def test_sweep_resends_queued_work_nobody_took(make_task, scheduler_conf):
+    scheduler_conf(requeue_after_seconds=60)
+    make_task("lost")
+    (result,) = dispatcher.dispatch()
+    assert dispatcher.sweep()["resent"] == 0
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        assert dispatcher.sweep()["resent"] == 1
+        assert dispatcher.sweep()["resent"] == 0  # once per interval, not every sweep
+    assert TaskResult.objects.get(pk=result.pk).status == AttemptStatus.QUEUED
+
+
+def test_progress_is_recorded_on_the_running_attempt(make_task):
+    task = make_task("progress")
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    report = executor._progress_callback(claimed)
+    report(42.7, "page 3 of 7")
+    row = TaskResult.objects.get(task=task)
+    assert (row.progress, row.progress_message) == (42, "page 3 of 7")
+
+
+def test_illegal_transition_raises():
+    row = TaskResult(status=AttemptStatus.DONE)
+    with pytest.raises(IllegalTransition, match="attempt cannot go from DONE to RUNNING"):
+        lifecycle.move(row, AttemptStatus.RUNNING)
+
+
+def test_cancel_pending_and_refuse_cancel_of_done(make_task):
+    task = make_task("c")
+    assert services.task_cancel(task=task) == 1
+    task.refresh_from_db()
+    assert task.status == TaskStatus.CANCELLED
+    with pytest.raises(ConflictError, match="nothing to cancel: it is CANCELLED"):
+        services.task_cancel(task=task)
+
+
+def test_run_now_and_retry(make_task):
+    task = make_task("again", tags=["TEST_FLAKY"], parameters={"failures": 1})
+    run_next()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    services.task_retry(task=task)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PENDING
+    with pytest.raises(ConflictError, match="already has a run waiting"):
+        services.task_run_now(task=task)
+    with pytest.raises(ConflictError, match="only a FAILED"):
+        services.task_retry(task=task)
+
+
+def test_delete_refused_while_others_depend_on_it(make_task):
+    base = make_task("base")
+    make_task("child", dependencies=[base.pk])
+    with pytest.raises(ConflictError, match="tasks depend on it: child"):
+        services.task_delete(task=base)
+
+
+def test_cancel_fails_dependents(make_task):
+    base = make_task("base")
+    child = make_task("child", dependencies=[base.pk])
+    services.task_cancel(task=base)
+    child.refresh_from_db()
+    assert child.status == TaskStatus.FAILED
+    assert "dependency 'base' was cancelled" in child.status_reason
