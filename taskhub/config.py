@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import re
 import zoneinfo
@@ -65,7 +66,10 @@ def _number(minimum: float, *, strict: bool = False) -> Callable[[Any], float]:
                 value = float(value)
             except ValueError:
                 raise ValueError(f"expected {label}") from None
-        if not isinstance(value, int | float) or value < minimum or (strict and value == minimum):
+        # NaN compares false with everything, so it would slip through the bound check.
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"expected {label}")
+        if value < minimum or (strict and value == minimum):
             raise ValueError(f"expected {label}")
         return float(value)
 
@@ -271,23 +275,38 @@ def _env_name(*path: str) -> str:
 
 
 def _show(value: Any, secret: bool) -> str:
-    return HIDDEN if secret else repr(value)
+    """Render a bad value for an error message; secrets, and passwords inside URLs, are hidden."""
+    if secret:
+        return HIDDEN
+    if isinstance(value, str) and "@" in value:
+        # A URL such as https://user:password@host must not echo its password.
+        value = re.sub(r"(://[^/:@\s]*:)[^/@\s]*@", rf"\1{HIDDEN}@", value)
+    return repr(value)
+
+
+def _has_secret(schema: Mapping[str, Any]) -> bool:
+    return any(_has_secret(spec) if isinstance(spec, dict) else spec.secret for spec in schema.values())
 
 
 def _validate_section(
     raw: Mapping[str, Any], schema: Mapping[str, Any], path: tuple[str, ...], env: Mapping[str, str]
 ) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {raw!r}")
-    unknown = sorted(set(raw) - set(schema))
+        # A section holding secrets may be a mistyped secret itself: name the type, not the value.
+        shown = f"a {type(raw).__name__}" if _has_secret(schema) else repr(raw)
+        raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {shown}")
+    unknown = sorted(set(raw) - set(schema), key=str)
     if unknown:
         dotted = ".".join((*path, str(unknown[0])))
-        raise ConfigError(f"{dotted}: unknown key (known keys of {'.'.join(path)}: {', '.join(schema)})")
+        known = f"known keys of {'.'.join(path)}" if path else "known sections"
+        raise ConfigError(f"{dotted}: unknown key ({known}: {', '.join(schema)})")
     clean: dict[str, Any] = {}
     for name, spec in schema.items():
         here = (*path, name)
         if isinstance(spec, dict):
-            clean[name] = _validate_section(raw.get(name) or {}, spec, here, env)
+            # An empty section (`scheduler:` with nothing under it) is YAML null: the defaults apply.
+            section = raw.get(name)
+            clean[name] = _validate_section({} if section is None else section, spec, here, env)
             continue
         value, source = raw.get(name, spec.default), ".".join(here)
         env_value = env.get(_env_name(*here))
@@ -302,14 +321,16 @@ def _validate_section(
 
 def _validate_jira_environments(jira: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Return every Jira environment by name; the seed's single ``jira.url`` form is one of them."""
-    raw = jira["environments"] or {}
+    raw = {} if jira["environments"] is None else jira["environments"]
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"jira.environments: expected a mapping of name -> settings, got {raw!r}")
+        # Environments carry passwords: name the type, never the value.
+        raise ConfigError(f"jira.environments: expected a mapping of name -> settings, got a {type(raw).__name__}")
     environments: dict[str, dict[str, Any]] = {}
     for name, settings in raw.items():
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise ConfigError(f"jira.environments: expected names of letters, digits, '.', '_' or '-', got {name!r}")
-        environments[name] = _validate_section(settings or {}, JIRA_ENV_KEYS, ("jira", "environments", name), env)
+        settings = {} if settings is None else settings
+        environments[name] = _validate_section(settings, JIRA_ENV_KEYS, ("jira", "environments", name), env)
     if jira["url"]:
         host = urlsplit(jira["url"]).hostname or "default"
         single = {key: jira[key] for key in JIRA_ENV_KEYS}
