@@ -1,0 +1,189 @@
+"""Start-up: a bad config.yaml stops manage.py, the worker and beat with one line; logs never carry secrets."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "pl4nted-S3CRET-startup-91b2e"
+CONCURRENCY_FIVE = "TaskHub configuration error: scheduler.concurrency: expected a positive integer, got 'five'\n"
+
+
+def clean_env(tmp_path: Path, config_text: str | None = None, **overrides: str) -> dict[str, str]:
+    """Return an environment for a TaskHub subprocess that writes only under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_") and k != "DJANGO_SETTINGS_MODULE"}
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text if config_text is not None else "")
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "taskhub.settings",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "TASKHUB_CONFIG": str(config),
+            "TASKHUB_STORAGE_PATH": str(tmp_path / "storage"),
+            "TASKHUB_STORAGE_REPORTS_PATH": str(tmp_path / "reports"),
+            "TASKHUB_LOG_FILENAME": str(tmp_path / "logs" / "app.log"),
+            "TASKHUB_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+            **overrides,
+        }
+    )
+    return env
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run a TaskHub command (``manage.py ...`` or ``celery ...``) with this interpreter."""
+    if args[0] == "manage.py":
+        command = [sys.executable, str(ROOT / "manage.py"), *args[1:]]
+    else:
+        command = [sys.executable, "-m", *args]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+ENTRY_POINTS = [
+    pytest.param(["manage.py", "check"], id="manage.py check"),
+    pytest.param(["manage.py", "migrate"], id="manage.py migrate"),
+    pytest.param(["celery", "-A", "taskhub", "worker", "--loglevel", "INFO"], id="celery worker"),
+    pytest.param(["celery", "-A", "taskhub", "beat", "--loglevel", "INFO"], id="celery beat"),
+]
+
+
+@pytest.mark.parametrize("args", ENTRY_POINTS)
+def test_bad_value_stops_entry_point_with_one_line(args: list[str], tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "scheduler: {concurrency: five}\n")
+    done = run(args, env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == CONCURRENCY_FIVE
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args", ENTRY_POINTS[:1] + ENTRY_POINTS[2:3])
+def test_bad_env_override_stops_start_up_naming_the_variable(args: list[str], tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "", TASKHUB_SCHEDULER_CONCURRENCY="five")
+    done = run(args, env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "TaskHub configuration error: scheduler.concurrency (from TASKHUB_SCHEDULER_CONCURRENCY): "
+        "expected a positive integer, got 'five'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("scheduler:\n  concurency: 3\n", "scheduler.concurency: unknown key (known keys of scheduler: "),
+        ("scheduler:\n  concurrency: 5\n    poll_interval: 3\n", "line 3, column 18 is not valid YAML"),
+        ("log:\n  level: LOUD\n", "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
+    ],
+)
+def test_other_config_errors_stop_manage_py_with_one_line(text: str, line: str, tmp_path: Path) -> None:
+    done = run(["manage.py", "check"], clean_env(tmp_path, text), tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("TaskHub configuration error: ")
+    assert line in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_secret_in_a_bad_value_is_not_printed_at_start_up(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "", TASKHUB_DATABASE_URL=f"mysql://taskhub:{SECRET}@db/taskhub")
+    done = run(["manage.py", "check"], env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("TaskHub configuration error: database.url (from TASKHUB_DATABASE_URL): expected")
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_good_config_passes_check_and_writes_nothing_outside_its_folders(tmp_path: Path) -> None:
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = clean_env(tmp_path, "scheduler: {concurrency: 3}\n")
+    done = run(["manage.py", "check"], env, work)
+    assert done.returncode == 0, done.stderr
+    assert "System check identified no issues" in done.stdout
+    assert list(work.iterdir()) == []
+
+
+def test_check_config_reports_the_file_in_use(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "scheduler: {concurrency: 3}\n", TASKHUB_JIRA_PASSWORD=SECRET)
+    done = run(["manage.py", "check_config"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"configuration OK: {tmp_path / 'config.yaml'}" in done.stdout
+    assert "jira environments: jira.example.com, default" in done.stdout
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_logs_on_console_and_in_the_file_hide_secrets(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "log:\n  format: 'LINE %(levelname)s %(name)s %(message)s'\n")
+    env["TASKHUB_JIRA_PASSWORD"] = SECRET
+    code = (
+        "import logging; log = logging.getLogger('taskhub.probe');"
+        f"log.warning('jira password is %s', {SECRET!r});"
+        "log.debug('debug lines are below the INFO level')"
+    )
+    done = run(["manage.py", "shell", "-c", code], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    log_file = (tmp_path / "logs" / "app.log").read_text()
+    for output in (done.stderr, log_file):
+        assert "LINE WARNING taskhub.probe jira password is <hidden>" in output
+        assert SECRET not in output
+        assert "debug lines" not in output
+
+
+def test_log_file_rotates_at_max_bytes(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, "log:\n  max_bytes: 2000\n  backup_count: 2\n  level: INFO\n")
+    code = "import logging\nfor i in range(200): logging.getLogger('taskhub.probe').info('line %03d ' + 'x' * 40, i)"
+    done = run(["manage.py", "shell", "-c", code], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert files == ["app.log", "app.log.1", "app.log.2"]
+    assert all((tmp_path / "logs" / name).stat().st_size <= 2000 for name in files)
+
+
+# --- the first admin account ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_ensure_admin_generates_a_password_shown_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DJANGO_SUPERUSER_USERNAME", raising=False)
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    first, second = io.StringIO(), io.StringIO()
+    call_command("ensure_admin", stdout=first)
+    call_command("ensure_admin", stdout=second)
+    user = get_user_model().objects.get(is_superuser=True)
+    assert user.username == "admin"
+    password = first.getvalue().split("with password: ")[1].split()[0]
+    assert len(password) >= 12
+    assert user.check_password(password)
+    assert second.getvalue() == ""
+    assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_ensure_admin_takes_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "ops")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "correct-horse-battery")
+    out = io.StringIO()
+    call_command("ensure_admin", stdout=out)
+    user = get_user_model().objects.get(username="ops")
+    assert user.is_superuser and user.is_staff
+    assert user.check_password("correct-horse-battery")
+    assert "correct-horse-battery" not in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_two_installs_do_not_share_a_generated_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    passwords = []
+    for _ in range(2):
+        out = io.StringIO()
+        get_user_model().objects.all().delete()
+        call_command("ensure_admin", stdout=out)
+        passwords.append(out.getvalue().split("with password: ")[1].split()[0])
+    assert passwords[0] != passwords[1]
