@@ -10,6 +10,7 @@ and then placed on the real time line:
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ FIELDS = (
     ("day-of-week", "0-6 or SUN-SAT"),
 )
 
+RANDOM = re.compile(r"(?<![A-Za-z])[Rr](?![A-Za-z])")
+
 
 class CronError(ValueError):
     """A cron expression that cannot be used; the message says which field and why."""
@@ -41,6 +44,10 @@ def validate(expr: str) -> str:
         probe = ["*"] * 5
         probe[index] = fields[index]
         try:
+            # croniter reads "R" as a random value, drawn anew on every computation, so the
+            # next fire time would change each time it is asked for: not cron, refused.
+            if RANDOM.search(fields[index]):
+                raise ValueError("random values are not supported")
             croniter(" ".join(probe))
         except (CroniterBadCronError, ValueError, KeyError):
             raise CronError(
