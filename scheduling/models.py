@@ -232,6 +232,7 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["priority", "created_at"]
+        permissions = [("view_all_tasks", "Can view every user's tasks (not only their own)")]
         indexes = [
             models.Index(fields=["status", "priority", "created_at"], name="task_status_prio_idx"),
             # The beat tick: enabled SCHEDULED tasks whose next_fire_at has come.
