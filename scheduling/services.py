@@ -67,8 +67,7 @@ def _retry_policy(value: Any) -> RetryPolicy | None:
     if value is None or isinstance(value, RetryPolicy):
         return value
     if isinstance(value, dict):
-        policy = RetryPolicy(name=value.get("name") or "", **{k: v for k, v in value.items() if k != "name"})
-        return policy
+        return validation.validate_retry_policy(value)
     try:
         return RetryPolicy.objects.get(pk=value)
     except (RetryPolicy.DoesNotExist, ValueError, TypeError):
@@ -171,7 +170,7 @@ def task_create(*, data: dict[str, Any], owner: Any = None) -> Task:
     with transaction.atomic():
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
-            policy.name = policy.name or f"policy for {clean['name']}"[:100]
+            policy.name = policy.name or validation.free_policy_name(f"policy for {clean['name']}")
             policy.full_clean()
             policy.save()
         task = Task(
@@ -228,7 +227,7 @@ def task_update(*, task: Task, data: dict[str, Any]) -> Task:
         task.enabled = merged.get("enabled", True)
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
-            policy.name = policy.name or f"policy for {task.name}"[:100]
+            policy.name = policy.name or validation.free_policy_name(f"policy for {task.name}")
             policy.full_clean()
             policy.save()
         task.retry_policy = policy

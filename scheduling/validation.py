@@ -7,10 +7,11 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 
 from scheduling import cron
 from scheduling.handlers import registry
-from scheduling.models import Task, TaskType
+from scheduling.models import RetryPolicy, Task, TaskType
 from taskhub.exceptions import ValidationError
 
 MAX_DEPENDENCIES = 100
@@ -120,3 +121,45 @@ def clean_tags(tags: Any) -> list[str]:
     if bad:
         raise ValidationError({"tags": "each tag must be 1-64 printable characters"})
     return list(dict.fromkeys(cleaned))
+
+
+RETRY_POLICY_FIELDS = (
+    "name",
+    "max_retries",
+    "retry_delay",
+    "backoff_factor",
+    "max_delay",
+    "jitter",
+    "retry_on_timeout",
+)
+
+
+def validate_retry_policy(values: dict[str, Any]) -> RetryPolicy:
+    """Return an unsaved RetryPolicy from a dict of its fields; refuse unknown fields and out-of-range values."""
+    unknown = sorted(str(key) for key in values if key not in RETRY_POLICY_FIELDS)
+    if unknown:
+        raise ValidationError(
+            {"retry_policy": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(RETRY_POLICY_FIELDS)}"}
+        )
+    policy = RetryPolicy(**values)
+    try:
+        # The name is filled in by the service when empty; uniqueness is checked below with a clearer message.
+        policy.full_clean(exclude=["name"], validate_unique=False)
+    except DjangoValidationError as exc:
+        raise ValidationError(
+            {"retry_policy": [f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]}
+        ) from None
+    if policy.name and RetryPolicy.objects.filter(name=policy.name).exists():
+        raise ValidationError(
+            {"retry_policy": f"a retry policy named {policy.name!r} exists; pass its id to share it, or another name"}
+        )
+    return policy
+
+
+def free_policy_name(base: str) -> str:
+    """Return ``base`` (cut to fit), or it with a number, so that no retry policy has that name yet."""
+    base = base[:90]
+    name, number = base, 2
+    while RetryPolicy.objects.filter(name=name).exists():
+        name, number = f"{base} ({number})", number + 1
+    return name
