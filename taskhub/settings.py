@@ -176,12 +176,14 @@ LOGGING = build_logging(TASKHUB["log"], LOG_FILE, secrets=TASKHUB.secret_values(
 CELERY_BROKER_URL = TASKHUB["broker"]["url"]
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = STORAGE_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables; kombu's default is ./control, which litters the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         # Kombu polls the folder once a second by default: too slow for work
         # that should start within milliseconds of being queued.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,25 @@ def test_two_installs_do_not_share_a_generated_password(monkeypatch: pytest.Monk
         call_command("ensure_admin", stdout=out)
         passwords.append(out.getvalue().split("with password: ")[1].split()[0])
     assert passwords[0] != passwords[1]
+
+
+def test_worker_keeps_broker_files_under_storage_path(tmp_path: Path) -> None:
+    """The filesystem broker's folders (queue, control) live under storage.path, not the working directory."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = clean_env(tmp_path, "")
+    command = [sys.executable, "-m", "celery", "-A", "taskhub", "worker", "--pool", "solo", "--without-mingle"]
+    command += ["--without-gossip", "--loglevel", "INFO"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "ready." not in log.read_text() and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "ready." in log.read_text(), log.read_text()[-3000:]
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+    assert list(work.iterdir()) == []
+    assert (tmp_path / "storage" / "broker" / "control").is_dir()
