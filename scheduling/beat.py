@@ -19,7 +19,8 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from scheduling import firing
+from scheduling import dispatcher, firing
+from scheduling.models import AttemptStatus, TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,18 @@ class TaskHubScheduler(DatabaseScheduler):
         interval = super().tick(*args, **kwargs)
         try:
             firing.fire_due()
+            if self._retry_due():
+                dispatcher.wake()
             return min(interval, self._until_next_fire())
         except Exception:
             logger.exception("firing scheduled tasks failed; retrying on the next tick")
             close_old_connections()
             return self.fire_resolution
+
+    @staticmethod
+    def _retry_due() -> bool:
+        """Whether a RETRY attempt's backoff has elapsed (the partial pick index keeps this cheap)."""
+        return TaskResult.objects.filter(status=AttemptStatus.RETRY, available_at__lte=timezone.now()).exists()
 
     def _until_next_fire(self) -> float:
         upcoming = firing.due_tasks(timezone.now() + timedelta(seconds=self.fire_resolution)).aggregate(
