@@ -1,8 +1,33 @@
-"""REST API routes (filled in by the API issue); the root redirects to the admin."""
+"""REST API routes and docs; every API route answers with and without a trailing slash. / redirects to the admin."""
 
-from django.urls import path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from scheduling.api import views
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """A router whose routes match with or without the trailing slash (no redirect, so POST bodies survive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("tasks", views.TaskViewSet, basename="task")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    *router.urls,
+    re_path(r"^task_history/?$", views.TaskHistoryView.as_view(), name="task-history"),
+    re_path(r"^handlers/?$", views.HandlerListView.as_view(), name="handlers"),
+    re_path(r"^health/?$", views.HealthView.as_view(), name="health"),
+    re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Log in and out of the browsable API.
+    path("api-auth/", include("rest_framework.urls")),
 ]

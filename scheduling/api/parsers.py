@@ -1,0 +1,37 @@
+"""A JSON parser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE, which DRF's own parser does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.parsers import JSONParser
+
+from taskhub.api import PayloadTooLarge
+
+
+class _LimitedStream:
+    """Wrap a request stream so reading more than ``limit`` bytes raises PayloadTooLarge."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream, self.limit = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(self.limit + 1)
+        if len(data) > self.limit:
+            raise PayloadTooLarge()
+        return data
+
+
+class LimitedJSONParser(JSONParser):
+    """Parse JSON bodies, refusing (413) one larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is None:
+            return super().parse(stream, media_type, parser_context)
+        request = (parser_context or {}).get("request")
+        length = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if length and str(length).isdigit() and int(length) > limit:
+            raise PayloadTooLarge()
+        return super().parse(_LimitedStream(stream, limit), media_type, parser_context)

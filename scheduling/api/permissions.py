@@ -1,0 +1,70 @@
+"""Who may do what: Django model permissions on Task, and which tasks a user sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import UserRateThrottle
+
+from scheduling.models import Task, TaskResult
+
+VIEW_ALL = "scheduling.view_all_tasks"
+
+# The Task permission each API action needs; actions change a task's state, so they need "change".
+ACTION_PERMISSION = {
+    "list": "view",
+    "retrieve": "view",
+    "by_status": "view",
+    "results": "view",
+    "create": "add",
+    "update": "change",
+    "partial_update": "change",
+    "destroy": "delete",
+    "run": "change",
+    "cancel": "change",
+    "retry": "change",
+    "pause": "change",
+    "resume": "change",
+}
+
+
+class TaskPermission(BasePermission):
+    """Require the Django model permission (view/add/change/delete on Task) the action needs."""
+
+    message = "You do not have permission to perform this action."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        action = getattr(view, "action", None)
+        kind = ACTION_PERMISSION.get(action or "", "view" if request.method in SAFE_METHODS else "change")
+        if user.has_perm(f"scheduling.{kind}_task"):
+            return True
+        self.message = f"You need the permission scheduling.{kind}_task for this."
+        return False
+
+
+def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
+    """Return the tasks ``user`` may see: all with view_all_tasks, else their own."""
+    queryset = Task.objects.all() if queryset is None else queryset
+    return queryset if user.has_perm(VIEW_ALL) else queryset.filter(owner=user)
+
+
+def visible_results(user: Any, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
+    """Return the attempts of the tasks ``user`` may see."""
+    return queryset if user.has_perm(VIEW_ALL) else queryset.filter(task__owner=user)
+
+
+class WriteRateThrottle(UserRateThrottle):
+    """Throttle writes (POST, PUT, PATCH, DELETE) per user at the "writes" rate; reads are free."""
+
+    scope = "writes"
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)

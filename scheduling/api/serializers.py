@@ -1,0 +1,372 @@
+"""API representations of tasks, retry policies, attempts and handlers.
+
+Reading uses TaskSerializer; writing uses TaskWriteSerializer, which only checks the
+shape of the JSON (types, enums, read-only fields) and hands a plain dict to
+scheduling.services, where every business rule lives.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from scheduling import cron
+from scheduling.models import (
+    AttemptStatus,
+    OverlapPolicy,
+    Priority,
+    RetryPolicy,
+    Task,
+    TaskResult,
+    TaskStatus,
+    TaskType,
+)
+
+PRIORITY_NAMES = list(Priority.names)
+
+
+def choice(values: list[str], **kwargs: Any) -> serializers.ChoiceField:
+    """Return a ChoiceField whose error lists the valid values."""
+    return serializers.ChoiceField(
+        choices=values,
+        error_messages={"invalid_choice": f'"{{input}}" is not valid; expected one of {", ".join(values)}.'},
+        **kwargs,
+    )
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that refuses NaN and infinities (which compare as 'in range' with every bound)."""
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("must be a finite number.")
+        return value
+
+
+POLICY_FIELDS = ("max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout")
+
+
+class RetryPolicySerializer(serializers.ModelSerializer):
+    """A retry policy as the API shows it."""
+
+    class Meta:
+        model = RetryPolicy
+        fields = ["id", "name", *POLICY_FIELDS]
+
+
+class RetryPolicyInputSerializer(serializers.Serializer):
+    """A retry policy on write: ``id`` reuses a stored policy; without it a new one is created."""
+
+    id = serializers.IntegerField(required=False, help_text="Reuse this stored policy (other fields must match it).")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    max_retries = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+    retry_delay = FiniteFloatField(required=False, min_value=0, max_value=7 * 86400, help_text="Seconds.")
+    backoff_factor = FiniteFloatField(required=False, min_value=1, max_value=100)
+    max_delay = FiniteFloatField(required=False, min_value=0, max_value=30 * 86400, help_text="Seconds.")
+    jitter = serializers.BooleanField(required=False)
+    retry_on_timeout = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown field; expected {', '.join(self.fields)}"] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class LastResultSerializer(serializers.ModelSerializer):
+    """The latest attempt of a task, in brief."""
+
+    class Meta:
+        model = TaskResult
+        fields = [
+            "id",
+            "attempt",
+            "status",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration",
+            "progress",
+            "progress_message",
+            "error_message",
+            "result",
+        ]
+
+
+class TaskRefSerializer(serializers.Serializer):
+    """Another task, by id, name and status."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=TaskStatus.values)
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task as the API shows it; expects the prefetches of views.task_queryset()."""
+
+    priority = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField()
+    owner = serializers.SerializerMethodField()
+    dependencies = serializers.SerializerMethodField()
+    waiting_on = serializers.SerializerMethodField()
+    retry_policy = RetryPolicySerializer(allow_null=True)
+    last_result = serializers.SerializerMethodField()
+    cron_description = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "name",
+            "task_type",
+            "cron_expr",
+            "timezone",
+            "cron_description",
+            "status",
+            "status_reason",
+            "created_at",
+            "updated_at",
+            "priority",
+            "metadata",
+            "tags",
+            "handler",
+            "owner",
+            "dependencies",
+            "waiting_on",
+            "timeout_seconds",
+            "retry_policy",
+            "parameters",
+            "enabled",
+            "overlap_policy",
+            "attempt",
+            "next_run_at",
+            "last_result",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "enum": PRIORITY_NAMES})
+    def get_priority(self, task: Task) -> str:
+        return Priority(task.priority).name
+
+    def get_tags(self, task: Task) -> list[str]:
+        return [tag.name for tag in task.tags.all()]
+
+    @extend_schema_field({"type": "string", "nullable": True, "description": "Username of the task's creator."})
+    def get_owner(self, task: Task) -> str | None:
+        return task.owner.get_username() if task.owner is not None else None
+
+    def get_dependencies(self, task: Task) -> list[uuid.UUID]:
+        return [dep.pk for dep in task.dependencies.all()]
+
+    @extend_schema_field(TaskRefSerializer(many=True))
+    def get_waiting_on(self, task: Task) -> list[dict[str, Any]]:
+        """List the dependencies that are not DONE yet, which is why a PENDING task waits."""
+        return [
+            {"id": dep.pk, "name": dep.name, "status": dep.status}
+            for dep in task.dependencies.all()
+            if dep.status != TaskStatus.DONE
+        ]
+
+    @extend_schema_field(LastResultSerializer(allow_null=True))
+    def get_last_result(self, task: Task) -> dict[str, Any] | None:
+        latest = getattr(task, "latest_results", None)
+        if latest is None:  # not prefetched (e.g. a task just written)
+            latest = list(task.results.order_by("-created_at", "-id")[:1])
+        return LastResultSerializer(latest[0]).data if latest else None
+
+    def get_cron_description(self, task: Task) -> str:
+        return cron.describe(task.cron_expr) if task.cron_expr else ""
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_next_run_at(self, task: Task) -> Any:
+        """Return when the task runs next: its retry if one waits, else its next cron fire."""
+        moment = task.next_attempt_at if task.status == TaskStatus.RETRY and task.next_attempt_at else task.next_fire_at
+        return serializers.DateTimeField().to_representation(moment) if moment else None
+
+
+# Fields the server sets; a client that sends one gets a 400 naming it instead of a silent ignore.
+READ_ONLY_FIELDS = frozenset(TaskSerializer.Meta.fields) - {
+    "name",
+    "task_type",
+    "cron_expr",
+    "timezone",
+    "priority",
+    "metadata",
+    "tags",
+    "dependencies",
+    "timeout_seconds",
+    "retry_policy",
+    "parameters",
+    "enabled",
+    "overlap_policy",
+}
+
+# What a PUT means for a field it leaves out.
+PUT_DEFAULTS: dict[str, Any] = {
+    "task_type": TaskType.IMMEDIATE.value,
+    "cron_expr": "",
+    "timezone": "UTC",
+    "priority": "MEDIUM",
+    "metadata": {},
+    "parameters": {},
+    "dependencies": [],
+    "timeout_seconds": None,
+    "retry_policy": None,
+    "enabled": True,
+    "overlap_policy": OverlapPolicy.SKIP.value,
+}
+
+
+class TaskWriteSerializer(serializers.Serializer):
+    """The JSON a client sends to create or change a task; rules are checked by scheduling.services."""
+
+    name = serializers.CharField(max_length=200)
+    task_type = choice(list(TaskType.values), required=False)
+    cron_expr = serializers.CharField(required=False, allow_blank=True, max_length=120, trim_whitespace=True)
+    timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone, e.g. Europe/Paris.")
+    priority = choice(PRIORITY_NAMES, required=False)
+    metadata = serializers.DictField(required=False)
+    parameters = serializers.DictField(required=False, help_text="Checked against the handler's JSON schema.")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=50,
+        help_text="Exactly one must be a registered handler tag (see /handlers).",
+    )
+    dependencies = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    timeout_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    retry_policy = RetryPolicyInputSerializer(required=False, allow_null=True)
+    enabled = serializers.BooleanField(required=False)
+    overlap_policy = choice(list(OverlapPolicy.values), required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        if isinstance(data, dict):
+            for key in sorted(set(data) - set(self.fields)):
+                if key in READ_ONLY_FIELDS:
+                    errors[key] = ["is read-only: the server sets it; leave it out of the request."]
+                else:
+                    errors[key] = [f"unknown field; writable fields are {', '.join(self.fields)}."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            errors = {**exc.detail, **errors}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_dependencies(self, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Refuse ids the requesting user cannot see, as if they did not exist."""
+        visible: QuerySet[Task] = self.context["visible_tasks"]
+        ids = list(dict.fromkeys(value))
+        found = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
+        unknown = [str(i) for i in ids if i not in found]
+        if unknown:
+            raise serializers.ValidationError(f"unknown task id(s): {', '.join(unknown)}")
+        return ids
+
+    def validate_retry_policy(self, value: dict[str, Any] | None) -> RetryPolicy | dict[str, Any] | None:
+        """Resolve the nested policy to a stored one (by id, or unchanged) or a new one's fields."""
+        if value is None:
+            return None
+        values = {k: v for k, v in value.items() if k not in ("id", "name")}
+        if "id" in value:
+            policy = RetryPolicy.objects.filter(pk=value["id"]).first()
+            if policy is None:
+                raise serializers.ValidationError({"id": [f"unknown retry policy {value['id']}"]})
+            different = sorted(k for k, v in values.items() if getattr(policy, k) != v)
+            if different:
+                hint = f"differs from stored policy {policy.pk} ({policy.name!r}); leave out id to create a new one"
+                raise serializers.ValidationError({k: [hint] for k in different})
+            return policy
+        current: Task | None = self.instance
+        if current is not None and current.retry_policy is not None:
+            full = {f: value.get(f, RetryPolicy._meta.get_field(f).get_default()) for f in POLICY_FIELDS}
+            if all(getattr(current.retry_policy, k) == v for k, v in full.items()) and not value.get("name"):
+                return current.retry_policy
+        name = value.get("name") or ""
+        if name and RetryPolicy.objects.filter(name=name).exists():
+            raise serializers.ValidationError(
+                {"name": [f"a retry policy named {name!r} exists; send its id to reuse it, or choose another name"]}
+            )
+        # Policy names are unique; a generated one must not collide with another task's.
+        return {**values, "name": name or f"policy {uuid.uuid4().hex[:12]}"}
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        """Show a task as the writable fields (used by the browsable API's edit form)."""
+        if not isinstance(instance, Task):
+            return super().to_representation(instance)
+        policy = instance.retry_policy
+        return {
+            "name": instance.name,
+            "task_type": instance.task_type,
+            "cron_expr": instance.cron_expr,
+            "timezone": instance.timezone,
+            "priority": Priority(instance.priority).name,
+            "metadata": instance.metadata,
+            "parameters": instance.parameters,
+            "tags": list(instance.tags.values_list("name", flat=True)),
+            "dependencies": [str(pk) for pk in instance.dependencies.values_list("pk", flat=True)],
+            "timeout_seconds": instance.timeout_seconds,
+            "retry_policy": {"id": policy.pk} if policy else None,
+            "enabled": instance.enabled,
+            "overlap_policy": instance.overlap_policy,
+        }
+
+
+class CancelSerializer(serializers.Serializer):
+    """Optional body of POST /tasks/{id}/cancel."""
+
+    reason = serializers.CharField(required=False, max_length=500, default="cancelled through the API")
+
+
+class TaskResultSerializer(serializers.ModelSerializer):
+    """One execution attempt."""
+
+    task_name = serializers.CharField(source="task.name", read_only=True)
+    status = serializers.ChoiceField(choices=AttemptStatus.values, read_only=True)
+
+    class Meta:
+        model = TaskResult
+        fields = [
+            "id",
+            "task",
+            "task_name",
+            "attempt",
+            "status",
+            "fire_time",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration",
+            "worker",
+            "celery_task_id",
+            "progress",
+            "progress_message",
+            "result",
+            "error_message",
+            "traceback",
+            "artifacts",
+        ]
+        read_only_fields = fields
+
+
+class HandlerSerializer(serializers.Serializer):
+    """A registered handler tag with its parameter schema."""
+
+    tag = serializers.CharField()
+    description = serializers.CharField()
+    schema = serializers.JSONField(help_text="JSON schema the task's parameters must satisfy.")

@@ -1,0 +1,286 @@
+"""REST API views: translate HTTP into scheduling.services calls and back, nothing more."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import filters, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scheduling import services
+from scheduling.api.filters import HistoryFilter, TaskFilter
+from scheduling.api.parsers import LimitedJSONParser
+from scheduling.api.permissions import TaskPermission, WriteRateThrottle, visible_results, visible_tasks
+from scheduling.api.serializers import (
+    PUT_DEFAULTS,
+    CancelSerializer,
+    HandlerSerializer,
+    TaskResultSerializer,
+    TaskSerializer,
+    TaskWriteSerializer,
+)
+from scheduling.handlers import registry
+from scheduling.models import FINISHED, Task, TaskResult, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+_ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
+_FIELD_ERRORS = OpenApiResponse(
+    response=OpenApiTypes.OBJECT, description="Invalid input: {field: [messages]} for every field that is wrong."
+)
+_CONFLICT = OpenApiResponse(
+    response=inline_serializer(
+        "Conflict", {"detail": serializers.CharField(), "current_status": serializers.CharField(allow_null=True)}
+    ),
+    description="The action does not fit the task's current status.",
+)
+
+
+def task_queryset() -> QuerySet[Task]:
+    """Return tasks with everything TaskSerializer reads, in a fixed number of queries."""
+    return Task.objects.select_related("owner", "retry_policy").prefetch_related(
+        "tags",
+        Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
+        # Django turns a sliced prefetch into one window-function query: the latest attempt per task.
+        Prefetch("results", queryset=TaskResult.objects.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
+    )
+
+
+class TaskViewSet(viewsets.ModelViewSet):
+    """Tasks: list, create, read, change, delete, and the run/cancel/retry/pause/resume actions."""
+
+    serializer_class = TaskSerializer
+    permission_classes = [TaskPermission]
+    throttle_classes = [WriteRateThrottle]
+    parser_classes = [LimitedJSONParser]
+    filterset_class = TaskFilter
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at", "updated_at", "priority", "status", "next_fire_at"]
+    ordering = ["priority", "created_at", "id"]
+
+    def get_queryset(self) -> QuerySet[Task]:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no user
+            return Task.objects.none()
+        return visible_tasks(self.request.user, task_queryset())
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        # The browsable API builds its edit forms from the write serializer.
+        if self.request is not None and self.request.method in ("POST", "PUT", "PATCH") and self.action != "cancel":
+            return TaskWriteSerializer
+        return TaskSerializer
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if getattr(self.request, "user", None) is not None and self.request.user.is_authenticated:
+            context["visible_tasks"] = visible_tasks(self.request.user)
+        return context
+
+    def _show(self, task: Task, code: int = status.HTTP_200_OK) -> Response:
+        fresh = task_queryset().get(pk=task.pk)
+        return Response(TaskSerializer(fresh, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer, 400: _FIELD_ERRORS})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create a task owned by the requesting user; an IMMEDIATE one starts as soon as a worker is free."""
+        serializer = TaskWriteSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        task = services.task_create(data=dict(serializer.validated_data), owner=request.user)
+        response = self._show(task, status.HTTP_201_CREATED)
+        response["Location"] = f"/tasks/{task.pk}"
+        return response
+
+    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, 400: _FIELD_ERRORS})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Replace a task's writable fields (PUT) or change some of them (PATCH)."""
+        partial = kwargs.pop("partial", False)
+        task = self.get_object()
+        serializer = TaskWriteSerializer(
+            task, data=request.data, partial=partial, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if not partial:
+            data = {**PUT_DEFAULTS, **data}
+        task = services.task_update(task=task, data=data)
+        return self._show(task)
+
+    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, 400: _FIELD_ERRORS})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Change some of a task's writable fields."""
+        return self.update(request, *args, partial=True, **kwargs)
+
+    @extend_schema(responses={204: None, 409: _CONFLICT})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete a task (refused while other tasks depend on it); running attempts are revoked."""
+        services.task_delete(task=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                OpenApiParameter.PATH,
+                enum=list(TaskStatus.values),
+                description="A task status; anything else is a 400 listing the valid ones.",
+            )
+        ],
+        responses={200: TaskSerializer(many=True), 400: _FIELD_ERRORS},
+    )
+    @action(detail=False, methods=["get"], url_path=r"status/(?P<status>[^/]+)", url_name="by-status")
+    def by_status(self, request: Request, status: str) -> Response:
+        """List the tasks in one status (the same filters, ordering and pages as /tasks)."""
+        wanted = status.upper()
+        if wanted not in TaskStatus.values:
+            raise serializers.ValidationError(
+                {"status": [f"unknown status {status!r}; valid statuses: {', '.join(TaskStatus.values)}"]}
+            )
+        queryset = self.filter_queryset(self.get_queryset()).filter(status=wanted)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TaskSerializer(page, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        responses=TaskResultSerializer(many=True),
+        parameters=[OpenApiParameter("ordering", str, description="Ignored: attempts come newest first.")],
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def results(self, request: Request, pk: str | None = None) -> Response:
+        """List a task's attempts, newest first."""
+        task = self.get_object()
+        queryset = TaskResult.objects.filter(task=task).select_related("task").order_by("-created_at", "-id")
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TaskResultSerializer(page, many=True).data)
+
+    @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        """Start a new run now (a SCHEDULED task too, outside its schedule)."""
+        task = self.get_object()
+        services.task_run_now(task=task)
+        return self._show(task, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=CancelSerializer, responses={200: TaskSerializer, 409: _CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel the task's waiting and running attempts (running ones are revoked)."""
+        task = self.get_object()
+        body = CancelSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        services.task_cancel(task=task, reason=body.validated_data["reason"])
+        return self._show(task)
+
+    @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
+        task = self.get_object()
+        services.task_retry(task=task)
+        return self._show(task, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: TaskSerializer, 409: _CONFLICT})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Stop the task from firing or starting; running attempts finish."""
+        services.task_pause(task=self.get_object())
+        return self._show(self.get_object())
+
+    @extend_schema(request=None, responses={200: TaskSerializer, 409: _CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """Let a paused task fire and start again."""
+        services.task_resume(task=self.get_object())
+        return self._show(self.get_object())
+
+
+class TaskHistoryView(ListAPIView):
+    """Finished attempts (DONE, FAILED, TIMEOUT, CANCELLED, SKIPPED), newest first."""
+
+    serializer_class = TaskResultSerializer
+    permission_classes = [TaskPermission]
+    filterset_class = HistoryFilter
+    filter_backends = [
+        *ListAPIView.filter_backends[:1],
+        filters.OrderingFilter,
+    ]
+    ordering_fields = ["finished_at", "started_at", "duration"]
+    ordering = ["-finished_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[TaskResult]:
+        queryset = TaskResult.objects.filter(status__in=FINISHED, finished_at__isnull=False).select_related("task")
+        if getattr(self, "swagger_fake_view", False):
+            return queryset.none()
+        return visible_results(self.request.user, queryset)
+
+
+class HandlerListView(APIView):
+    """Registered handler tags with their parameter schemas."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=HandlerSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        """List the handler tags a task may carry, and what parameters each expects."""
+        data = [{"tag": spec.tag, "description": spec.description, "schema": spec.schema} for spec in registry.all()]
+        return Response(HandlerSerializer(data, many=True).data)
+
+
+def _check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return "ok"
+
+
+def _check_broker() -> str:
+    from taskhub.celery import app
+
+    with app.connection_for_write(connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+    return "ok"
+
+
+class HealthView(APIView):
+    """Whether the database and the broker are reachable; no login needed, no details that help an attacker."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+    throttle_classes: list[type] = []
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Health",
+                {
+                    "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
+                    "database": serializers.CharField(),
+                    "broker": serializers.CharField(),
+                },
+            ),
+            503: OpenApiResponse(description="The database or the broker is unreachable (same body, 'unavailable')."),
+        },
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        """Check the database and the broker; 200 when both answer, 503 otherwise."""
+        body: dict[str, str] = {}
+        for name, check in (("database", _check_database), ("broker", _check_broker)):
+            try:
+                body[name] = check()
+            except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
+                # The class name says what kind of failure without leaking hosts or credentials.
+                logger.warning("health check: %s unreachable: %s", name, exc.__class__.__name__)
+                body[name] = f"unreachable ({exc.__class__.__name__})"
+        healthy = all(value == "ok" for value in body.values())
+        body = {"status": "ok" if healthy else "unavailable", **body}
+        return Response(body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
