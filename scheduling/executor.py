@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from scheduling import dispatcher, lifecycle, services
-from scheduling.handlers import HandlerContext, registry
+from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub.exceptions import HandlerError
 
@@ -78,17 +78,24 @@ def _grace() -> int:
     return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
 
 
-def _progress_callback(result: TaskResult):
+def _progress_callback(result: TaskResult, listener: ProgressCallback | None = None) -> ProgressCallback:
     def report(percent: int | float | None, message: str = "") -> None:
         value = None if percent is None else max(0, min(100, int(percent)))
         TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
             progress=value, progress_message=str(message)[:500]
         )
+        if listener is not None:
+            listener(value, message)
 
     return report
 
 
-def call_handler(result: TaskResult, *, soft_timeout_exc: tuple[type[BaseException], ...] = ()) -> Outcome:
+def call_handler(
+    result: TaskResult,
+    *,
+    soft_timeout_exc: tuple[type[BaseException], ...] = (),
+    progress_listener: ProgressCallback | None = None,
+) -> Outcome:
     """Run the attempt's handler and turn whatever happens into an Outcome."""
     task = result.task
     context = HandlerContext(
@@ -97,7 +104,7 @@ def call_handler(result: TaskResult, *, soft_timeout_exc: tuple[type[BaseExcepti
         attempt=result.attempt,
         result_id=result.pk,
         logger=logging.getLogger(f"taskhub.handler.{task.handler}"),
-        progress=_progress_callback(result),
+        progress=_progress_callback(result, progress_listener),
     )
     try:
         spec = registry.get(task.handler)
@@ -179,7 +186,11 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
 
 
 def run_attempt(
-    result_id: int, *, celery_task_id: str = "", soft_timeout_exc: tuple[type[BaseException], ...] = ()
+    result_id: int,
+    *,
+    celery_task_id: str = "",
+    soft_timeout_exc: tuple[type[BaseException], ...] = (),
+    progress_listener: ProgressCallback | None = None,
 ) -> str:
     """Claim, run and complete one attempt; return what happened (for logs and tests)."""
     result = claim(result_id, celery_task_id=celery_task_id)
@@ -187,7 +198,7 @@ def run_attempt(
         logger.info("attempt %s is not QUEUED: duplicate delivery ignored", result_id)
         return "ignored"
     logger.info("attempt %s of %s (%s) started", result.attempt, result.task.name, result.task.handler)
-    outcome = call_handler(result, soft_timeout_exc=soft_timeout_exc)
+    outcome = call_handler(result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener)
     recorded = complete(result, outcome)
     logger.info("attempt %s of %s: %s %s", result.attempt, result.task.name, outcome.status, outcome.error[:200])
     return outcome.status if recorded else "fenced"

@@ -280,8 +280,11 @@ def task_cancel(*, task: Task, reason: str = "cancelled by a person") -> int:
     return len(active)
 
 
-def task_run_now(*, task: Task) -> TaskResult:
-    """Start a new run now (also for SCHEDULED tasks, outside their schedule)."""
+def task_run_now(*, task: Task, dispatch: bool = True) -> TaskResult:
+    """Start a new run now (also for SCHEDULED tasks, outside their schedule).
+
+    ``dispatch=False`` leaves the new attempt to the caller (``manage.py run_task`` runs it in-process).
+    """
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
@@ -290,7 +293,8 @@ def task_run_now(*, task: Task) -> TaskResult:
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         fail_if_upstream_failed(task)
-        transaction.on_commit(dispatcher.wake)
+        if dispatch:
+            transaction.on_commit(dispatcher.wake)
     return result
 
 

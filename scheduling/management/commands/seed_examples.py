@@ -1,0 +1,63 @@
+"""Create the seed's two example Jira extraction tasks (idempotent)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from scheduling import services
+from scheduling.models import Task
+from taskhub.exceptions import ValidationError
+
+EXAMPLES = [
+    {
+        "name": "JIRA Extraction - Root Ticket",
+        "task_type": "IMMEDIATE",
+        "tags": ["JIRA_TASK_EXP"],
+        "parameters": {
+            "jira_envs": ["env1.jira.com", "env2.jira.com"],
+            "key_type": "root_ticket",
+            "key_value": "PROJ-123",
+            "user": "johndoe",
+        },
+    },
+    {
+        # The seed marks this one IMMEDIATE but gives it a daily cron; a cron means SCHEDULED.
+        "name": "JIRA Extraction - Project",
+        "task_type": "SCHEDULED",
+        "cron_expr": "0 0 * * *",
+        "tags": ["JIRA_TASK_EXP"],
+        "parameters": {
+            "jira_envs": ["env1.jira.com"],
+            "key_type": "project",
+            "key_value": "PROJ",
+            "user": "johndoe",
+        },
+    },
+]
+
+
+class Command(BaseCommand):
+    help = "Create the seed's example tasks (root-ticket export now, project export daily at 00:00)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--owner", help="username to own the tasks (default: the first superuser)")
+
+    def handle(self, *args: object, **options: object) -> None:
+        User = get_user_model()
+        owner = (
+            User.objects.filter(username=options["owner"]).first()
+            if options["owner"]
+            else User.objects.filter(is_superuser=True).order_by("pk").first()
+        )
+        if options["owner"] and owner is None:
+            raise CommandError(f"no user named {options['owner']!r}")
+        for example in EXAMPLES:
+            if Task.objects.filter(name=example["name"]).exists():
+                self.stdout.write(f"exists: {example['name']}")
+                continue
+            try:
+                task = services.task_create(data=example, owner=owner)
+            except ValidationError as exc:
+                raise CommandError(f"{example['name']}: {exc}") from None
+            self.stdout.write(self.style.SUCCESS(f"created: {task.name} ({task.pk})"))
