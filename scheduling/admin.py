@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -9,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
 from scheduling import cron, services
@@ -81,6 +83,12 @@ class ResultInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         return super().get_queryset(request).order_by("-created_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # attempts are made by the dispatcher, never by hand
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -186,7 +194,9 @@ class TaskAdmin(admin.ModelAdmin):
     def cron_description(self, task: Task) -> str:
         if not task.cron_expr:
             return "-"
-        upcoming = cron.next_fires(task.cron_expr, task.timezone, task.next_fire_at or task.created_at, 4)
+        # Start just before the stored next fire so it is listed first; a paused task shows fires from now.
+        after = task.next_fire_at - timedelta(microseconds=1) if task.next_fire_at else timezone.now()
+        upcoming = cron.next_fires(task.cron_expr, task.timezone, after, 4)
         return format_html(
             "{}<br><small>next: {}</small>",
             cron.describe(task.cron_expr),
