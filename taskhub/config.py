@@ -135,6 +135,13 @@ def _subset_of(*choices: str) -> Callable[[Any], list[str]]:
     return check
 
 
+def _email_list(value: Any) -> list[str]:
+    items = _str_list(value)
+    if not all(re.fullmatch(r"[^@\s]+@[^@\s]+", item) for item in items):
+        raise ValueError("expected a list of email addresses such as ops@example.com")
+    return items
+
+
 def _timezone(value: Any) -> str:
     try:
         zoneinfo.ZoneInfo(_str(value))
@@ -234,10 +241,26 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "reporting": {
         "interval": Key(_number(0, strict=True), 30.0),
         "report_types": Key(_subset_of("confluence", "mattermost", "email"), ["confluence", "mattermost"]),
+        "max_rows": Key(_int(1), 50),
+        "summary_hours": Key(_int(1), 24),
+        "base_url": Key(_url("http", "https", allow_empty=False), "http://127.0.0.1:8000"),
         "confluence": {
             "page_id": Key(_str, "789012"),
             "template": Key(_str, "task_results_template"),
+            "title": Key(_str, "TaskHub task results"),
         },
+    },
+    "email": {
+        "from_address": Key(_str, "taskhub@localhost"),
+        "to": Key(_email_list, []),
+        "subject_prefix": Key(_str, "[TaskHub] "),
+        "smtp_host": Key(_str, ""),
+        "smtp_port": Key(_int(1), 587),
+        "smtp_username": Key(_str, ""),
+        "smtp_password": Key(_str, "", secret=True),
+        "use_tls": Key(_bool, True),
+        "use_ssl": Key(_bool, False),
+        "timeout": Key(_number(0, strict=True), 30.0),
     },
     "mattermost": {
         "webhook_url": Key(_url("http", "https"), "", secret=True),
@@ -365,7 +388,13 @@ class Config:
                 if isinstance(spec, dict):
                     walk(values[name], spec)
                 elif spec.secret and values.get(name):
-                    found.append(str(values[name]))
+                    value = str(values[name])
+                    if name == "url":
+                        # database.url / broker.url: only the password is secret; scrubbing the
+                        # whole URL would also hide harmless text such as "filesystem://" in logs.
+                        value = urlsplit(value).password or ""
+                    if value:
+                        found.append(value)
 
         walk(self.data, SCHEMA)
         for settings in self.jira_environments.values():
