@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -15,16 +16,22 @@ from scheduling.models import RetryPolicy, Task, TaskType
 from taskhub.exceptions import ValidationError
 
 MAX_DEPENDENCIES = 100
+CRON_MAX_LENGTH = Task._meta.get_field("cron_expr").max_length
 
 
 def validate_cron(task_type: str, cron_expr: str, tz_name: str) -> str:
     """Return the normalised cron for a SCHEDULED task ('' for IMMEDIATE) or raise."""
-    cron_expr = (cron_expr or "").strip()
     errors: dict[str, str] = {}
-    try:
-        cron.timezone_of(tz_name)
-    except cron.CronError as exc:
-        errors["timezone"] = str(exc)
+    if not isinstance(cron_expr, str | None):
+        raise ValidationError({"cron_expr": f"must be a string of 5 fields, got {cron_expr!r}"})
+    cron_expr = (cron_expr or "").strip()
+    if not isinstance(tz_name, str):
+        errors["timezone"] = f"must be an IANA time zone name such as UTC or Europe/Paris, got {tz_name!r}"
+    else:
+        try:
+            cron.timezone_of(tz_name)
+        except cron.CronError as exc:
+            errors["timezone"] = str(exc)
     if task_type == TaskType.SCHEDULED:
         if not cron_expr:
             errors["cron_expr"] = "is required for a SCHEDULED task (5 fields, e.g. '0 0 * * *')"
@@ -33,6 +40,9 @@ def validate_cron(task_type: str, cron_expr: str, tz_name: str) -> str:
                 cron_expr = cron.validate(cron_expr)
             except cron.CronError as exc:
                 errors["cron_expr"] = str(exc)
+            else:
+                if len(cron_expr) > CRON_MAX_LENGTH:
+                    errors["cron_expr"] = f"must be at most {CRON_MAX_LENGTH} characters, got {len(cron_expr)}"
     elif cron_expr:
         errors["cron_expr"] = "is only allowed on SCHEDULED tasks; set task_type to SCHEDULED or leave it empty"
     if errors:
@@ -65,11 +75,15 @@ def validate_handler(tags: Iterable[str], parameters: Any) -> str:
 
 def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str]) -> list[Task]:
     """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle)."""
+    if dependency_ids is None:
+        dependency_ids = []
+    if isinstance(dependency_ids, str | bytes | dict) or not isinstance(dependency_ids, Iterable):
+        raise ValidationError({"dependencies": f"must be a list of task ids, got {dependency_ids!r}"})
     ids: list[UUID] = []
     for raw in dependency_ids:
         try:
             ids.append(raw if isinstance(raw, UUID) else UUID(str(raw)))
-        except ValueError:
+        except (ValueError, TypeError, AttributeError):
             raise ValidationError({"dependencies": f"{raw!r} is not a task id (expected a UUID)"}) from None
     ids = list(dict.fromkeys(ids))
     if len(ids) > MAX_DEPENDENCIES:
@@ -141,10 +155,14 @@ def validate_retry_policy(values: dict[str, Any]) -> RetryPolicy:
         raise ValidationError(
             {"retry_policy": f"unknown field(s) {', '.join(unknown)}; known: {', '.join(RETRY_POLICY_FIELDS)}"}
         )
+    # NaN and infinity pass the >= bounds (NaN compares false) and the database stores NaN as NULL.
+    bad = [key for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise ValidationError({"retry_policy": [f"{key}: must be a finite number" for key in bad]})
     policy = RetryPolicy(**values)
     try:
-        # The name is filled in by the service when empty; uniqueness is checked below with a clearer message.
-        policy.full_clean(exclude=["name"], validate_unique=False)
+        # An empty name is filled in by the service; uniqueness is checked below with a clearer message.
+        policy.full_clean(exclude=[] if policy.name else ["name"], validate_unique=False)
     except DjangoValidationError as exc:
         raise ValidationError(
             {"retry_policy": [f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]}

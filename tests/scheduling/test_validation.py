@@ -337,3 +337,36 @@ def test_task_validate_writes_nothing() -> None:
     clean = services.task_validate(data={"name": "dry run", "tags": ["TEST_RECORD"], "parameters": {}})
     assert clean["handler"] == "TEST_RECORD"
     assert not Task.objects.exists()
+
+
+# --- wrong JSON types get field errors, never a server error ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"dependencies": 5}, "dependencies", "must be a list of task ids, got 5"),
+        ({"dependencies": "abc"}, "dependencies", "must be a list of task ids, got 'abc'"),
+        ({"dependencies": [None]}, "dependencies", "None is not a task id (expected a UUID)"),
+        ({"timezone": 5}, "timezone", "must be an IANA time zone name such as UTC or Europe/Paris, got 5"),
+        ({"task_type": "SCHEDULED", "cron_expr": 5}, "cron_expr", "must be a string of 5 fields, got 5"),
+        (
+            {"task_type": "SCHEDULED", "cron_expr": ",".join(str(m) for m in range(60)) + " * * * *"},
+            "cron_expr",
+            "must be at most 120 characters, got 177",
+        ),
+        ({"retry_policy": {"retry_delay": float("nan")}}, "retry_policy", "retry_delay: must be a finite number"),
+        ({"retry_policy": {"max_delay": float("inf")}}, "retry_policy", "max_delay: must be a finite number"),
+        (
+            {"retry_policy": {"name": "x" * 101}},
+            "retry_policy",
+            "name: Ensure this value has at most 100 characters (it has 101).",
+        ),
+    ],
+)
+def test_wrong_types_are_field_errors(fields: dict[str, Any], field: str, message: str) -> None:
+    assert create_errors(**fields) == {field: [message]}
+
+
+def test_no_dependencies_given_as_null_means_none() -> None:
+    assert list(create(dependencies=None).dependencies.all()) == []
