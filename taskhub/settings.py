@@ -250,6 +250,13 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "scheduling.api.schema.strip_trailing_slashes",
     ],
+    # One schema component per enum, however many serializers use it.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskTypeEnum": "scheduling.models.TaskType",
+        "TaskStatusEnum": "scheduling.models.TaskStatus",
+        "AttemptStatusEnum": "scheduling.models.AttemptStatus",
+        "OverlapPolicyEnum": "scheduling.models.OverlapPolicy",
+    },
 }
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # request bodies over 1 MiB are refused

@@ -7,7 +7,6 @@ scheduling.services, where every business rule lives.
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import Any
 
@@ -31,23 +30,14 @@ from scheduling.models import (
 PRIORITY_NAMES = list(Priority.names)
 
 
-def choice(values: list[str], **kwargs: Any) -> serializers.ChoiceField:
+def choice(choices: list[tuple[str, str]], **kwargs: Any) -> serializers.ChoiceField:
     """Return a ChoiceField whose error lists the valid values."""
+    values = ", ".join(value for value, _ in choices)
     return serializers.ChoiceField(
-        choices=values,
-        error_messages={"invalid_choice": f'"{{input}}" is not valid; expected one of {", ".join(values)}.'},
+        choices=choices,
+        error_messages={"invalid_choice": f'"{{input}}" is not valid; expected one of {values}.'},
         **kwargs,
     )
-
-
-class FiniteFloatField(serializers.FloatField):
-    """A float that refuses NaN and infinities (which compare as 'in range' with every bound)."""
-
-    def to_internal_value(self, data: Any) -> float:
-        value = super().to_internal_value(data)
-        if not math.isfinite(value):
-            raise serializers.ValidationError("must be a finite number.")
-        return value
 
 
 POLICY_FIELDS = ("max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout")
@@ -67,9 +57,9 @@ class RetryPolicyInputSerializer(serializers.Serializer):
     id = serializers.IntegerField(required=False, help_text="Reuse this stored policy (other fields must match it).")
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     max_retries = serializers.IntegerField(required=False, min_value=0, max_value=1000)
-    retry_delay = FiniteFloatField(required=False, min_value=0, max_value=7 * 86400, help_text="Seconds.")
-    backoff_factor = FiniteFloatField(required=False, min_value=1, max_value=100)
-    max_delay = FiniteFloatField(required=False, min_value=0, max_value=30 * 86400, help_text="Seconds.")
+    retry_delay = serializers.FloatField(required=False, min_value=0, max_value=7 * 86400, help_text="Seconds.")
+    backoff_factor = serializers.FloatField(required=False, min_value=1, max_value=100)
+    max_delay = serializers.FloatField(required=False, min_value=0, max_value=30 * 86400, help_text="Seconds.")
     jitter = serializers.BooleanField(required=False)
     retry_on_timeout = serializers.BooleanField(required=False)
 
@@ -108,7 +98,7 @@ class TaskRefSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     name = serializers.CharField()
-    status = serializers.ChoiceField(choices=TaskStatus.values)
+    status = serializers.ChoiceField(choices=TaskStatus.choices)
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -232,10 +222,10 @@ class TaskWriteSerializer(serializers.Serializer):
     """The JSON a client sends to create or change a task; rules are checked by scheduling.services."""
 
     name = serializers.CharField(max_length=200)
-    task_type = choice(list(TaskType.values), required=False)
+    task_type = choice(TaskType.choices, required=False)
     cron_expr = serializers.CharField(required=False, allow_blank=True, max_length=120, trim_whitespace=True)
     timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone, e.g. Europe/Paris.")
-    priority = choice(PRIORITY_NAMES, required=False)
+    priority = choice([(name, name) for name in PRIORITY_NAMES], required=False)
     metadata = serializers.DictField(required=False)
     parameters = serializers.DictField(required=False, help_text="Checked against the handler's JSON schema.")
     tags = serializers.ListField(
@@ -247,7 +237,7 @@ class TaskWriteSerializer(serializers.Serializer):
     timeout_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     retry_policy = RetryPolicyInputSerializer(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False)
-    overlap_policy = choice(list(OverlapPolicy.values), required=False)
+    overlap_policy = choice(OverlapPolicy.choices, required=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         errors: dict[str, Any] = {}
@@ -336,7 +326,7 @@ class TaskResultSerializer(serializers.ModelSerializer):
     """One execution attempt."""
 
     task_name = serializers.CharField(source="task.name", read_only=True)
-    status = serializers.ChoiceField(choices=AttemptStatus.values, read_only=True)
+    status = serializers.ChoiceField(choices=AttemptStatus.choices, read_only=True)
 
     class Meta:
         model = TaskResult

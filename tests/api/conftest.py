@@ -11,8 +11,8 @@ from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scheduling import services
-from scheduling.models import Task
+from scheduling import lifecycle, services
+from scheduling.models import RetryPolicy, Task, TaskResult
 
 TASK_PERMS = ("view_task", "add_task", "change_task", "delete_task")
 
@@ -81,3 +81,22 @@ def task_body(**fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "report", "tags": ["TEST_RECORD"], "parameters": {"label": "x"}}
     body.update(fields)
     return body
+
+
+def finish(task: Task, status: str = "DONE", **fields: Any) -> TaskResult:
+    """Drive the task's waiting attempt through QUEUED and RUNNING to ``status``, as a worker would."""
+    result = TaskResult.objects.filter(task=task, status__in=("PENDING", "RETRY")).latest("created_at")
+    lifecycle.move(result, "QUEUED")
+    lifecycle.move(result, "RUNNING")
+    return lifecycle.move(result, status, claim=result.claim, **fields)
+
+
+def snapshot() -> dict[str, Any]:
+    """Return what a refused request must leave unchanged: row counts and every task's stored fields."""
+    return {
+        "tasks": list(Task.objects.order_by("pk").values()),
+        "results": TaskResult.objects.count(),
+        "policies": RetryPolicy.objects.count(),
+        "tags": list(Task.tags.through.objects.order_by("pk").values_list("task_id", "tag_id")),
+        "deps": list(Task.dependencies.through.objects.order_by("pk").values_list("from_task_id", "to_task_id")),
+    }

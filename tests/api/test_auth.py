@@ -1,0 +1,161 @@
+"""Authentication (token, basic, session), model permissions, owner isolation and write throttling."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from scheduling.api.permissions import WriteRateThrottle
+from scheduling.models import Task
+from tests.api.conftest import snapshot, task_body
+
+ID = uuid.uuid4()
+PROTECTED = [
+    ("get", "/tasks"),
+    ("post", "/tasks"),
+    ("get", f"/tasks/{ID}"),
+    ("put", f"/tasks/{ID}"),
+    ("patch", f"/tasks/{ID}"),
+    ("delete", f"/tasks/{ID}"),
+    ("get", "/tasks/status/DONE"),
+    ("get", "/task_history"),
+    ("get", f"/tasks/{ID}/results"),
+    ("post", f"/tasks/{ID}/run"),
+    ("post", f"/tasks/{ID}/cancel"),
+    ("post", f"/tasks/{ID}/retry"),
+    ("post", f"/tasks/{ID}/pause"),
+    ("post", f"/tasks/{ID}/resume"),
+    ("get", "/handlers"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_anonymous_requests_get_401(method: str, path: str) -> None:
+    for variant in (path, path + "/"):
+        response = getattr(APIClient(), method)(variant)
+        assert response.status_code == 401, (variant, response.status_code)
+        assert response["WWW-Authenticate"].startswith("Token")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/health", "/docs", "/schema", "/docs/", "/schema/", "/health/"])
+def test_health_docs_and_schema_need_no_login(path: str) -> None:
+    assert APIClient().get(path).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_wrong_token_is_401() -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get("/tasks").status_code == 401
+
+
+def test_token_from_drf_create_token_works(alice: User) -> None:
+    out = io.StringIO()
+    call_command("drf_create_token", "alice", stdout=out)
+    key = out.getvalue().split()[2]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/tasks").status_code == 200
+
+
+def test_basic_auth_works(alice: User) -> None:
+    client = APIClient()
+    credentials = base64.b64encode(b"alice:pw-alice").decode()
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {credentials}")
+    assert client.get("/tasks").status_code == 200
+    assert client.post("/tasks", task_body(), format="json").status_code == 201
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {base64.b64encode(b'alice:wrong').decode()}")
+    assert client.get("/tasks").status_code == 401
+
+
+def test_session_auth_works_and_needs_csrf_for_writes(alice: User) -> None:
+    client = APIClient(enforce_csrf_checks=True)
+    assert client.login(username="alice", password="pw-alice")
+    assert client.get("/tasks").status_code == 200
+    response = client.post("/tasks", task_body(), format="json")
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+
+
+def test_user_without_permissions_gets_403(make_user, client_for, alice: User, task_of) -> None:
+    nobody = client_for(make_user("nobody", perms=()))
+    task = task_of(alice, "t")
+    response = nobody.get("/tasks")
+    assert response.status_code == 403
+    assert "scheduling.view_task" in response.json()["detail"]
+    assert nobody.post("/tasks", task_body(), format="json").status_code == 403
+    assert nobody.get(f"/tasks/{task.pk}").status_code == 403
+    assert nobody.get("/task_history").status_code == 403
+    assert nobody.get("/handlers").status_code == 200  # the handler catalogue is not task data
+
+
+def test_view_only_user_cannot_write(make_user, client_for, task_of) -> None:
+    viewer = make_user("viewer", perms=("view_task",))
+    client = client_for(viewer)
+    task = task_of(viewer, "mine")
+    before = snapshot()
+    assert client.get(f"/tasks/{task.pk}").status_code == 200
+    assert client.post("/tasks", task_body(), format="json").status_code == 403
+    assert client.patch(f"/tasks/{task.pk}", {"name": "x"}, format="json").status_code == 403
+    assert client.put(f"/tasks/{task.pk}", task_body(), format="json").status_code == 403
+    response = client.delete(f"/tasks/{task.pk}")
+    assert response.status_code == 403 and "scheduling.delete_task" in response.json()["detail"]
+    for action in ("run", "cancel", "retry", "pause", "resume"):
+        response = client.post(f"/tasks/{task.pk}/{action}")
+        assert response.status_code == 403 and "scheduling.change_task" in response.json()["detail"]
+    assert snapshot() == before
+
+
+def test_user_cannot_see_or_touch_another_users_task(api: APIClient, bob: User, task_of) -> None:
+    theirs = task_of(bob, "bob's secret")
+    before = snapshot()
+    assert api.get(f"/tasks/{theirs.pk}").status_code == 404
+    assert api.get(f"/tasks/{theirs.pk}/results").status_code == 404
+    assert api.patch(f"/tasks/{theirs.pk}", {"name": "mine now"}, format="json").status_code == 404
+    assert api.put(f"/tasks/{theirs.pk}", task_body(), format="json").status_code == 404
+    assert api.delete(f"/tasks/{theirs.pk}").status_code == 404
+    for action in ("run", "cancel", "retry", "pause", "resume"):
+        assert api.post(f"/tasks/{theirs.pk}/{action}").status_code == 404
+    assert api.get("/tasks").json()["count"] == 0
+    assert api.get("/tasks/status/PENDING").json()["count"] == 0
+    assert snapshot() == before
+
+
+def test_view_all_permission_shows_every_users_tasks(make_user, client_for, alice: User, bob: User, task_of) -> None:
+    task_of(alice, "a")
+    theirs = task_of(bob, "b")
+    auditor = client_for(make_user("auditor", perms=("view_task", "view_all_tasks")))
+    assert sorted(t["name"] for t in auditor.get("/tasks").json()["results"]) == ["a", "b"]
+    assert auditor.get(f"/tasks/{theirs.pk}").json()["owner"] == "bob"
+    assert auditor.patch(f"/tasks/{theirs.pk}", {"name": "x"}, format="json").status_code == 403
+
+
+def test_superuser_sees_everything(client_for, alice: User, task_of) -> None:
+    task_of(alice, "a")
+    admin = User.objects.create_superuser("root", password="pw")
+    assert client_for(admin).get("/tasks").json()["count"] == 1
+
+
+def test_owner_is_always_the_requesting_user(api: APIClient, alice: User, bob: User, client_for) -> None:
+    created = client_for(bob).post("/tasks", task_body(), format="json").json()
+    assert created["owner"] == "bob"
+    assert Task.objects.get(pk=created["id"]).owner == bob
+
+
+def test_writes_are_throttled_reads_are_not(api: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(WriteRateThrottle.THROTTLE_RATES, "writes", "3/minute")
+    for _ in range(3):
+        assert api.post("/tasks", task_body(), format="json").status_code == 201
+    response = api.post("/tasks", task_body(), format="json")
+    assert response.status_code == 429
+    assert "Retry-After" in response
+    assert Task.objects.count() == 3
+    for _ in range(5):
+        assert api.get("/tasks").status_code == 200
