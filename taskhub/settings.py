@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from taskhub import config as taskhub_config
+from taskhub.exceptions import ConfigError
 from taskhub.logconfig import build_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,9 +24,20 @@ def _path(value: str) -> Path:
 STORAGE_DIR = _path(TASKHUB["storage"]["path"])
 REPORTS_DIR = _path(TASKHUB["storage"]["reports_path"])
 LOG_FILE = _path(TASKHUB["log"]["filename"]) if TASKHUB["log"]["filename"] else None
-for folder in (STORAGE_DIR, REPORTS_DIR, LOG_FILE.parent if LOG_FILE else None):
-    if folder is not None:
+
+
+def _make_folder(key: str, folder: Path) -> None:
+    """Create a configured folder; failure stops start-up with one line naming the key, not a traceback."""
+    try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot create the folder {folder} ({exc.strerror or exc})") from None
+
+
+_make_folder("storage.path", STORAGE_DIR)
+_make_folder("storage.reports_path", REPORTS_DIR)
+if LOG_FILE is not None:
+    _make_folder("log.filename", LOG_FILE.parent)
 
 
 def _secret_key() -> str:
@@ -34,9 +46,18 @@ def _secret_key() -> str:
         return TASKHUB["web"]["secret_key"]
     key_file = STORAGE_DIR / ".secret_key"
     if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Web, worker and beat may start together on a fresh install: write the key whole under a
+        # private name, then link it into place, which fails for all but the first process.
+        draft = key_file.with_name(f".secret_key.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
     return key_file.read_text().strip()
 
 
@@ -100,7 +121,7 @@ def _database(url: str) -> dict[str, object]:
     if parts.scheme == "sqlite":
         name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path) or "db.sqlite3"
         path = _path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder("database.url", path.parent)
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,

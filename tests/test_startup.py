@@ -211,3 +211,53 @@ def test_worker_keeps_broker_files_under_storage_path(tmp_path: Path) -> None:
             worker.wait(timeout=30)
     assert list(work.iterdir()) == []
     assert (tmp_path / "storage" / "broker" / "control").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("key", "variable"),
+    [
+        ("storage.path", "TASKHUB_STORAGE_PATH"),
+        ("storage.reports_path", "TASKHUB_STORAGE_REPORTS_PATH"),
+        ("log.filename", "TASKHUB_LOG_FILENAME"),
+    ],
+)
+def test_folder_that_cannot_be_created_stops_start_up_with_one_line(key: str, variable: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = clean_env(tmp_path, "", **{variable: str(blocker / "sub" / "x.log")})
+    done = run(["manage.py", "check"], env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"TaskHub configuration error: {key}: cannot create the folder {blocker}/sub")
+    assert done.stderr.count("\n") == 1
+
+
+def test_processes_starting_together_share_one_generated_secret_key(tmp_path: Path) -> None:
+    """make run starts web, worker and beat at once; on a fresh install they must agree on one key."""
+    env = clean_env(tmp_path, "")
+    code = "from django.conf import settings; print('KEY', settings.SECRET_KEY)"
+    command = [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code]
+    processes = [
+        subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 3, [err for _, err in outputs]
+    keys = {line for out, _ in outputs for line in out.splitlines() if line.startswith("KEY ")}
+    assert len(keys) == 1
+    assert keys.pop() == "KEY " + (tmp_path / "storage" / ".secret_key").read_text().strip()
+    assert sorted(p.name for p in (tmp_path / "storage").glob(".secret_key*")) == [".secret_key"]
+
+
+def test_secret_key_written_by_another_process_meanwhile_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lose the race on purpose: the key file appears after this process checked for it."""
+    from taskhub import config
+    from taskhub import settings as taskhub_settings
+
+    monkeypatch.setattr(taskhub_settings, "TASKHUB", config.parse({"web": {"secret_key": ""}}, env={}))
+    monkeypatch.setattr(taskhub_settings, "STORAGE_DIR", tmp_path)
+    (tmp_path / ".secret_key").write_text("key-of-the-process-that-won\n")
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    assert taskhub_settings._secret_key() == "key-of-the-process-that-won"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".secret_key"]
