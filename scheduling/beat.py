@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from reporting import schedule as reporting_schedule
 from scheduling import dispatcher, firing
 from scheduling.models import AttemptStatus, TaskResult
 
@@ -41,6 +42,7 @@ def install_periodic_tasks() -> None:
             "and dispatch ready tasks (every scheduler.poll_interval seconds).",
         },
     )
+    reporting_schedule.install()
 
 
 class LeaderLock:

@@ -192,6 +192,23 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# --- Email (reports): SMTP when email.smtp_host is set, else printed to the console -----
+_email = TASKHUB["email"]
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if _email["smtp_host"]
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = _email["smtp_host"] or "localhost"
+EMAIL_PORT = _email["smtp_port"]
+EMAIL_HOST_USER = _email["smtp_username"]
+EMAIL_HOST_PASSWORD = _email["smtp_password"]
+EMAIL_USE_TLS = _email["use_tls"] and not _email["use_ssl"]
+EMAIL_USE_SSL = _email["use_ssl"]
+EMAIL_TIMEOUT = _email["timeout"]
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = _email["from_address"]
+EMAIL_SUBJECT_PREFIX = _email["subject_prefix"]
+
 # --- Logging ------------------------------------------------------------------
 LOGGING = build_logging(TASKHUB["log"], LOG_FILE, secrets=TASKHUB.secret_values())
 

@@ -7,3 +7,8 @@ class MattermostConfig(AppConfig):
     name = "integrations.mattermost"
     label = "mattermost_integration"
     verbose_name = "Mattermost integration"
+
+    def ready(self) -> None:
+        from integrations.mattermost.handlers import register
+
+        register()

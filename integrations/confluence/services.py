@@ -1,0 +1,96 @@
+"""Publish task results on a Confluence page rendered from a Django template (storage format)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.template import TemplateDoesNotExist
+from django.template.loader import select_template
+
+from integrations.confluence.client import SYSTEM, ConfluenceClient, Page, VersionConflict
+from taskhub.exceptions import IntegrationError
+
+logger = logging.getLogger(__name__)
+
+#: Saves attempted after a version conflict before giving up until the next report.
+CONFLICT_RETRIES = 3
+
+
+def template_names(name: str) -> list[str]:
+    """Return where a configured template name may live: as given, or under templates/reporting/."""
+    if "/" in name or "." in name:
+        return [name]
+    return [f"reporting/{name}.xml", f"{name}.html", f"{name}.xml"]
+
+
+def render_page(context: dict[str, Any]) -> str:
+    """Render reporting.confluence.template with ``context`` (autoescaped: values show as text)."""
+    name = settings.TASKHUB["reporting"]["confluence"]["template"]
+    try:
+        template = select_template(template_names(name))
+    except TemplateDoesNotExist:
+        tried = ", ".join(template_names(name))
+        raise IntegrationError(
+            SYSTEM, "render page", f"reporting.confluence.template {name!r} not found (tried {tried})", permanent=True
+        ) from None
+    return template.render(context).strip()
+
+
+def page_publish(*, body: str, client: ConfluenceClient | None = None) -> Page:
+    """Save ``body`` on page reporting.confluence.page_id, creating it under confluence.main_page_id if missing.
+
+    Steps: read the page (body, version); save as the next version; on a version
+    conflict (someone saved in between) read again and retry, a few times.
+    """
+    client = client or ConfluenceClient()
+    page_id = str(settings.TASKHUB["reporting"]["confluence"]["page_id"]).strip()
+    for _ in range(CONFLICT_RETRIES + 1):
+        page = client.get_page(page_id) if page_id else None
+        if page is None:
+            page, created = _page_for_missing(client, page_id, body)
+            if created:
+                return page
+        try:
+            return client.update_page(page, body)
+        except VersionConflict:
+            logger.info("Confluence page %s changed while we saved it; reading it again", page.id)
+    raise IntegrationError(
+        SYSTEM, f"update page {page_id}", f"version conflict {CONFLICT_RETRIES + 1} times in a row", status=409
+    )
+
+
+def _page_for_missing(client: ConfluenceClient, page_id: str, body: str) -> tuple[Page, bool]:
+    """Find the report page by title in the main page's space, or create it there with ``body``."""
+    parent_id = str(settings.TASKHUB["confluence"]["main_page_id"]).strip()
+    title = settings.TASKHUB["reporting"]["confluence"]["title"] or "TaskHub task results"
+    parent = client.get_page(parent_id) if parent_id else None
+    if parent is None:
+        raise IntegrationError(
+            SYSTEM,
+            f"get page {page_id or '(none)'}",
+            f"reporting.confluence.page_id {page_id!r} does not exist and confluence.main_page_id {parent_id!r} "
+            "(where it would be created) does not exist either",
+            status=404,
+        )
+    existing = client.find_page(parent.space, title)
+    if existing is not None:
+        logger.warning(
+            "Confluence page %s not found; reporting to page %s (%r). Set reporting.confluence.page_id: %s",
+            page_id,
+            existing.id,
+            title,
+            existing.id,
+        )
+        return existing, False
+    page = client.create_page(space=parent.space, title=title, body=body, parent_id=parent.id)
+    logger.warning(
+        "Confluence page %s not found; created page %s (%r) under %s. Set reporting.confluence.page_id: %s",
+        page_id,
+        page.id,
+        title,
+        parent.id,
+        page.id,
+    )
+    return page, True

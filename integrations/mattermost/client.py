@@ -1,0 +1,66 @@
+"""The one seam to Mattermost: an incoming-webhook POST with a timeout, errors made typed.
+
+The webhook URL is a secret (anyone holding it can post), so it never appears in
+an error message or a log line; errors name the host only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from taskhub.exceptions import IntegrationError
+
+SYSTEM = "Mattermost"
+TIMEOUT = 10.0
+#: Mattermost posts hold at most 16383 characters; longer webhook texts are split into several posts.
+MAX_TEXT = 16_000
+
+
+def post_message(
+    text: str,
+    *,
+    channel: str | None = None,
+    username: str | None = None,
+    webhook_url: str | None = None,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Post ``text`` (Mattermost markdown) through the incoming webhook; raise IntegrationError on failure."""
+    config = settings.TASKHUB["mattermost"]
+    url = webhook_url or config["webhook_url"]
+    if not url:
+        raise IntegrationError(
+            SYSTEM,
+            "post message",
+            "mattermost.webhook_url is not configured (config.yaml or TASKHUB_MATTERMOST_WEBHOOK_URL)",
+            permanent=True,
+        )
+    payload: dict[str, Any] = {"text": text[:MAX_TEXT]}
+    if channel or config["channel"]:
+        payload["channel"] = channel or config["channel"]
+    if username or config["username"]:
+        payload["username"] = username or config["username"]
+    host = urlsplit(url).hostname or "?"
+    operation = f"post message to {host}"
+    try:
+        response = requests.post(url, json=payload, timeout=timeout)
+    except requests.Timeout:
+        raise IntegrationError(SYSTEM, operation, f"timed out after {timeout:g} s") from None
+    except requests.RequestException as exc:
+        raise IntegrationError(SYSTEM, operation, f"connection failed ({exc.__class__.__name__})") from None
+    if response.status_code != 200:
+        raise IntegrationError(SYSTEM, operation, _error_text(response), status=response.status_code)
+
+
+def _error_text(response: requests.Response) -> str:
+    """Return Mattermost's own explanation (its JSON ``message``), else a short body excerpt."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])[:300]
+    return " ".join(response.text.split())[:300] or f"HTTP {response.status_code}"

@@ -1,0 +1,1 @@
+from tests.fakes.fixtures import fake_confluence, fake_mattermost  # noqa: F401
