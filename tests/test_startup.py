@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "pl4nted-S3CRET-startup-91b2e"
@@ -261,3 +261,12 @@ def test_secret_key_written_by_another_process_meanwhile_is_used(
     monkeypatch.setattr(Path, "exists", lambda self: False)
     assert taskhub_settings._secret_key() == "key-of-the-process-that-won"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".secret_key"]
+
+
+@pytest.mark.django_db
+def test_ensure_admin_explains_a_name_taken_by_an_ordinary_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DJANGO_SUPERUSER_USERNAME", raising=False)
+    get_user_model().objects.create_user("admin", password="x")
+    with pytest.raises(CommandError, match="user 'admin' exists but is not a superuser"):
+        call_command("ensure_admin", stdout=io.StringIO())
+    assert not get_user_model().objects.filter(is_superuser=True).exists()

@@ -4,7 +4,7 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -18,6 +18,11 @@ class Command(BaseCommand):
         if User.objects.filter(is_superuser=True).exists():
             return
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or "admin"
+        if User.objects.filter(username=username).exists():
+            raise CommandError(
+                f"user {username!r} exists but is not a superuser; set DJANGO_SUPERUSER_USERNAME to another name, "
+                "or make that user a superuser"
+            )
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
         generated = not password
         password = password or secrets.token_urlsafe(12)
