@@ -44,6 +44,8 @@ def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) ->
     """Run a TaskHub command (``manage.py ...`` or ``celery ...``) with this interpreter."""
     if args[0] == "manage.py":
         command = [sys.executable, str(ROOT / "manage.py"), *args[1:]]
+    elif args[0] == "-c":
+        command = [sys.executable, *args]
     else:
         command = [sys.executable, "-m", *args]
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -54,6 +56,8 @@ ENTRY_POINTS = [
     pytest.param(["manage.py", "migrate"], id="manage.py migrate"),
     pytest.param(["celery", "-A", "taskhub", "worker", "--loglevel", "INFO"], id="celery worker"),
     pytest.param(["celery", "-A", "taskhub", "beat", "--loglevel", "INFO"], id="celery beat"),
+    # gunicorn imports this module in each worker process.
+    pytest.param(["-c", "import taskhub.wsgi"], id="wsgi (gunicorn)"),
 ]
 
 
