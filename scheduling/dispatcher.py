@@ -9,7 +9,6 @@ in-flight count it reads cannot be raced past ``scheduler.concurrency``.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -68,16 +67,8 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         picked = _within_instance_limit(list(candidates[: free * 4]), free, conf["max_instances"])
-        for result in picked:
-            lifecycle.move(
-                result,
-                AttemptStatus.QUEUED,
-                now=now,
-                celery_task_id=str(uuid.uuid4()),
-                refresh=False,
-            )
-            lifecycle.refresh_task(result.task_id, latest=result, reason="")
         if picked:
+            lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))
     return picked
 

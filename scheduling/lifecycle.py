@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F
+from django.db.models import CharField, F, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
@@ -93,6 +94,34 @@ def move(
     return result
 
 
+def celery_id(result_id: int) -> str:
+    """The Celery task id of an attempt's messages: stable, so re-sends and revokes name the same id."""
+    return f"taskhub-{result_id}"
+
+
+def queue_many(results: list[TaskResult], *, now: datetime) -> None:
+    """Move waiting attempts to QUEUED in two statements (the dispatcher's hot path).
+
+    Same rules as :func:`move`: each attempt must still be PENDING or RETRY. The
+    tasks become QUEUED unless a run of theirs is RUNNING, which takes precedence.
+    """
+    for result in results:
+        check(result.status, A.QUEUED)
+    ids = [result.pk for result in results]
+    changed = TaskResult.objects.filter(pk__in=ids, status__in=WAITING).update(
+        status=A.QUEUED,
+        queued_at=now,
+        celery_task_id=Concat(Value("taskhub-"), Cast("pk", CharField())),
+    )
+    if changed != len(ids):
+        raise StaleAttempt(f"{len(ids) - changed} of {len(ids)} attempts were no longer waiting")
+    for result in results:
+        result.status, result.queued_at, result.celery_task_id = A.QUEUED, now, celery_id(result.pk)
+    Task.objects.filter(pk__in={result.task_id for result in results}).exclude(status=TaskStatus.RUNNING).update(
+        status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now
+    )
+
+
 def task_status_for(active: list[str], latest: TaskResult | None) -> str | None:
     """Derive a task's status from its active attempts, else from its latest finished one."""
     for status in _ACTIVE_ORDER:
@@ -107,6 +136,12 @@ def task_status_for(active: list[str], latest: TaskResult | None) -> str | None:
 
 def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str | None = None) -> str | None:
     """Recompute and store ``Task.status`` (and its attempt counters) from its attempts."""
+    if latest is not None and latest.status == A.RUNNING and reason is None:
+        # RUNNING outranks every other status, so no need to look at the other attempts.
+        Task.objects.filter(pk=task_id).update(
+            status=TaskStatus.RUNNING, attempt=latest.attempt, status_reason="", updated_at=timezone.now()
+        )
+        return TaskStatus.RUNNING
     active = list(
         TaskResult.objects.filter(task_id=task_id, status__in=WAITING + IN_FLIGHT).values_list(
             "status", "attempt", "available_at"
