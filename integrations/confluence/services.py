@@ -65,6 +65,7 @@ def _page_for_missing(client: ConfluenceClient, page_id: str, body: str) -> tupl
     """Find the report page by title in the main page's space, or create it there with ``body``."""
     parent_id = str(settings.TASKHUB["confluence"]["main_page_id"]).strip()
     title = settings.TASKHUB["reporting"]["confluence"]["title"] or "TaskHub task results"
+    page_id = page_id or "(not set)"
     parent = client.get_page(parent_id) if parent_id else None
     if parent is None:
         raise IntegrationError(
