@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -362,3 +364,21 @@ def test_pause_action_reports_through_messages(admin_client_logged_in: Client, d
     assert "Paused: nightly report" in [str(m) for m in response.context["messages"]]
     nightly.refresh_from_db()
     assert nightly.enabled is False
+
+
+@pytest.mark.parametrize("model", ["task", "taskresult"])
+def test_changelist_queries_do_not_grow_with_rows(
+    admin_client_logged_in: Client, data: dict[str, Any], model: str
+) -> None:
+    def count_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client_logged_in.get(url(model, "changelist")).status_code == 200
+        return len(queries)
+
+    few = count_queries()
+    for index in range(30):
+        task = services.task_create(
+            data={"name": f"bulk {index}", "tags": ["TEST_RECORD", f"t{index}"], "parameters": {}}, owner=data["owner"]
+        )
+        TaskResult.objects.create(task=task, attempt=2, status=AttemptStatus.DONE, finished_at=timezone.now())
+    assert count_queries() <= few
