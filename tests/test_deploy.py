@@ -35,6 +35,19 @@ def test_production_settings_pass_check_deploy_without_warnings(tmp_path: Path) 
     assert PRODUCTION_KEY not in output
 
 
+def test_production_settings_from_the_config_file_pass_too(tmp_path: Path) -> None:
+    config = (
+        "web:\n"
+        f"  secret_key: {PRODUCTION_KEY!r}\n"
+        "  debug: false\n"
+        "  https: true\n"
+        "  allowed_hosts: [taskhub.example.com]\n"
+    )
+    done = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], clean_env(tmp_path, config), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues (0 silenced)." in done.stdout
+
+
 def test_check_deploy_flags_debug_and_plain_http(tmp_path: Path) -> None:
     """The check above can fail: the same command reports what a careless production config gets wrong."""
     code, output = deploy_check(tmp_path, **{**PRODUCTION, "TASKHUB_WEB_DEBUG": "true", "TASKHUB_WEB_HTTPS": "false"})
