@@ -10,8 +10,9 @@ from django.utils import timezone
 from integrations.mattermost.client import MAX_TEXT, post_message
 from reporting.content import Alert, Content, Row
 
-# Characters that markdown would read as formatting, links or table borders.
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Characters that markdown reads as formatting, links or table borders anywhere in a line
+# (our values never start a line, so list and heading markers need no escape).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()|<>~])")
 
 
 def escape(text: str) -> str:
