@@ -215,15 +215,36 @@ class TaskAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """List tasks outside the selection that depend on it as protected, so the admin refuses up front."""
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        selected = {task.pk for task in objs}
+        for task in objs:
+            for dependent in task.dependents.exclude(pk__in=selected).only("name")[:10]:
+                protected.append(f"Task: {dependent.name} (depends on {task.name})")
+        return deleted, model_count, perms_needed, protected
+
     def delete_model(self, request: HttpRequest, obj: Task) -> None:
         try:
             services.task_delete(task=obj)
-        except TaskHubError as exc:
+        except TaskHubError as exc:  # a dependent was added after the confirmation page
             self.message_user(request, str(exc), messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        for task in queryset:
-            self.delete_model(request, task)
+        # A task cannot go while others depend on it: delete dependents first, pass after pass.
+        pending = list(queryset)
+        while pending:
+            refused = []
+            for task in pending:
+                try:
+                    services.task_delete(task=task)
+                except TaskHubError:
+                    refused.append(task)
+            if len(refused) == len(pending):
+                break
+            pending = refused
+        for task in pending:
+            self.message_user(request, f"Not deleted: {task.name} (other tasks depend on it)", messages.ERROR)
 
 
 @admin.register(RetryPolicy)

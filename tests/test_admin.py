@@ -382,3 +382,48 @@ def test_changelist_queries_do_not_grow_with_rows(
         )
         TaskResult.objects.create(task=task, attempt=2, status=AttemptStatus.DONE, finished_at=timezone.now())
     assert count_queries() <= few
+
+
+# --- deleting ----------------------------------------------------------------------------------------------
+
+
+def test_delete_page_refuses_a_task_others_depend_on(admin_client_logged_in: Client, data: dict[str, Any]) -> None:
+    upstream = data["upstream"]
+    page = admin_client_logged_in.get(url("task", "delete", upstream.pk))
+    assert page.status_code == 200
+    assert "Task: nightly report (depends on extract issues)" in page.content.decode()
+    response = admin_client_logged_in.post(url("task", "delete", upstream.pk), {"post": "yes"}, follow=True)
+    assert "deleted successfully" not in " ".join(str(m) for m in response.context["messages"])
+    assert Task.objects.filter(pk=upstream.pk).exists()
+
+
+def test_deleting_a_task_with_no_dependents(admin_client_logged_in: Client, data: dict[str, Any]) -> None:
+    nightly = data["nightly"]
+    response = admin_client_logged_in.post(url("task", "delete", nightly.pk), {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert not Task.objects.filter(pk=nightly.pk).exists()
+    assert not TaskResult.objects.filter(pk=data["result"].pk).exists()
+
+
+def test_bulk_delete_of_a_task_with_its_dependents_deletes_both(
+    admin_client_logged_in: Client, data: dict[str, Any]
+) -> None:
+    selected = [str(data["upstream"].pk), str(data["nightly"].pk)]  # the depended-on task comes first
+    response = admin_client_logged_in.post(
+        url("task", "changelist"),
+        {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
+        follow=True,
+    )
+    assert "Successfully deleted 2 tasks." in [str(m) for m in response.context["messages"]]
+    assert not Task.objects.exists()
+
+
+def test_bulk_delete_is_refused_while_an_unselected_task_depends_on_one(
+    admin_client_logged_in: Client, data: dict[str, Any]
+) -> None:
+    response = admin_client_logged_in.post(
+        url("task", "changelist"),
+        {"action": "delete_selected", "_selected_action": [str(data["upstream"].pk)], "post": "yes"},
+    )
+    assert "Task: nightly report (depends on extract issues)" in response.content.decode()
+    assert Task.objects.count() == 2
