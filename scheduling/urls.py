@@ -30,4 +30,5 @@ urlpatterns = [
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Log in and out of the browsable API.
     path("api-auth/", include("rest_framework.urls")),
+    re_path(r"^(?:tasks|task_history|handlers)(?:/.*)?$", views.not_found),
 ]

@@ -287,6 +287,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "scheduling.api.schema.strip_trailing_slashes",
+        "scheduling.api.schema.add_error_responses",
     ],
     # One schema component per enum, however many serializers use it.
     "ENUM_NAME_OVERRIDES": {

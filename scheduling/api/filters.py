@@ -6,6 +6,8 @@ from typing import Any
 
 import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from scheduling.models import FINISHED, Priority, Task, TaskResult, TaskStatus, TaskType
 
@@ -20,6 +22,15 @@ def _multiple(values: list[str], **kwargs: Any) -> django_filters.MultipleChoice
     return django_filters.MultipleChoiceFilter(
         choices=_choices(values), error_messages={"invalid_choice": message}, **kwargs
     )
+
+
+@extend_schema_field(OpenApiTypes.BOOL)
+class StrictBooleanFilter(django_filters.TypedChoiceFilter):
+    """true or false; anything else is a 400 (django-filter's BooleanFilter silently ignores "maybe")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("error_messages", {"invalid_choice": "%(value)s is not valid; expected true or false."})
+        super().__init__(choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true", **kwargs)
 
 
 def _tagged(queryset: QuerySet[Any], task_ref: str, tags: list[str]) -> QuerySet[Any]:
@@ -39,7 +50,7 @@ class TaskFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(method="filter_tag", help_text="Tasks carrying this tag (comma-separated: all).")
     owner = django_filters.CharFilter(field_name="owner__username", help_text="Username of the owner.")
     name = django_filters.CharFilter(lookup_expr="icontains", help_text="Part of the name, any case.")
-    enabled = django_filters.BooleanFilter(help_text="false: paused tasks.")
+    enabled = StrictBooleanFilter(help_text="false: paused tasks.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -178,7 +177,7 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_cron_description(self, task: Task) -> str:
         return cron.describe(task.cron_expr) if task.cron_expr else ""
 
-    @extend_schema_field(OpenApiTypes.DATETIME)
+    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
     def get_next_run_at(self, task: Task) -> Any:
         """Return when the task runs next: its retry if one waits, else its next cron fire."""
         moment = task.next_attempt_at if task.status == TaskStatus.RETRY and task.next_attempt_at else task.next_fire_at

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.types import OpenApiTypes
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -34,10 +34,6 @@ from scheduling.models import FINISHED, Task, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
 
-_ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
-_FIELD_ERRORS = OpenApiResponse(
-    response=OpenApiTypes.OBJECT, description="Invalid input: {field: [messages]} for every field that is wrong."
-)
 _CONFLICT = OpenApiResponse(
     response=inline_serializer(
         "Conflict", {"detail": serializers.CharField(), "current_status": serializers.CharField(allow_null=True)}
@@ -67,6 +63,8 @@ class TaskViewSet(viewsets.ModelViewSet):
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "priority", "status", "next_fire_at"]
     ordering = ["priority", "created_at", "id"]
+    # Any segment reaches the view, so a malformed id is a JSON 404 rather than Django's HTML page.
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Task]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no user
@@ -89,7 +87,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         fresh = task_queryset().get(pk=task.pk)
         return Response(TaskSerializer(fresh, context=self.get_serializer_context()).data, status=code)
 
-    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer, 400: _FIELD_ERRORS})
+    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create a task owned by the requesting user; an IMMEDIATE one starts as soon as a worker is free."""
         serializer = TaskWriteSerializer(data=request.data, context=self.get_serializer_context())
@@ -99,7 +97,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         response["Location"] = f"/tasks/{task.pk}"
         return response
 
-    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, 400: _FIELD_ERRORS})
+    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer})
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Replace a task's writable fields (PUT) or change some of them (PATCH)."""
         partial = kwargs.pop("partial", False)
@@ -114,7 +112,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         task = services.task_update(task=task, data=data)
         return self._show(task)
 
-    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, 400: _FIELD_ERRORS})
+    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Change some of a task's writable fields."""
         return self.update(request, *args, partial=True, **kwargs)
@@ -135,7 +133,7 @@ class TaskViewSet(viewsets.ModelViewSet):
                 description="A task status; anything else is a 400 listing the valid ones.",
             )
         ],
-        responses={200: TaskSerializer(many=True), 400: _FIELD_ERRORS},
+        responses={200: TaskSerializer(many=True)},
     )
     @action(detail=False, methods=["get"], url_path=r"status/(?P<status>[^/]+)", url_name="by-status")
     def by_status(self, request: Request, status: str) -> Response:
@@ -201,6 +199,11 @@ class TaskViewSet(viewsets.ModelViewSet):
         """Let a paused task fire and start again."""
         services.task_resume(task=self.get_object())
         return self._show(self.get_object())
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Answer an unknown path under an API prefix with JSON, not Django's HTML 404 page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 class TaskHistoryView(ListAPIView):

@@ -196,6 +196,8 @@ def test_body_just_under_the_size_limit_is_accepted(api: APIClient) -> None:
         ("priority=URGENT", "priority"),
         ("task_type=WEEKLY", "task_type"),
         ("created_after=yesterday", "created_after"),
+        ("enabled=maybe", "enabled"),
+        ("page_size=many", "page_size"),
     ],
 )
 def test_bad_list_filters_are_400_naming_the_parameter(api: APIClient, query: str, field: str) -> None:

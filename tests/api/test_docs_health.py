@@ -83,8 +83,8 @@ def test_health_is_503_when_the_broker_is_down_without_leaking_its_url(
     db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret_url = "redis://:hunter2-secret@127.0.0.1:1/0"
-    monkeypatch.setattr(celery_app.conf, "broker_url", secret_url)
-    monkeypatch.setattr(celery_app.conf, "broker_write_url", secret_url)
+    real = celery_app.connection_for_write
+    monkeypatch.setattr(celery_app, "connection_for_write", lambda **kwargs: real(url=secret_url, **kwargs))
     response = APIClient().get("/health")
     assert response.status_code == 503
     body = response.json()

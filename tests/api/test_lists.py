@@ -82,7 +82,9 @@ def test_pages_are_bounded_and_page_size_is_honoured(api: APIClient, alice: User
     assert len(last["results"]) == 1 and last["next"] is None
     assert api.get("/tasks?page_size=3&page=9").status_code == 404
     assert len(api.get("/tasks?page_size=100000").json()["results"]) == 7  # capped at max_page_size, not an error
-    assert len(api.get("/tasks?page_size=-1").json()["results"]) == 7  # falls back to the default size
+    for bad in ("0", "-1", "ten"):
+        response = api.get(f"/tasks?page_size={bad}")
+        assert response.status_code == 400 and "from 1 to" in response.json()["page_size"][0]
 
 
 def test_page_size_is_capped_at_max_page_size(
