@@ -142,6 +142,22 @@ def _email_list(value: Any) -> list[str]:
     return items
 
 
+def _webhooks(value: Any) -> dict[str, str]:
+    """Check mattermost.webhooks: channel name -> incoming webhook URL (env: ``name=url,name2=url2``)."""
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        value = {name.strip(): url.strip() for name, _, url in pairs}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError("expected a mapping of channel name -> incoming webhook URL")
+    check = _url("http", "https", allow_empty=False)
+    try:
+        return {name: check(url) for name, url in value.items()}
+    except ValueError:
+        raise ValueError("expected a mapping of channel name -> incoming webhook URL (http:// or https://)") from None
+
+
 def _timezone(value: Any) -> str:
     try:
         zoneinfo.ZoneInfo(_str(value))
@@ -265,6 +281,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "mattermost": {
         "webhook_url": Key(_url("http", "https"), "", secret=True),
         "channel": Key(_str, ""),
+        "webhooks": Key(_webhooks, {}, secret=True),
         "username": Key(_str, "TaskHub"),
     },
     "database": {
@@ -387,6 +404,8 @@ class Config:
             for name, spec in schema.items():
                 if isinstance(spec, dict):
                     walk(values[name], spec)
+                elif spec.secret and isinstance(values.get(name), Mapping):
+                    found.extend(str(item) for item in values[name].values() if item)  # mattermost.webhooks
                 elif spec.secret and values.get(name):
                     value = str(values[name])
                     if name == "url":

@@ -28,9 +28,18 @@ def post_message(
     webhook_url: str | None = None,
     timeout: float = TIMEOUT,
 ) -> None:
-    """Post ``text`` (Mattermost markdown) through the incoming webhook; raise IntegrationError on failure."""
+    """Post ``text`` (Mattermost markdown) through an incoming webhook; raise IntegrationError on failure.
+
+    A channel listed in mattermost.webhooks is posted to through its own webhook;
+    any other channel through mattermost.webhook_url, naming the channel in the payload.
+    """
     config = settings.TASKHUB["mattermost"]
     url = webhook_url or config["webhook_url"]
+    own = config["webhooks"].get(channel or config["channel"])
+    if own and not webhook_url:
+        url, channel = own, None  # that webhook posts to its own channel
+    elif channel is None:
+        channel = config["channel"]
     if not url:
         raise IntegrationError(
             SYSTEM,
@@ -39,8 +48,8 @@ def post_message(
             permanent=True,
         )
     payload: dict[str, Any] = {"text": text[:MAX_TEXT]}
-    if channel or config["channel"]:
-        payload["channel"] = channel or config["channel"]
+    if channel:
+        payload["channel"] = channel
     if username or config["username"]:
         payload["username"] = username or config["username"]
     host = urlsplit(url).hostname or "?"

@@ -22,7 +22,7 @@ SCHEMA: dict[str, Any] = {
             "type": "string",
             "minLength": 1,
             "maxLength": 64,
-            "description": "Channel name (the webhook must allow overriding its channel)",
+            "description": "A channel of mattermost.webhooks, or a channel the default webhook may post to",
         },
         "username": {"type": "string", "minLength": 1, "maxLength": 64},
     },
@@ -30,7 +30,8 @@ SCHEMA: dict[str, Any] = {
 
 
 def _check(parameters: dict[str, Any]) -> None:
-    if not settings.TASKHUB["mattermost"]["webhook_url"]:
+    config = settings.TASKHUB["mattermost"]
+    if not config["webhook_url"] and parameters.get("channel") not in config["webhooks"]:
         raise ValidationError(
             {"parameters": "mattermost.webhook_url is not configured (config.yaml or TASKHUB_MATTERMOST_WEBHOOK_URL)"}
         )

@@ -103,3 +103,30 @@ def test_notify_task_needs_text_and_a_configured_webhook(db, monkeypatch):
 
     assert "text" in json.dumps(missing_text.value.errors)
     assert "mattermost.webhook_url" in json.dumps(no_webhook.value.errors)
+
+
+def test_channel_with_its_own_webhook_is_posted_through_it(fake_mattermost, monkeypatch):
+    other = type(fake_mattermost)().start()
+    try:
+        monkeypatch.setitem(settings.TASKHUB["mattermost"], "webhooks", {"backups": other.webhook_url})
+
+        post_message("to backups", channel="backups")
+        post_message("to ops")
+
+        assert other.messages == [{"text": "to backups", "username": "TaskHub"}]
+        assert fake_mattermost.messages == [{"text": "to ops", "channel": "ops", "username": "TaskHub"}]
+        assert other.webhook_url in settings.TASKHUB.secret_values()
+    finally:
+        other.stop()
+
+
+def test_webhooks_config_is_checked_and_hidden_in_errors():
+    from taskhub import config
+    from taskhub.exceptions import ConfigError
+
+    parsed = config.parse({}, env={"TASKHUB_MATTERMOST_WEBHOOKS": "backups=https://mm.example.com/hooks/abc"})
+    assert parsed["mattermost"]["webhooks"] == {"backups": "https://mm.example.com/hooks/abc"}
+    assert "https://mm.example.com/hooks/abc" in parsed.secret_values()
+    with pytest.raises(ConfigError) as caught:
+        config.parse({"mattermost": {"webhooks": {"ops": "ftp://secret-hook"}}}, env={})
+    assert "mattermost.webhooks" in str(caught.value) and "secret-hook" not in str(caught.value)
