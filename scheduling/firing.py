@@ -1,142 +1,198 @@
 """Cron fires: turn SCHEDULED tasks whose ``next_fire_at`` has come into runs, in bulk.
 
-One indexed query finds the due tasks; fire times are computed once per distinct
-(cron, zone, due time), so ten thousand tasks on the same cron cost one croniter
-walk; the runs are inserted with one ``bulk_create`` whose unique
-(task, fire_time) key makes a fire happen once even if two beats race.
+Steps of :func:`fire_due`, in one transaction (serialised between beats):
+1. Group the due tasks by (cron, zone, due time): fire times are computed once
+   per group, so ten thousand tasks on one cron cost one croniter walk.
+2. Tasks whose runs would exceed ``scheduler.max_instances`` are few; they are
+   loaded and handled one by one (skip and record it, queue, or replace).
+3. Every other task of a group gets its runs with one ``INSERT ... SELECT`` and
+   its next fire with one ``UPDATE``, without loading a row into Python. The
+   unique (task, fire_time) key makes a fire happen once even if two beats race.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta
 from itertools import islice
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Case, Count, F, QuerySet, Value, When
 from django.utils import timezone
 
-from scheduling import cron, dispatcher, lifecycle, services
+from scheduling import cron, dispatcher, services
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
 
 FIRE_LOCK_KEY = 0x7A5C_F14E
 MAX_CATCH_UP = 1000  # fire times walked per task after downtime, at most
+# A task already showing one of these keeps it when a new run is added (they outrank PENDING).
+_BUSY = (TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.RETRY)
 
 
-def due_tasks(now: datetime):
+def due_tasks(now: datetime) -> QuerySet[Task]:
     return Task.objects.filter(task_type=TaskType.SCHEDULED, enabled=True, next_fire_at__lte=now)
 
 
-def _fires(task: Task, now: datetime, cache: dict) -> tuple[list[datetime], datetime]:
-    """Return the fire times from task.next_fire_at up to now, and the first one after now."""
-    key = (task.cron_expr, task.timezone, task.next_fire_at)
-    if key not in cache:
-        times = [task.next_fire_at]
-        following = cron.fire_times(task.cron_expr, task.timezone, task.next_fire_at)
-        for moment in islice(following, MAX_CATCH_UP):
-            if moment > now:
-                break
-            times.append(moment)
-        else:
-            moment = cron.next_fire(task.cron_expr, task.timezone, now)
-        cache[key] = (times, moment)
-    return cache[key]
+def _fires(expr: str, tz_name: str, first: datetime, now: datetime) -> tuple[list[datetime], datetime]:
+    """Return the fire times from ``first`` up to now, and the first one after now."""
+    times = [first]
+    for moment in islice(cron.fire_times(expr, tz_name, first), MAX_CATCH_UP):
+        if moment > now:
+            return times, moment
+        times.append(moment)
+    return times, cron.next_fire(expr, tz_name, now)
 
 
-def fire_due(now: datetime | None = None, *, limit: int = 20_000) -> int:
+def _on_time(times: list[datetime], now: datetime, conf: dict[str, Any], what: str) -> list[datetime]:
+    """Drop fires missed by more than the grace; with coalesce keep only the latest."""
+    grace = timedelta(seconds=conf["misfire_grace_seconds"])
+    on_time = [t for t in times if now - t <= grace]
+    if len(on_time) < len(times):
+        logger.warning(
+            "%s: %d fire(s) missed by more than %s s were dropped",
+            what,
+            len(times) - len(on_time),
+            conf["misfire_grace_seconds"],
+        )
+    if conf["coalesce"] and on_time:
+        on_time = on_time[-1:]
+    return on_time
+
+
+def fire_due(now: datetime | None = None) -> int:
     """Create the runs of every due SCHEDULED task and advance its next_fire_at; return the runs fired."""
     now = now or timezone.now()
     conf = settings.TASKHUB["scheduler"]
-    grace = timedelta(seconds=conf["misfire_grace_seconds"])
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FIRE_LOCK_KEY])
-        due = list(
-            due_tasks(now)
-            .only("id", "name", "cron_expr", "timezone", "next_fire_at", "priority", "overlap_policy")
-            .order_by("next_fire_at")[:limit]
-        )
-        if not due:
+        due = due_tasks(now)
+        groups = list(due.order_by().values_list("cron_expr", "timezone", "next_fire_at").annotate(n=Count("pk")))
+        if not groups:
             return 0
         active = Counter(
             dict(
                 TaskResult.objects.filter(task__in=due, status__in=WAITING + IN_FLIGHT)
+                .order_by()
                 .values_list("task_id")
                 .annotate(n=Count("pk"))
                 .values_list("task_id", "n")
             )
         )
-        cache: dict = {}
-        runs: list[TaskResult] = []
-        advance: dict[datetime, list] = defaultdict(list)
-        replaced: list[Task] = []
-        for task in due:
-            times, following = _fires(task, now, cache)
-            on_time = [t for t in times if now - t <= grace]
-            if conf["coalesce"] and on_time:
-                on_time = on_time[-1:]
-            if len(on_time) < len(times):
-                logger.warning(
-                    "%s: %d fire(s) missed by more than %s s were dropped",
-                    task.name,
-                    len(times) - len(on_time),
-                    conf["misfire_grace_seconds"],
-                )
-            for fire_time in on_time:
-                run = TaskResult(
-                    task=task,
-                    attempt=1,
-                    status=AttemptStatus.PENDING,
-                    priority=task.priority,
-                    fire_time=fire_time,
-                    available_at=fire_time,
-                    created_at=now,
-                )
-                if active[task.pk] >= conf["max_instances"]:
-                    if task.overlap_policy == OverlapPolicy.SKIP:
-                        run.status, run.finished_at = AttemptStatus.SKIPPED, now
-                        run.error_message = (
-                            f"skipped: {active[task.pk]} run(s) already waiting or in flight "
-                            f"(scheduler.max_instances = {conf['max_instances']})"
-                        )
-                        runs.append(run)
-                        continue
-                    if task.overlap_policy == OverlapPolicy.REPLACE:
-                        replaced.append(task)
-                        active[task.pk] = 0
-                active[task.pk] += 1
-                runs.append(run)
-            advance[following].append(task.pk)
-        for task in replaced:
-            services.task_cancel(task=task, reason="replaced by a newer cron fire (overlap policy: replace)")
-        created = TaskResult.objects.bulk_create(runs, ignore_conflicts=True)
-        for moment, ids in advance.items():
-            Task.objects.filter(pk__in=ids).update(next_fire_at=moment)
-        fired_ids = {run.task_id for run in runs if run.status == AttemptStatus.PENDING}
-        _settle_statuses(fired_ids, now)
-        transaction.on_commit(dispatcher.wake)
-    return sum(run.status == AttemptStatus.PENDING for run in created)
-
-
-def _settle_statuses(task_ids: set, now: datetime) -> None:
-    """Give fired tasks the status their attempts imply; fail runs whose upstream already failed."""
-    if not task_ids:
-        return
-    busy = set(
-        TaskResult.objects.filter(task_id__in=task_ids, status__in=(AttemptStatus.RETRY, *IN_FLIGHT)).values_list(
-            "task_id", flat=True
+        plans = {}
+        for expr, tz_name, first, _ in groups:
+            times, following = _fires(expr, tz_name, first, now)
+            plans[(expr, tz_name, first)] = (_on_time(times, now, conf, f"cron {expr!r} ({tz_name})"), following)
+        # Tasks that already have runs are the only ones that can hit max_instances.
+        crowded = list(
+            due.filter(pk__in=list(active)).only(
+                "id", "name", "cron_expr", "timezone", "next_fire_at", "priority", "overlap_policy"
+            )
         )
+        crowded = [
+            t
+            for t in crowded
+            if active[t.pk] + len(plans[(t.cron_expr, t.timezone, t.next_fire_at)][0]) > conf["max_instances"]
+        ]
+        fired = sum(
+            _fire_one(task, *plans[(task.cron_expr, task.timezone, task.next_fire_at)], active[task.pk], now, conf)
+            for task in crowded
+        )
+        for (expr, tz_name, first), (on_time, following) in plans.items():
+            group = due.filter(cron_expr=expr, timezone=tz_name, next_fire_at=first).exclude(
+                pk__in=[t.pk for t in crowded]
+            )
+            for fire_time in on_time:
+                fired += _insert_runs(group, fire_time, now)
+            if on_time:
+                # One UPDATE per group: advance the fire, and show PENDING unless a busier status stands.
+                group.update(
+                    next_fire_at=following,
+                    status=Case(When(status__in=_BUSY, then=F("status")), default=Value(TaskStatus.PENDING)),
+                    status_reason=Case(When(status__in=_BUSY, then=F("status_reason")), default=Value("")),
+                    updated_at=now,
+                )
+            else:
+                group.update(next_fire_at=following)
+        if fired:
+            _fail_blocked(now)
+        transaction.on_commit(dispatcher.wake)
+    return fired
+
+
+def _insert_runs(tasks: QuerySet[Task], fire_time: datetime, now: datetime) -> int:
+    """Insert one PENDING run per task for ``fire_time`` with a single INSERT ... SELECT."""
+    aliased = tasks.order_by().values(due_id=F("pk"), due_priority=F("priority"))
+    select, params = aliased.query.sql_with_params()
+    table = connection.ops.quote_name(TaskResult._meta.db_table)
+    columns = (
+        "task_id, attempt, status, priority, fire_time, available_at, created_at, worker, celery_task_id, claim, "
+        "progress_message, error_message, traceback, artifacts"
     )
-    Task.objects.filter(pk__in=task_ids - busy).update(status=TaskStatus.PENDING, status_reason="", updated_at=now)
-    for pk in busy:
-        lifecycle.refresh_task(pk)
+    stamp = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"INSERT INTO {table} ({columns}) "
+        f"SELECT due.due_id, 1, %s, due.due_priority, %s, %s, %s, '', '', 0, '', '', '', '[]' FROM ({select}) due "
+        # "WHERE 1 = 1" lets SQLite tell the upsert clause from a join's ON.
+        "WHERE 1 = 1 ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [AttemptStatus.PENDING, stamp(fire_time), stamp(fire_time), stamp(now), *params])
+        return max(cursor.rowcount, 0)
+
+
+def _fire_one(
+    task: Task, on_time: list[datetime], following: datetime, active: int, now: datetime, conf: dict[str, Any]
+) -> int:
+    """Fire one task that is at its max_instances, following its overlap policy."""
+    runs: list[TaskResult] = []
+    for fire_time in on_time:
+        run = TaskResult(
+            task=task,
+            attempt=1,
+            status=AttemptStatus.PENDING,
+            priority=task.priority,
+            fire_time=fire_time,
+            available_at=fire_time,
+            created_at=now,
+        )
+        if active >= conf["max_instances"]:
+            if task.overlap_policy == OverlapPolicy.SKIP:
+                run.status, run.finished_at = AttemptStatus.SKIPPED, now
+                run.error_message = (
+                    f"skipped: {active} run(s) already waiting or in flight "
+                    f"(scheduler.max_instances = {conf['max_instances']})"
+                )
+                runs.append(run)
+                continue
+            if task.overlap_policy == OverlapPolicy.REPLACE:
+                services.task_cancel(task=task, reason="replaced by a newer cron fire (overlap policy: replace)")
+                active = 0
+        active += 1
+        runs.append(run)
+    TaskResult.objects.bulk_create(runs, ignore_conflicts=True)
+    fired = sum(run.status == AttemptStatus.PENDING for run in runs)
+    Task.objects.filter(pk=task.pk).update(next_fire_at=following)
+    if fired:
+        Task.objects.filter(pk=task.pk).exclude(status__in=_BUSY).update(
+            status=TaskStatus.PENDING, status_reason="", updated_at=now
+        )
+    return fired
+
+
+def _fail_blocked(now: datetime) -> None:
+    """Fail the new runs of tasks fired at ``now`` whose dependency already FAILED or was CANCELLED."""
     blocked = Task.objects.filter(
-        pk__in=task_ids, dependencies__status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED)
+        dependencies__status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED),
+        task_type=TaskType.SCHEDULED,
+        status=TaskStatus.PENDING,
+        updated_at=now,
     ).distinct()
     for task in blocked:
         services.fail_if_upstream_failed(task)
