@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: rotation is then only safe for one process
+    fcntl = None  # type: ignore[assignment]
 
 
 class RedactSecrets(logging.Filter):
@@ -30,6 +37,69 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler that several processes (web, worker, beat) can share.
+
+    The stock handler keeps writing to its open file after another process rotated it
+    away, so backups grow without bound and rotations multiply. Here every write:
+    1. takes an exclusive lock on ``<file>.lock``, so one process rotates at a time;
+    2. reopens the file if it is no longer the one at the configured path;
+    3. writes, rotating first if the file is full.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock_fd: int | None = None
+        self._lock_pid = 0
+
+    def _lock_file(self) -> int | None:
+        if fcntl is None:
+            return None
+        # flock() locks belong to the open file, which a forked child (Celery's prefork pool)
+        # inherits: each process needs its own descriptor or parent and children never exclude.
+        if self._lock_fd is None or self._lock_pid != os.getpid():
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # the parent's; closing our copy leaves its lock alone
+            self._lock_fd = os.open(f"{self.baseFilename}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+            self._lock_pid = os.getpid()
+        return self._lock_fd
+
+    def _reopen_if_rotated(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            moved = os.stat(self.baseFilename).st_ino != os.fstat(self.stream.fileno()).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self.stream.close()
+            self.stream = self._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fd = self._lock_file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            self.handleError(record)  # logging must never raise into the caller
+            return
+        try:
+            if fd is not None:
+                self._reopen_if_rotated()
+            super().emit(record)
+        except OSError:
+            self.handleError(record)
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
 def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: list[str]) -> dict[str, Any]:
     """Return a dictConfig: console plus a rotating file, both in the configured format."""
     handlers: dict[str, dict[str, Any]] = {
@@ -41,7 +111,7 @@ def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: li
     }
     if log_file is not None:
         handlers["file"] = {
-            "class": "logging.handlers.RotatingFileHandler",
+            "class": "taskhub.logconfig.SharedRotatingFileHandler",
             "filename": str(log_file),
             "maxBytes": section["max_bytes"],
             "backupCount": section["backup_count"],

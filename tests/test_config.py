@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from django.core.management import call_command
 
 from taskhub import config
 from taskhub.exceptions import ConfigError
-from taskhub.logconfig import RedactSecrets
+from taskhub.logconfig import RedactSecrets, SharedRotatingFileHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "pl4nted-S3CRET-value-7f3a9c"
@@ -441,3 +443,42 @@ def test_parse_does_not_read_the_process_environment_when_given_one(monkeypatch:
     assert config.parse({}, env={})["scheduler"]["concurrency"] == 5
     with pytest.raises(ConfigError):
         config.parse({})
+
+
+def test_shared_log_handler_locks_exclude_a_forked_child(tmp_path: Path) -> None:
+    """Celery's prefork children inherit the handler: their lock must still exclude the parent's."""
+    handler = SharedRotatingFileHandler(tmp_path / "app.log", maxBytes=1000, backupCount=1)
+    handler.emit(logging.makeLogRecord({"msg": "parent line"}))
+    fd = handler._lock_file()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            try:
+                fcntl.flock(handler._lock_file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os._exit(1)  # got the lock the parent holds: no exclusion
+            except BlockingIOError:
+                os._exit(0)
+        _, status = os.waitpid(child, 0)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        handler.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_shared_log_handler_follows_a_rotation_done_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    first = SharedRotatingFileHandler(path, maxBytes=200, backupCount=3)
+    second = SharedRotatingFileHandler(path, maxBytes=200, backupCount=3)
+    for handler in (first, second):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for index in range(20):
+            (first if index % 2 else second).emit(logging.makeLogRecord({"msg": f"line {index:02d} " + "x" * 20}))
+    finally:
+        first.close()
+        second.close()
+    files = sorted(tmp_path.glob("app.log*"))
+    assert [f.name for f in files] == ["app.log", "app.log.1", "app.log.2", "app.log.3", "app.log.lock"]
+    assert all(f.stat().st_size <= 200 for f in files)
+    assert path.read_text().splitlines()[-1].startswith("line 19")

@@ -147,7 +147,7 @@ def test_log_file_rotates_at_max_bytes(tmp_path: Path) -> None:
     code = "import logging\nfor i in range(200): logging.getLogger('taskhub.probe').info('line %03d ' + 'x' * 40, i)"
     done = run(["manage.py", "shell", "-c", code], env, tmp_path)
     assert done.returncode == 0, done.stderr
-    files = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    files = sorted(p.name for p in (tmp_path / "logs").iterdir() if p.suffix != ".lock")
     assert files == ["app.log", "app.log.1", "app.log.2"]
     assert all((tmp_path / "logs" / name).stat().st_size <= 2000 for name in files)
 
@@ -274,3 +274,31 @@ def test_ensure_admin_explains_a_name_taken_by_an_ordinary_user(monkeypatch: pyt
     with pytest.raises(CommandError, match="user 'admin' exists but is not a superuser"):
         call_command("ensure_admin", stdout=io.StringIO())
     assert not get_user_model().objects.filter(is_superuser=True).exists()
+
+
+def test_processes_sharing_the_log_file_rotate_it_without_losing_lines(tmp_path: Path) -> None:
+    """Web, worker and beat write one log file; rotation by one must not lose or misplace the others' lines."""
+    env = clean_env(tmp_path, "log:\n  max_bytes: 20000\n  backup_count: 100\n  format: '%(message)s'\n")
+    go = tmp_path / "go"
+    code = (
+        "import logging, os, time\n"
+        "log = logging.getLogger('taskhub.probe')\n"
+        f"open(os.path.join({str(tmp_path)!r}, f'ready-{{os.getpid()}}'), 'w').close()\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+        "for i in range(1000): log.warning('proc %s line %04d %s', os.getpid(), i, 'x' * 30)\n"
+    )
+    command = [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code]
+    processes = [
+        subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(3)
+    ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # release all three together, so their writes interleave
+    assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
+    files = list((tmp_path / "logs").glob("app.log*"))
+    lines = [line for file in files for line in file.read_text().splitlines() if line.startswith("proc ")]
+    assert len(lines) == 3000
+    assert len(set(lines)) == 3000
+    assert all(file.stat().st_size <= 20000 for file in files), sorted(file.stat().st_size for file in files)
