@@ -55,6 +55,8 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "id":
+                    parameter["schema"] = {"type": "string", "format": "uuid", "description": "A task id."}
                 if parameter.get("in") == "query":
                     # An empty filter means "no filter", as the browsable API's filter form sends it.
                     parameter["allowEmptyValue"] = True

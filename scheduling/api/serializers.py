@@ -290,8 +290,15 @@ class TaskWriteSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"name": [f"a retry policy named {name!r} exists; send its id to reuse it, or choose another name"]}
             )
-        # Policy names are unique; a generated one must not collide with another task's.
-        return {**values, "name": name or f"policy {uuid.uuid4().hex[:12]}"}
+        return {**values, "name": name}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        policy = attrs.get("retry_policy")
+        if isinstance(policy, dict) and not policy["name"]:
+            # Policy names are unique: name a new one after its task, with a suffix so two tasks never collide.
+            task_name = attrs.get("name") or (self.instance.name if self.instance else "task")
+            attrs["retry_policy"] = {**policy, "name": f"{task_name[:80]} retries #{uuid.uuid4().hex[:8]}"}
+        return attrs
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         """Show a task as the writable fields (used by the browsable API's edit form)."""

@@ -72,8 +72,12 @@ class TaskViewSet(viewsets.ModelViewSet):
         return visible_tasks(self.request.user, task_queryset())
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
-        # The browsable API builds its edit forms from the write serializer.
-        if self.request is not None and self.request.method in ("POST", "PUT", "PATCH") and self.action != "cancel":
+        """Return the serializer of the body this request (or a browsable API form, or OPTIONS) takes."""
+        if self.action == "cancel":
+            return CancelSerializer
+        if self.action in ("run", "retry", "pause", "resume"):
+            return serializers.Serializer  # no body
+        if self.request is not None and self.request.method in ("POST", "PUT", "PATCH"):
             return TaskWriteSerializer
         return TaskSerializer
 
@@ -147,11 +151,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskSerializer(page, many=True, context=self.get_serializer_context()).data)
 
-    @extend_schema(
-        responses=TaskResultSerializer(many=True),
-        parameters=[OpenApiParameter("ordering", str, description="Ignored: attempts come newest first.")],
-        filters=False,
-    )
+    @extend_schema(responses=TaskResultSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def results(self, request: Request, pk: str | None = None) -> Response:
         """List a task's attempts, newest first."""
@@ -211,6 +211,7 @@ class TaskHistoryView(ListAPIView):
 
     serializer_class = TaskResultSerializer
     permission_classes = [TaskPermission]
+    parser_classes = [LimitedJSONParser]
     filterset_class = HistoryFilter
     filter_backends = [
         *ListAPIView.filter_backends[:1],
