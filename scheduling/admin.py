@@ -14,6 +14,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from scheduling import cron, services
+from scheduling.admin_views import TaskPagesMixin
+from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Tag, Task, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
 
@@ -21,9 +23,15 @@ from taskhub.exceptions import TaskHubError, ValidationError
 class TaskForm(forms.ModelForm):
     """Task form whose clean() runs the same validation as the API and the CLI."""
 
+    handler_tag = forms.ChoiceField(
+        label="Handler",
+        required=False,
+        help_text="What the task runs. Its parameters are checked against the handler's schema.",
+    )
     tag_names = forms.CharField(
         label="Tags",
-        help_text="Comma-separated; exactly one must be a registered handler tag (e.g. HTTP_REQUEST, JIRA_TASK_EXP).",
+        required=False,
+        help_text="Comma-separated labels. Without a handler chosen above, exactly one must be a handler tag.",
     )
 
     class Meta:
@@ -46,12 +54,21 @@ class TaskForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["handler_tag"].choices = [("", "---------")] + [
+            (spec.tag, f"{spec.tag} - {spec.description}" if spec.description else spec.tag) for spec in registry.all()
+        ]
         if self.instance.pk:
-            self.fields["tag_names"].initial = ", ".join(self.instance.tags.values_list("name", flat=True))
+            handler = self.instance.handler
+            self.fields["handler_tag"].initial = handler if handler in registry else ""
+            names = self.instance.tags.values_list("name", flat=True)
+            self.fields["tag_names"].initial = ", ".join(n for n in names if n != self.fields["handler_tag"].initial)
 
     def service_data(self) -> dict[str, Any]:
         data = {name: self.cleaned_data.get(name) for name in self.Meta.fields if name != "tag_names"}
-        data["tags"] = [t.strip() for t in self.cleaned_data.get("tag_names", "").split(",") if t.strip()]
+        data["tags"] = [t.strip() for t in (self.cleaned_data.get("tag_names") or "").split(",") if t.strip()]
+        handler = self.cleaned_data.get("handler_tag")
+        if handler and handler not in data["tags"]:
+            data["tags"].insert(0, handler)
         data["dependencies"] = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
         data["timeout_seconds"] = self.cleaned_data.get("timeout_seconds")
         data["cron_expr"] = self.cleaned_data.get("cron_expr") or ""
@@ -144,7 +161,7 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     form = TaskForm
     list_display = ["name", "task_type", "status", "priority", "enabled", "owner", "next_fire_at", "updated_at"]
     list_filter = ["status", "priority", "task_type", "enabled", TagFilter, "owner"]
@@ -166,7 +183,7 @@ class TaskAdmin(admin.ModelAdmin):
     inlines = [ResultInline]
     actions = [run_now, cancel, retry, pause, resume]
     fieldsets = [
-        (None, {"fields": ["name", "tag_names", "parameters", "priority", "enabled"]}),
+        (None, {"fields": ["name", "handler_tag", "tag_names", "parameters", "priority", "enabled"]}),
         (
             "Schedule",
             {"fields": ["task_type", "cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"]},

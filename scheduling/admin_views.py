@@ -1,0 +1,298 @@
+"""Extra admin pages for tasks: action buttons, live attempts, artifacts, dependency graph, cron preview, dashboard.
+
+``TaskPagesMixin`` is mixed into ``TaskAdmin``; every view goes through ``admin_site.admin_view`` (staff login)
+and then checks the model admin's own view/change permission for the task it touches.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+
+from scheduling import admin_graph, cron, dashboard, services
+from scheduling.handlers import registry
+from scheduling.models import WAITING, AttemptStatus, Task, TaskResult, TaskStatus
+from taskhub.exceptions import TaskHubError
+
+TIMELINE_LIMIT = 50  # attempts shown on the task page; the results list has the rest
+ACTIVE = (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY)
+
+
+# name -> (button label, service call, what happened)
+ACTIONS: dict[str, tuple[str, Callable[[Task], Any], Callable[[Task, Any], str]]] = {
+    "run": ("Run now", lambda t: services.task_run_now(task=t), lambda t, r: f"Started a new run of {t.name!r}."),
+    "cancel": (
+        "Cancel",
+        lambda t: services.task_cancel(task=t, reason="cancelled from the admin"),
+        lambda t, n: f"Cancelled {n} attempt{'s' if n != 1 else ''} of {t.name!r}.",
+    ),
+    "retry": ("Retry", lambda t: services.task_retry(task=t), lambda t, r: f"Retrying {t.name!r} from attempt 1."),
+    "pause": (
+        "Pause",
+        lambda t: services.task_pause(task=t),
+        lambda t, r: f"Paused {t.name!r}: it will not fire or start.",
+    ),
+    "resume": ("Resume", lambda t: services.task_resume(task=t), lambda t, r: f"Resumed {t.name!r}."),
+}
+
+
+def available_actions(task: Task) -> list[tuple[str, str]]:
+    """Return the (name, label) of the buttons that make sense for the task's current state."""
+    names = ["run"]
+    if task.status in ACTIVE:
+        names.append("cancel")
+    if task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
+        names.append("retry")
+    names.append("pause" if task.enabled else "resume")
+    return [(name, ACTIONS[name][0]) for name in names]
+
+
+def timeline(task: Task) -> list[TaskResult]:
+    """Return the task's latest attempts, newest first (result_task_idx), each with its artifact file names."""
+    attempts = list(
+        TaskResult.objects.filter(task=task)
+        .order_by("-created_at", "-pk")
+        .defer("traceback", "result")[:TIMELINE_LIMIT]
+    )
+    for attempt in attempts:
+        files = attempt.artifacts if isinstance(attempt.artifacts, list) else []
+        attempt.artifact_files = [(index, PurePosixPath(str(path)).name) for index, path in enumerate(files)]
+    return attempts
+
+
+def waiting_reason(task: Task) -> str:
+    """Say which dependencies a waiting task waits on ('' when it is not waiting on any)."""
+    if task.status not in (TaskStatus.PENDING, TaskStatus.RETRY):
+        return ""
+    blocking = services.waiting_on(task)
+    return ", ".join(f"{dep.name} ({dep.status})" for dep in blocking)
+
+
+def _local(moment: datetime, tz_name: str) -> str:
+    return f"{moment.astimezone(cron.timezone_of(tz_name)):%a %Y-%m-%d %H:%M %Z}"
+
+
+def cron_preview(expr: str, tz_name: str, count: int = 5) -> dict[str, Any]:
+    """Describe a cron expression and list its next fires in ``tz_name``, or say what is wrong with it."""
+    expr = " ".join(expr.split())
+    tz_name = tz_name.strip() or "UTC"
+    if not expr:
+        return {"ok": False, "error": "", "description": "", "fires": []}
+    try:
+        cron.timezone_of(tz_name)
+        cron.validate(expr)
+        fires = cron.next_fires(expr, tz_name, timezone.now(), count)
+    except cron.CronError as exc:
+        return {"ok": False, "error": str(exc), "description": "", "fires": []}
+    return {
+        "ok": True,
+        "error": "",
+        "description": cron.describe(expr),
+        "timezone": tz_name,
+        "fires": [
+            {"utc": f.astimezone(UTC).isoformat(), "local": _local(f, tz_name), "note": cron.dst_note(f, tz_name)}
+            for f in fires
+        ],
+    }
+
+
+def _inside_storage(relative: str) -> Path | None:
+    """Resolve an artifact path; None when it escapes STORAGE_DIR (``..``, absolute paths, symlinks out)."""
+    root = Path(settings.STORAGE_DIR).resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (OSError, ValueError):
+        return None
+    if not candidate.is_relative_to(root) or candidate == root:
+        return None
+    return candidate
+
+
+class TaskPagesMixin:
+    """Task admin pages beyond the model form; mixed into TaskAdmin (a ModelAdmin)."""
+
+    change_form_template = "admin/scheduling/task/change_form.html"
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _task_or_404(self, request: HttpRequest, object_id: str) -> Task:
+        task = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if task is None:
+            raise Http404("no such task")
+        if not self.has_view_permission(request, task):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return task
+
+    def _change_url(self, pk: UUID | str) -> str:
+        return reverse("admin:scheduling_task_change", args=[pk])
+
+    def task_page_context(self, request: HttpRequest, task: Task) -> dict[str, Any]:
+        """Return what the task page shows besides the form: timeline, reason line, graph, buttons."""
+        can_change = self.has_change_permission(request, task)  # type: ignore[attr-defined]
+        graph = admin_graph.neighbourhood(task)
+        return {
+            "attempts": timeline(task),
+            "timeline_limit": TIMELINE_LIMIT,
+            "waiting_reason": waiting_reason(task),
+            "task_active": task.status in ACTIVE,
+            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url),
+            "graph_size": len(graph.nodes),
+            "graph_truncated": graph.truncated,
+            "status_colours": admin_graph.STATUS_COLOURS,
+            "task_actions": available_actions(task) if can_change else [],
+            "can_change_task": can_change,
+            "live_url": reverse("admin:scheduling_task_live", args=[task.pk]),
+        }
+
+    # --- the change page ----------------------------------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        task = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if task is not None and self.has_view_permission(request, task):  # type: ignore[attr-defined]
+            extra.update(self.task_page_context(request, task))
+        return super().change_view(request, object_id, form_url, extra)  # type: ignore[misc]
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        context["cron_preview_url"] = reverse("admin:scheduling_task_cron_preview")
+        context["handler_specs"] = {
+            spec.tag: {"description": spec.description, "schema": spec.schema} for spec in registry.all()
+        }
+        return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
+
+    # --- URLs ---------------------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view  # type: ignore[attr-defined]
+        extra = [
+            path("dashboard/", wrap(self.dashboard_view), name="scheduling_task_dashboard"),
+            path("cron-preview/", wrap(self.cron_preview_view), name="scheduling_task_cron_preview"),
+            path("<uuid:object_id>/do/<str:action>/", wrap(self.action_view), name="scheduling_task_do"),
+            path("<uuid:object_id>/live/", wrap(self.live_view), name="scheduling_task_live"),
+            path("<uuid:object_id>/graph/", wrap(self.graph_view), name="scheduling_task_graph"),
+            path(
+                "<uuid:object_id>/artifact/<int:result_id>/<int:index>/",
+                wrap(self.artifact_view),
+                name="scheduling_task_artifact",
+            ),
+        ]
+        return extra + super().get_urls()  # type: ignore[misc]
+
+    # --- views --------------------------------------------------------------------------------------------
+
+    def action_view(self, request: HttpRequest, object_id: UUID, action: str) -> HttpResponse:
+        """Run one action on the task through the service layer and say what happened (or why not)."""
+        if request.method != "POST":
+            return HttpResponse("use POST", status=405, headers={"Allow": "POST"})
+        task = self._task_or_404(request, str(object_id))
+        if not self.has_change_permission(request, task):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        if action not in ACTIONS:
+            raise Http404(f"unknown action {action!r}")
+        label, call, said = ACTIONS[action]
+        try:
+            outcome = call(task)
+        except TaskHubError as exc:
+            self.message_user(request, f"{label} refused: {exc}", messages.WARNING)  # type: ignore[attr-defined]
+        else:
+            self.message_user(request, said(task, outcome), messages.SUCCESS)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(self._change_url(task.pk))
+
+    def live_view(self, request: HttpRequest, object_id: UUID) -> HttpResponse:
+        """Return the task's status and the rendered attempts panel, for the page's polling script."""
+        task = self._task_or_404(request, str(object_id))
+        context = self.task_page_context(request, task)
+        context.update({"original": task, "opts": Task._meta})
+        response = TemplateResponse(request, "admin/scheduling/task/_live.html", context)
+        html = response.rendered_content
+        actions = TemplateResponse(request, "admin/scheduling/task/_actions.html", context).rendered_content
+        running = next((a for a in context["attempts"] if a.status == AttemptStatus.RUNNING), None)
+        return JsonResponse(
+            {
+                "status": task.status,
+                "active": context["task_active"],
+                "progress": running.progress if running else None,
+                "progress_message": running.progress_message if running else "",
+                "html": html,
+                "actions_html": actions,
+            }
+        )
+
+    def graph_view(self, request: HttpRequest, object_id: UUID) -> HttpResponse:
+        """Show the task's dependency graph on its own page, deeper than on the task page."""
+        task = self._task_or_404(request, str(object_id))
+        graph = admin_graph.neighbourhood(task, depth=10, limit=200)
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Task._meta,
+            "original": task,
+            "title": f"Dependencies of {task.name}",
+            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url),
+            "graph_size": len(graph.nodes),
+            "graph_truncated": graph.truncated,
+            "status_colours": admin_graph.STATUS_COLOURS,
+        }
+        return TemplateResponse(request, "admin/scheduling/task/graph.html", context)
+
+    def artifact_view(self, request: HttpRequest, object_id: UUID, result_id: int, index: int) -> HttpResponse:
+        """Send one artifact file of one attempt, if the user may see the task and the file is inside storage."""
+        task = self._task_or_404(request, str(object_id))
+        result = TaskResult.objects.filter(pk=result_id, task=task).only("id", "artifacts").first()
+        if result is None or not isinstance(result.artifacts, list) or not 0 <= index < len(result.artifacts):
+            raise Http404("no such artifact")
+        file = _inside_storage(str(result.artifacts[index]))
+        if file is None:
+            raise PermissionDenied("artifact path is outside the storage folder")
+        if not file.is_file():
+            raise Http404("the artifact file is gone (storage was cleaned up?)")
+        content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return FileResponse(file.open("rb"), as_attachment=True, filename=file.name, content_type=content_type)
+
+    def cron_preview_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the description and next fires of ?expr= in ?tz= as JSON, for the form's live preview."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        expr = request.GET.get("expr", "")[:200]
+        tz_name = request.GET.get("tz", "UTC")[:64]
+        return JsonResponse(cron_preview(expr, tz_name))
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Show the operations dashboard: statuses, load, throughput, failures and what fires next."""
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        data = dashboard.summary()
+        peak = max([b.total for b in data["buckets"]] + [1])
+        chart = [
+            {
+                "bucket": b,
+                "ok_pct": (b.total - b.failed) / peak * 100,
+                "failed_pct": b.failed / peak * 100,
+            }
+            for b in data["buckets"]
+        ]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Task._meta,
+            "title": "TaskHub dashboard",
+            "chart": chart,
+            "peak": peak,
+            "now": timezone.now(),
+            "status_colours": admin_graph.STATUS_COLOURS,
+            "waiting_statuses": WAITING,
+            **data,
+        }
+        return TemplateResponse(request, "admin/scheduling/dashboard.html", context)

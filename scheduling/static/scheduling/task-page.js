@@ -1,0 +1,119 @@
+// TaskHub task page: live attempts panel, cron preview while typing, handler help. No external resources.
+"use strict";
+(function () {
+  function config() {
+    var node = document.getElementById("th-config");
+    return node ? JSON.parse(node.textContent) : {};
+  }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) { node.setAttribute(key, attrs[key]); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  // --- live attempts: poll while the task is waiting, queued or running -------------------------------
+  function startLive() {
+    var panel = document.getElementById("th-live");
+    if (!panel || panel.dataset.active !== "1") { return; }
+    var delay = 1500;
+    function tick() {
+      fetch(panel.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) { throw new Error("HTTP " + response.status); }
+          return response.json();
+        })
+        .then(function (data) {
+          panel.innerHTML = data.html;
+          panel.dataset.status = data.status;
+          var tools = document.querySelector(".object-tools");
+          if (tools && data.actions_html !== undefined) {
+            tools.querySelectorAll("li.th-action-item").forEach(function (li) { li.remove(); });
+            tools.insertAdjacentHTML("afterbegin", data.actions_html);
+          }
+          panel.dataset.active = data.active ? "1" : "0";
+          if (data.active) { window.setTimeout(tick, delay); }
+        })
+        .catch(function () { window.setTimeout(tick, delay * 4); });  // a blip: slow down, keep trying
+    }
+    window.setTimeout(tick, delay);
+  }
+
+  // --- cron preview -------------------------------------------------------------------------------------
+  function startCronPreview() {
+    var url = config().cronPreviewUrl;
+    var expr = document.getElementById("id_cron_expr");
+    if (!url || !expr) { return; }
+    var zone = document.getElementById("id_timezone");
+    var box = el("div", { "class": "th-cron-preview", id: "th-cron-preview", "aria-live": "polite" });
+    expr.parentNode.appendChild(box);
+    var timer = null;
+    var asked = 0;
+
+    function render(data) {
+      box.innerHTML = "";
+      box.classList.toggle("th-bad", !data.ok && !!data.error);
+      if (!data.ok) {
+        box.style.display = data.error ? "" : "none";
+        if (data.error) { box.appendChild(el("span", { "class": "th-cron-error" }, data.error)); }
+        return;
+      }
+      box.style.display = "";
+      box.appendChild(el("strong", { "class": "th-cron-description" }, data.description));
+      box.appendChild(el("div", { "class": "th-muted" }, "Next fires (" + data.timezone + "):"));
+      var list = el("ol", { "class": "th-cron-fires" });
+      data.fires.forEach(function (fire) {
+        var item = el("li", { "data-utc": fire.utc }, fire.local);
+        if (fire.note) { item.appendChild(el("span", { "class": "th-dst" }, " ⚠ " + fire.note)); }
+        list.appendChild(item);
+      });
+      box.appendChild(list);
+    }
+
+    function refresh() {
+      var number = ++asked;
+      var query = "?expr=" + encodeURIComponent(expr.value) + "&tz=" + encodeURIComponent(zone ? zone.value : "UTC");
+      fetch(url + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.json(); })
+        .then(function (data) { if (number === asked) { render(data); } })  // drop answers to older keystrokes
+        .catch(function () {});
+    }
+
+    function soon() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(refresh, 250);
+    }
+    expr.addEventListener("input", soon);
+    if (zone) { zone.addEventListener("input", soon); zone.addEventListener("change", soon); }
+    refresh();
+  }
+
+  // --- handler help: description and parameter schema of the chosen handler ---------------------------
+  function startHandlerHelp() {
+    var select = document.getElementById("id_handler_tag");
+    var specsNode = document.getElementById("th-handlers");
+    if (!select || !specsNode) { return; }
+    var specs = JSON.parse(specsNode.textContent);
+    var box = el("div", { "class": "th-handler-help", id: "th-handler-help" });
+    select.parentNode.appendChild(box);
+    function show() {
+      box.innerHTML = "";
+      var spec = specs[select.value];
+      if (!spec) { return; }
+      if (spec.description) { box.appendChild(el("div", {}, spec.description)); }
+      var details = el("details");
+      details.appendChild(el("summary", {}, "Parameters schema"));
+      details.appendChild(el("pre", {}, JSON.stringify(spec.schema, null, 2)));
+      box.appendChild(details);
+    }
+    select.addEventListener("change", show);
+    show();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    startLive();
+    startCronPreview();
+    startHandlerHelp();
+  });
+})();

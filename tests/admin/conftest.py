@@ -1,0 +1,63 @@
+"""Fixtures for the admin tests: an operator (superuser), a view-only staff user, and a small dependency chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from scheduling import services
+from scheduling.models import Task
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    return get_user_model().objects.create_superuser("operator", "op@example.com", "operator-pw-1")
+
+
+@pytest.fixture
+def client_op(operator: Any) -> Client:
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def viewer(db: None) -> Any:
+    """A staff user who may only look at tasks and results."""
+    user = get_user_model().objects.create_user("viewer", password="viewer-pw-1", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_task", "view_taskresult", "view_all_tasks"])
+    )
+    return user
+
+
+@pytest.fixture
+def client_viewer(viewer: Any) -> Client:
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+def create(name: str, **fields: Any) -> Task:
+    data: dict[str, Any] = {"name": name, "tags": ["TEST_RECORD"], "parameters": {}}
+    data.update(fields)
+    return services.task_create(data=data)
+
+
+@pytest.fixture
+def chain(db: None) -> dict[str, Task]:
+    """extract -> transform -> load, plus a second dependent of extract (publish)."""
+    extract = create("extract")
+    transform = create("transform", dependencies=[extract.pk])
+    load = create("load", dependencies=[transform.pk])
+    publish = create("publish", dependencies=[extract.pk])
+    return {"extract": extract, "transform": transform, "load": load, "publish": publish}
+
+
+def task_url(view: str, *args: Any) -> str:
+    return reverse(f"admin:scheduling_task_{view}", args=args)
