@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from taskhub.api import PayloadTooLarge
@@ -24,14 +25,17 @@ class _LimitedStream:
 
 
 class LimitedJSONParser(JSONParser):
-    """Parse JSON bodies, refusing (413) one larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    """Parse JSON bodies, refusing one larger than DATA_UPLOAD_MAX_MEMORY_SIZE (413) or nested too deeply (400)."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is None:
-            return super().parse(stream, media_type, parser_context)
+            limit = 2**62
         request = (parser_context or {}).get("request")
         length = request.META.get("CONTENT_LENGTH") if request is not None else None
         if length and str(length).isdigit() and int(length) > limit:
             raise PayloadTooLarge()
-        return super().parse(_LimitedStream(stream, limit), media_type, parser_context)
+        try:
+            return super().parse(_LimitedStream(stream, limit), media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None

@@ -217,6 +217,25 @@ PUT_DEFAULTS: dict[str, Any] = {
 }
 
 
+MAX_JSON_DEPTH = 32
+
+
+def check_json_value(value: Any, depth: int = 0) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, or holding NUL characters (PostgreSQL cannot store them)."""
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(f"is nested deeper than {MAX_JSON_DEPTH} levels.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("must not contain the NUL character (\\u0000).")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json_value(key, depth + 1)
+            check_json_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_value(item, depth + 1)
+
+
 class TaskWriteSerializer(serializers.Serializer):
     """The JSON a client sends to create or change a task; rules are checked by scheduling.services."""
 
@@ -225,8 +244,10 @@ class TaskWriteSerializer(serializers.Serializer):
     cron_expr = serializers.CharField(required=False, allow_blank=True, max_length=120, trim_whitespace=True)
     timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone, e.g. Europe/Paris.")
     priority = choice([(name, name) for name in PRIORITY_NAMES], required=False)
-    metadata = serializers.DictField(required=False)
-    parameters = serializers.DictField(required=False, help_text="Checked against the handler's JSON schema.")
+    metadata = serializers.DictField(required=False, validators=[check_json_value])
+    parameters = serializers.DictField(
+        required=False, validators=[check_json_value], help_text="Checked against the handler's JSON schema."
+    )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=64),
         max_length=50,

@@ -214,3 +214,34 @@ def test_bad_history_filters_are_400(api: APIClient) -> None:
 
 def test_unknown_ordering_field_is_ignored_not_an_error(api: APIClient) -> None:
     assert api.get("/tasks?ordering=password").status_code == 200
+
+
+def test_json_nested_past_the_parsers_limit_is_400_not_500(api: APIClient) -> None:
+    depth = 100_000
+    body = '{"name": "x", "tags": ["TEST_RECORD"], "metadata": {"a": ' + "[" * depth + "]" * depth + "}}"
+    response = api.post("/tasks", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+def test_deeply_nested_metadata_is_400(api: APIClient) -> None:
+    nested: Any = "leaf"
+    for _ in range(40):
+        nested = {"k": nested}
+    response = api.post("/tasks", task_body(metadata=nested), format="json")
+    assert response.status_code == 400
+    assert "nested deeper than 32" in response.json()["metadata"][0]
+    assert Task.objects.count() == 0
+
+
+@pytest.mark.parametrize("where", ["metadata", "parameters"])
+def test_nul_characters_in_json_fields_are_400(api: APIClient, where: str) -> None:
+    response = api.post("/tasks", task_body(**{where: {"note": "a\u0000b"}}), format="json")
+    assert response.status_code == 400
+    assert "NUL" in response.json()[where][0]
+    assert Task.objects.count() == 0
+
+
+def test_nul_character_in_name_is_400(api: APIClient) -> None:
+    response = api.post("/tasks", task_body(name="a\u0000b"), format="json")
+    assert response.status_code == 400 and "name" in response.json()
