@@ -7,3 +7,8 @@ class JiraConfig(AppConfig):
     name = "integrations.jira"
     label = "jira_integration"
     verbose_name = "Jira integration"
+
+    def ready(self) -> None:
+        from integrations.jira.handlers import register
+
+        register()

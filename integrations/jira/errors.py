@@ -1,0 +1,136 @@
+"""Turn what the ``jira`` library and ``requests`` raise into :class:`IntegrationError`.
+
+Every error names the environment (system ``Jira <env>``), the operation and the
+HTTP status. 401/403/404 and other 4xx are permanent (retrying cannot heal them);
+5xx, 408, 429, timeouts and connection failures are transient, so the task's retry
+policy decides. Messages say what to check, never a password or token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from jira.exceptions import JIRAError
+
+from taskhub.config import _env_name
+from taskhub.exceptions import IntegrationError
+
+MAX_TEXT = 300
+
+
+def system_name(env: str) -> str:
+    """Return the system label of an environment for error messages."""
+    return f"Jira {env}"
+
+
+def _jira_text(exc: JIRAError) -> str:
+    """Return Jira's own explanation (errorMessages and field errors), without HTML pages."""
+    response = getattr(exc, "response", None)
+    data: Any = None
+    if response is not None:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+    parts: list[str] = []
+    if isinstance(data, dict):
+        parts += [str(m) for m in data.get("errorMessages") or []]
+        errors = data.get("errors") or {}
+        if isinstance(errors, dict):
+            parts += [f"{field}: {message}" for field, message in errors.items()]
+    elif exc.text and "<html" not in str(exc.text).lower():
+        parts.append(str(exc.text))
+    return " ".join(" ".join(parts).split())[:MAX_TEXT]
+
+
+def _credentials_hint(env: str) -> str:
+    prefix = _env_name("jira", "environments", env, "")
+    return (
+        f"check jira.environments.{env}.username and .password, or .token "
+        f"(environment variables {prefix}USERNAME / {prefix}PASSWORD / {prefix}TOKEN)"
+    )
+
+
+def explain(env: str, status: int | None, exc: JIRAError) -> str:
+    """Return a message a person can act on for an HTTP error status from Jira."""
+    text = _jira_text(exc)
+    if status == 401:
+        return f"authentication failed: {_credentials_hint(env)}"
+    if status == 403:
+        denied = ""
+        response = getattr(exc, "response", None)
+        if response is not None and response.headers.get("X-Authentication-Denied-Reason"):
+            # Jira Server locks an account behind a CAPTCHA after failed logins.
+            denied = " (login denied: " + response.headers["X-Authentication-Denied-Reason"][:100] + ")"
+        return f"permission denied{denied}: the Jira user may not do this" + (f"; Jira says: {text}" if text else "")
+    if status == 404:
+        return "not found, or not visible to the Jira user" + (f"; Jira says: {text}" if text else "")
+    if status == 429:
+        response = getattr(exc, "response", None)
+        after = response.headers.get("Retry-After") if response is not None else None
+        wait = f" (Retry-After: {after} s)" if after else ""
+        return f"rate limited by Jira{wait}; will retry per the task's policy"
+    if status is not None and status >= 500:
+        return "Jira server error; will retry per the task's policy" + (f"; Jira says: {text}" if text else "")
+    return text or f"request refused (HTTP {status})"
+
+
+def translate(
+    exc: BaseException, env: str, operation: str, *, url: str = "", timeout: float | None = None
+) -> IntegrationError:
+    """Return the IntegrationError that stands for ``exc``."""
+    system = system_name(env)
+    if isinstance(exc, IntegrationError):
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate that does not verify will not verify on the next attempt either.
+        return IntegrationError(
+            system,
+            operation,
+            f"TLS certificate of {url} not accepted; fix the certificate or set jira.environments.{env}.verify_ssl",
+            permanent=True,
+        )
+    if isinstance(exc, requests.Timeout):
+        limit = f" after {timeout:g} s" if timeout else ""
+        return IntegrationError(
+            system, operation, f"timed out{limit} (jira.environments.{env}.timeout); will retry per the task's policy"
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return IntegrationError(system, operation, f"cannot connect to {url} ({_reason(exc)})")
+    if isinstance(exc, JIRAError):
+        status = exc.status_code
+        if status is None:
+            return IntegrationError(system, operation, _jira_text(exc) or str(exc.text or "request failed"))
+        return IntegrationError(system, operation, explain(env, status, exc), status=status)
+    if isinstance(exc, requests.RequestException):
+        return IntegrationError(system, operation, f"request failed ({exc.__class__.__name__})")
+    # A proxy's HTML page instead of JSON, or JSON without the fields we read.
+    return IntegrationError(system, operation, f"unexpected answer ({exc.__class__.__name__}: {str(exc)[:200]})")
+
+
+def _reason(exc: requests.ConnectionError) -> str:
+    """Return the short cause of a connection error (refused, DNS, reset) without the URL noise."""
+    text = str(exc)
+    for pattern, label in (
+        (r"Connection refused", "connection refused"),
+        (r"Name or service not known|nodename nor servname|getaddrinfo failed", "host name not found"),
+        (r"Connection reset|RemoteDisconnected|Connection aborted", "connection dropped by the server"),
+    ):
+        if re.search(pattern, text):
+            return label
+    return exc.__class__.__name__
+
+
+@contextmanager
+def jira_call(env: str, operation: str, *, url: str = "", timeout: float | None = None) -> Iterator[None]:
+    """Run a block of Jira calls; whatever it raises leaves as an IntegrationError."""
+    try:
+        yield
+    except IntegrationError:
+        raise
+    except (JIRAError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise translate(exc, env, operation, url=url, timeout=timeout) from None
