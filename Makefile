@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint migrate admin-user demo-data clean help
+.PHONY: run test lint migrate admin-user demo demo-data clean help
 
 help:
 	@echo "make run    - install, migrate and start TaskHub (web, worker, beat) on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install the dev tools and run the whole test suite"
 	@echo "make lint   - ruff check"
+	@echo "make demo   - TaskHub with fake Jira, Confluence and Mattermost: watch Jira -> Excel -> Confluence -> Mattermost"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,11 @@ admin-user: migrate
 run: admin-user
 	@echo "TaskHub: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
 	$(BIN)/honcho start -f Procfile
+
+# Fake Jira, Confluence and Mattermost on 127.0.0.1, a demo config and database under .demo/,
+# the seed's example tasks; prints where to look. Ctrl-C stops it; `make demo ARGS=--check` exits when done.
+demo: $(VENV)/.runtime
+	$(BIN)/python -m demo $(ARGS)
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest

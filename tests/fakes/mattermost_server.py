@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,48 @@ def _error(error_id: str, message: str) -> dict[str, Any]:
         "request_id": secrets.token_hex(13),
         "status_code": 400,
     }
+
+
+def _inline(text: str) -> str:
+    """Render the inline markdown our messages use: escapes, **bold**, _italic_, [text](url), :emoji:."""
+    escaped: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        escaped.append(match.group(1))
+        return f"\x00{len(escaped) - 1}\x00"
+
+    text = html.escape(re.sub(r"\\(.)", keep, text), quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"(?<!\w)_(.+?)_(?!\w)", r"<i>\1</i>", text)
+    text = re.sub(r"\[([^\]]*)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', text)
+    text = text.replace(":red_circle:", "\U0001f534").replace(":large_green_circle:", "\U0001f7e2")
+    return re.sub("\x00(\\d+)\x00", lambda m: html.escape(escaped[int(m.group(1))]), text)
+
+
+def markdown_html(text: str) -> str:
+    """Show a message roughly as Mattermost would: headings, paragraphs and pipe tables."""
+    out: list[str] = []
+    table: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+            if not all(re.fullmatch(r"\s*:?-+:?\s*", cell) for cell in cells):
+                table.append(cells)
+            continue
+        if table:
+            head, *body = table
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in body)
+            out.append(
+                "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
+                + "".join(f"<th>{_inline(c.strip())}</th>" for c in head)
+                + f"</tr>{rows}</table>"
+            )
+            table = []
+        if line.startswith("#"):
+            out.append(f"<h4>{_inline(line.lstrip('#').strip())}</h4>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    return "".join(out)
 
 
 class FakeMattermost:
@@ -80,7 +123,7 @@ class FakeMattermost:
         with self.lock:
             items = "".join(
                 f"<li><p><b>{html.escape(str(m.get('username', '')))}</b> "
-                f"{html.escape(str(m.get('channel', '')))}</p><pre>{html.escape(str(m.get('text', '')))}</pre></li>"
+                f"{html.escape(str(m.get('channel', '')))}</p>{markdown_html(str(m.get('text', '')))}</li>"
                 for m in reversed(self.messages)
             )
         return (
