@@ -215,6 +215,10 @@ LOGGING = build_logging(TASKHUB["log"], LOG_FILE, secrets=TASKHUB.secret_values(
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = TASKHUB["broker"]["url"]
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    from taskhub.broker import ALIAS as _FILESYSTEM_ALIAS
+
+    # The same folders, through a transport whose writes are atomic (see taskhub/broker.py).
+    CELERY_BROKER_URL = f"{_FILESYSTEM_ALIAS}://"
     _broker_dir = STORAGE_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)

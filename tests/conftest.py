@@ -56,7 +56,7 @@ def _database_url() -> str:
 
 
 def _clear_broker() -> None:
-    url = settings.CELERY_BROKER_URL
+    url = settings.TASKHUB["broker"]["url"]
     if url.startswith("filesystem://"):
         queue = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         for item in queue.glob("*"):
