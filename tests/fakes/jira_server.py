@@ -145,7 +145,7 @@ class FakeJira:
         self.users: dict[str, str] = {"alice": "Alice Archer", "bob": "Bob Baker", "carol": "Carol Chen"}
         self.hidden: set[str] = set()
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
-        self.failures: list[tuple[int, str]] = []
+        self.failures: list[tuple[int, str, str]] = []
         self.delay = 0.0
         self.lock = threading.RLock()
         self._ids = itertools.count(10_001)
@@ -231,10 +231,10 @@ class FakeJira:
                     self.links.append((str(next(self._link_ids)), "Relates", key, f"{project.upper()}-{n - 1}"))
             self._version += 1
 
-    def fail_next(self, status: int, times: int = 1, *, path: str = "") -> None:
-        """Answer the next ``times`` requests whose path contains ``path`` with ``status``."""
+    def fail_next(self, status: int, times: int = 1, *, path: str = "", method: str = "") -> None:
+        """Answer the next ``times`` requests whose path contains ``path`` (and of ``method``) with ``status``."""
         with self.lock:
-            self.failures.extend([(status, path)] * times)
+            self.failures.extend([(status, path, method.upper())] * times)
 
     def count(self, method: str, fragment: str = "") -> int:
         return sum(1 for m, path, _ in self.requests if m == method and fragment in path)
@@ -831,7 +831,14 @@ def _handler(server: FakeJira) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             with server.lock:
                 server.requests.append((method, parts.path, query))
-                failure = next(((n, s) for n, s in enumerate(server.failures) if s[1] in parts.path), None)
+                failure = next(
+                    (
+                        (n, spec)
+                        for n, spec in enumerate(server.failures)
+                        if spec[1] in parts.path and spec[2] in ("", method)
+                    ),
+                    None,
+                )
                 if failure is not None:
                     server.failures.pop(failure[0])
             if server.delay:
