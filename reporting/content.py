@@ -106,6 +106,7 @@ class Content:
     alerts: list[Alert] = field(default_factory=list)
     title: str = ""
     new_count: int = 0
+    alerts_omitted: int = 0
 
     def context(self) -> dict[str, Any]:
         """Return the template context: the content's fields plus display helpers."""
@@ -120,6 +121,7 @@ class Content:
             "rows": self.rows,
             "omitted": self.omitted,
             "alerts": self.alerts,
+            "alerts_omitted": self.alerts_omitted,
             "title": self.title,
             "new_count": self.new_count,
             "max_rows": reporting["max_rows"],
@@ -194,7 +196,10 @@ def build(
         title=title,
     )
     if alerts:
-        content.alerts = find_alerts(results)
+        found = find_alerts(results)
+        # Bounded like the rows: the most recent changes are the ones that still hold.
+        content.alerts = found[-max_rows:]
+        content.alerts_omitted = len(found) - len(content.alerts)
     return content
 
 

@@ -58,7 +58,19 @@ def digest_text(content: Content) -> str:
     if summary.failure_rate is not None:
         lines[0] += f", failure rate {summary.failure_rate:.0%}"
     if content.alerts:
-        lines += ["", *(_alert_line(alert) for alert in content.alerts)]
+        lines.append("")
+        # Alerts come first and may use at most half of the message; the table gets the rest.
+        budget = MAX_TEXT // 2
+        hidden = content.alerts_omitted
+        for alert in content.alerts:
+            line = _alert_line(alert)
+            if len(line) + 1 > budget:
+                hidden += 1
+                continue
+            lines.append(line)
+            budget -= len(line) + 1
+        if hidden:
+            lines.append(f"_{hidden} more change{'s' if hidden != 1 else ''} of task state not listed._")
     if content.rows:
         lines += [
             "",

@@ -211,3 +211,18 @@ def test_beat_runs_the_report_every_interval(db, monkeypatch):
     monkeypatch.setitem(settings.TASKHUB["reporting"], "report_types", [])
     assert schedule.install().enabled is False
     assert PeriodicTask.objects.filter(name=schedule.REPORT_TASK_NAME).count() == 1
+
+
+def test_digest_stays_within_one_mattermost_post_however_many_tasks_change(mattermost_only, make_task, monkeypatch):
+    monkeypatch.setitem(settings.TASKHUB["reporting"], "max_rows", 30)
+    t0 = timezone.now()
+    for i in range(120):
+        finish(make_task(f"task{i:03d}" + "x" * 150), A.FAILED, at=t0 + i * S, error="E" * 500)
+
+    report_run(now=t0 + 200 * S)
+
+    [text] = mattermost_only.texts()
+    assert len(text) < 16_000
+    shown = text.count(":red_circle:")
+    assert 0 < shown <= 30 and f"{120 - shown} more changes of task state not listed" in text
+    assert text.rstrip().endswith("not listed._")  # cut at a line, with a note, never mid-row
