@@ -128,3 +128,12 @@ def test_unknown_template_names_what_was_tried(monkeypatch):
         render_page({})
 
     assert "reporting/nope.xml" in str(caught.value) and caught.value.permanent
+
+
+def test_malformed_storage_format_is_refused_with_confluences_reason(fake_confluence):
+    with pytest.raises(IntegrationError) as caught:
+        page_publish(body="<p>unclosed <b>tag</p>")
+
+    assert caught.value.status == 400 and caught.value.permanent
+    assert "Error parsing xhtml" in str(caught.value)
+    assert fake_confluence.pages[REPORT_PAGE_ID].version == 1
