@@ -159,11 +159,11 @@ def start_beat(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[
     """Start real beat processes running TaskHub's scheduler."""
     started: list[Process] = []
 
-    def start(name: str = "beat") -> Process:
+    def start(name: str = "beat", env: dict[str, str] | None = None) -> Process:
         process = Process(
             "beat",
             ["--loglevel", "INFO", "--schedule", str(tmp_path / f"{name}-schedule"), "--pidfile", ""],
-            celery_env,
+            {**celery_env, **(env or {})},
             tmp_path / f"{name}.log",
         )
         started.append(process)

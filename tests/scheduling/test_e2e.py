@@ -114,6 +114,25 @@ def test_hung_handler_is_stopped_by_its_timeout_and_retried(start_worker, make_t
     assert second.status == AttemptStatus.DONE
 
 
+def test_handler_ignoring_its_timeout_is_killed_and_reclaimed(start_worker, start_beat, make_task, scheduler_conf):
+    env = scheduler_conf(poll_interval=1)
+    start_worker(env=env)
+    start_beat(env=env)  # its sweep takes back the attempt whose process was killed
+    policy = RetryPolicy.objects.create(name="after-kill", max_retries=1, retry_delay=0)
+    task = make_task(
+        "stubborn",
+        tags=["TEST_STUBBORN"],
+        parameters={"label": "stubborn", "seconds": 120, "sleep_attempts": 1},
+        timeout_seconds=1,
+        retry_policy=policy.pk,
+    )
+    wait_until(lambda: done(task), timeout=60)
+    first, second = TaskResult.objects.filter(task=task).order_by("attempt")
+    assert first.status == AttemptStatus.TIMEOUT
+    assert (first.finished_at - first.started_at).total_seconds() < 30  # not the handler's 120 s
+    assert second.status == AttemptStatus.DONE
+
+
 def test_worker_killed_mid_task_is_retried_and_done_once(start_worker, make_task, journal):
     worker = start_worker(concurrency=1)
     policy = RetryPolicy.objects.create(name="after-crash", max_retries=2, retry_delay=0)

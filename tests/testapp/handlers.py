@@ -48,6 +48,20 @@ def sleepy(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
     return {"slept": seconds}
 
 
+def stubborn(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Swallow the soft time limit and keep sleeping, as a badly written handler would."""
+    record(parameters, context)
+    if context.attempt > parameters.get("sleep_attempts", 99):
+        return {"gave_up": False}
+    deadline = time.monotonic() + parameters.get("seconds", 60)
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except BaseException:  # noqa: BLE001 - the point of this handler
+            pass
+    return {"gave_up": False}
+
+
 def noop(parameters: dict[str, Any], context: HandlerContext) -> None:
     """Do nothing (for throughput measurements)."""
     return None
@@ -58,3 +72,4 @@ def register() -> None:
     registry.register("TEST_FLAKY", flaky, schema={"type": "object"})
     registry.register("TEST_SLEEP", sleepy, schema={"type": "object"})
     registry.register("NOOP", noop, schema={"type": "object"})
+    registry.register("TEST_STUBBORN", stubborn, schema={"type": "object"})
