@@ -56,7 +56,9 @@ def pending(channel: str, *, watermark: datetime | None, now: datetime) -> Query
 def _destination(channel: str) -> str:
     config = settings.TASKHUB
     if channel == Channel.CONFLUENCE:
-        return f"page {config['reporting']['confluence']['page_id']}"
+        from integrations.confluence.services import report_page_id
+
+        return f"page {report_page_id()}"
     if channel == Channel.MATTERMOST:
         name = config["mattermost"]["channel"]
         return f"channel {name}" if name else "the webhook's channel"
@@ -123,6 +125,7 @@ def report_channel(channel: str, *, now: datetime | None = None, force: bool = F
         logger.info("%s: another report is being sent; skipping", channel)
         return None
     try:
+        state.refresh_from_db()  # another run may have moved the watermark before we took the lease
         return _report(state, now)
     finally:
         ChannelState.objects.filter(pk=state.pk, lease_until=lease).update(lease_until=None)

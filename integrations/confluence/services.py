@@ -38,6 +38,12 @@ def render_page(context: dict[str, Any]) -> str:
     return template.render(context).strip()
 
 
+def report_page_id() -> str:
+    """Return reporting.confluence.page_id, or the seed's confluence.task_result_page_id when it is empty."""
+    config = settings.TASKHUB
+    return str(config["reporting"]["confluence"]["page_id"] or config["confluence"]["task_result_page_id"]).strip()
+
+
 def page_publish(*, body: str, client: ConfluenceClient | None = None) -> Page:
     """Save ``body`` on page reporting.confluence.page_id, creating it under confluence.main_page_id if missing.
 
@@ -45,7 +51,7 @@ def page_publish(*, body: str, client: ConfluenceClient | None = None) -> Page:
     conflict (someone saved in between) read again and retry, a few times.
     """
     client = client or ConfluenceClient()
-    page_id = str(settings.TASKHUB["reporting"]["confluence"]["page_id"]).strip()
+    page_id = report_page_id()
     for _ in range(CONFLICT_RETRIES + 1):
         page = client.get_page(page_id) if page_id else None
         if page is None:

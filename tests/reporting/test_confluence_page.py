@@ -99,6 +99,7 @@ def test_page_stays_bounded_however_many_attempts_finish(confluence_only, make_t
 
 def test_missing_page_is_created_by_the_report_and_reused(confluence_only, make_task, monkeypatch):
     monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "page_id", "")
+    monkeypatch.setitem(settings.TASKHUB["confluence"], "task_result_page_id", "")
     monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "title", "Fresh results")
     t0 = timezone.now()
     finish(make_task("first"), at=t0)

@@ -137,3 +137,13 @@ def test_malformed_storage_format_is_refused_with_confluences_reason(fake_conflu
     assert caught.value.status == 400 and caught.value.permanent
     assert "Error parsing xhtml" in str(caught.value)
     assert fake_confluence.pages[REPORT_PAGE_ID].version == 1
+
+
+def test_seed_task_result_page_id_is_used_when_reporting_page_id_is_empty(fake_confluence, monkeypatch):
+    fake_confluence.add_page("555", "Seed results page", space="OPS", parent=MAIN_PAGE_ID)
+    monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "page_id", "")
+    monkeypatch.setitem(settings.TASKHUB["confluence"], "task_result_page_id", "555")
+
+    page = page_publish(body="<p>here</p>")
+
+    assert page.id == "555" and fake_confluence.pages["555"].body == "<p>here</p>"
