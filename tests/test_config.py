@@ -397,7 +397,7 @@ def test_settings_logging_redacts_configured_secrets() -> None:
 def test_check_config_prints_no_secrets(settings: Any) -> None:
     settings.TASKHUB = config.parse(
         {"jira": {"password": SECRET}, "confluence": {"token": SECRET}},
-        env={"TASKHUB_JIRA_ENVIRONMENTS_X_PASSWORD": SECRET},
+        env={"TASKHUB_BROKER_URL": f"redis://:{SECRET}@127.0.0.1:6379/3"},
     )
     settings.CELERY_BROKER_URL = f"redis://:{SECRET}@127.0.0.1:6379/3"
     out = io.StringIO()

@@ -225,11 +225,14 @@ def test_worker_keeps_broker_files_under_storage_path(tmp_path: Path) -> None:
         ("log.filename", "TASKHUB_LOG_FILENAME"),
     ],
 )
-def test_folder_that_cannot_be_created_stops_start_up_with_one_line(key: str, variable: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", ENTRY_POINTS)
+def test_folder_that_cannot_be_created_stops_start_up_with_one_line(
+    key: str, variable: str, args: list[str], tmp_path: Path
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     env = clean_env(tmp_path, "", **{variable: str(blocker / "sub" / "x.log")})
-    done = run(["manage.py", "check"], env, tmp_path)
+    done = run(args, env, tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith(f"TaskHub configuration error: {key}: cannot create the folder {blocker}/sub")
     assert done.stderr.count("\n") == 1
