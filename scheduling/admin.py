@@ -55,7 +55,8 @@ class TaskForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["handler_tag"].choices = [("", "---------")] + [
-            (spec.tag, f"{spec.tag} - {spec.description}" if spec.description else spec.tag) for spec in registry.all()
+            (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
+            for spec in registry.all()
         ]
         if self.instance.pk:
             handler = self.instance.handler
@@ -226,6 +227,8 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
             form.instance = services.task_update(task=obj, data=data)
         else:
             form.instance = services.task_create(data=data, owner=request.user)
+            # The admin links the message, the log entry and "Save and continue" to obj, not form.instance.
+            obj.pk = form.instance.pk
 
     def save_related(self, request: HttpRequest, form: TaskForm, formsets: Any, change: bool) -> None:
         # Tags and dependencies were written by the service; only the (read-only) inlines remain.

@@ -168,7 +168,7 @@ class TaskPagesMixin:
         return super().change_view(request, object_id, form_url, extra)  # type: ignore[misc]
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        context["cron_preview_url"] = reverse("admin:scheduling_task_cron_preview")
+        context["th_config"] = {"cronPreviewUrl": reverse("admin:scheduling_task_cron_preview")}
         context["handler_specs"] = {
             spec.tag: {"description": spec.description, "schema": spec.schema} for spec in registry.all()
         }

@@ -6,6 +6,12 @@
     return node ? JSON.parse(node.textContent) : {};
   }
 
+  // Put a box under a field's widget row (not inside Django's flex row, which would squeeze the widget).
+  function below(input, box) {
+    var row = input.closest(".flex-container") || input.parentNode;
+    row.insertAdjacentElement("afterend", box);
+  }
+
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) { node.setAttribute(key, attrs[key]); });
@@ -47,7 +53,7 @@
     if (!url || !expr) { return; }
     var zone = document.getElementById("id_timezone");
     var box = el("div", { "class": "th-cron-preview", id: "th-cron-preview", "aria-live": "polite" });
-    expr.parentNode.appendChild(box);
+    below(expr, box);
     var timer = null;
     var asked = 0;
 
@@ -96,7 +102,7 @@
     if (!select || !specsNode) { return; }
     var specs = JSON.parse(specsNode.textContent);
     var box = el("div", { "class": "th-handler-help", id: "th-handler-help" });
-    select.parentNode.appendChild(box);
+    below(select, box);
     function show() {
       box.innerHTML = "";
       var spec = specs[select.value];

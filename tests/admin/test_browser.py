@@ -1,0 +1,236 @@
+"""The admin in a real browser: Playwright driving Debian's Chromium headless against a live server and a real worker.
+
+Screenshots of each step go to $TASKHUB_TEST_ARTIFACTS (or the test's tmp dir); a failing step saves one named
+``FAILED-<step>.png`` before the error propagates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from scheduling.models import Task, TaskResult, TaskStatus
+from tests.conftest import wait_until
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("TASKHUB_TEST_ARTIFACTS") or tmp_path) / f"browser-{tmp_path.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(shots: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # Playwright's sync API keeps an asyncio loop on this thread; the ORM calls the test makes in between
+    # are still plain blocking calls, which Django would otherwise refuse.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.js_errors = errors
+        yield tab
+        context.close()
+        browser.close()
+
+
+@pytest.fixture
+def step(page: Any, shots: Path) -> Callable[[str], Any]:
+    """Run a named step; screenshot it after, or on failure as FAILED-<name>.png."""
+
+    @contextmanager
+    def run(name: str) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            page.screenshot(path=str(shots / f"FAILED-{name}.png"), full_page=True)
+            raise
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    return run
+
+
+def log_in(page: Any, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+
+
+def pick_dependency(page: Any, name: str) -> None:
+    """Choose a task in the dependencies autocomplete (select2), as a person would."""
+    page.click(".field-dependencies .select2-selection")
+    page.fill(".select2-container--open .select2-search__field", name)
+    page.click(f".select2-results__option:text-is('{name}')")
+
+
+def fill_task(page: Any, base: str, name: str, handler: str, **fields: str) -> None:
+    page.goto(f"{base}/admin/scheduling/task/add/")
+    page.fill("#id_name", name)
+    page.select_option("#id_handler_tag", handler)
+    for field, value in fields.items():
+        if field == "task_type":
+            page.select_option("#id_task_type", value)
+        else:
+            page.fill(f"#id_{field}", value)
+
+
+def task_named(name: str) -> Task:
+    return Task.objects.get(name=name)
+
+
+def test_operator_day_in_the_browser(live_server: Any, page: Any, step: Any, start_worker: Any) -> None:
+    base = live_server.url
+    get_user_model().objects.create_superuser("op", "op@example.com", "browser-pw-1")
+
+    with step("01-login"):
+        log_in(page, base, "op", "browser-pw-1")
+        page.get_by_text("Open the TaskHub dashboard").wait_for()
+
+    with step("02-scheduled-task-preview"):
+        fill_task(page, base, "nightly export", "TEST_RECORD", task_type="SCHEDULED", timezone="Europe/Berlin")
+        page.type("#id_cron_expr", "30 2 * * *", delay=20)  # typed: the preview follows the keystrokes
+        page.locator("#th-cron-preview .th-cron-description", has_text="At 02:30").wait_for()
+        fires = page.locator("#th-cron-preview .th-cron-fires li")
+        assert fires.count() == 5
+        assert re.match(r"\w{3} \d{4}-\d\d-\d\d 02:30 CES?T", fires.first.inner_text())
+        page.fill("#id_cron_expr", "30 2 * *")
+        page.locator("#th-cron-preview .th-cron-error", has_text="expected 5 fields").wait_for()
+        page.fill("#id_cron_expr", "30 2 * * *")
+        page.locator("#th-cron-preview .th-cron-description", has_text="At 02:30").wait_for()
+
+    with step("03-scheduled-task-saved"):
+        page.click("input[name=_save]")
+        page.locator(".messagelist .success").wait_for()
+        page.goto(f"{base}/admin/scheduling/task/{task_named('nightly export').pk}/change/")
+        page.locator(".field-cron_description", has_text="At 02:30").wait_for()
+        assert task_named("nightly export").next_fire_at is not None
+
+    with step("04-upstream-created"):
+        fill_task(page, base, "extract issues", "TEST_RECORD")
+        page.click("input[name=_save]")
+        page.locator(".messagelist .success").wait_for()
+
+    with step("05-dependent-waits"):
+        fill_task(page, base, "build report", "TEST_SLEEP", parameters='{"seconds": 3}')
+        pick_dependency(page, "extract issues")
+        page.click("input[name=_continue]")
+        page.locator(".messagelist .success").wait_for()
+        page.locator(".th-waiting", has_text="waiting on: extract issues (QUEUED)").wait_for()
+
+    with step("06-worker-runs-both"):
+        start_worker()
+        # The open page polls: the waiting line goes and the status badge reaches DONE without a reload.
+        page.locator(".th-status-line .th-badge[data-status=DONE]").wait_for(timeout=60_000)
+        assert page.locator(".th-waiting").count() == 0
+        assert task_named("extract issues").status == TaskStatus.DONE
+
+    with step("07-run-now-live-progress"):
+        page.click("button[data-action=run]")
+        page.locator(".messagelist .success", has_text="Started a new run of 'build report'.").wait_for()
+        page.locator(".th-progress", has_text="sleeping").wait_for(timeout=30_000)  # live, from the handler
+        page.locator(".th-status-line .th-badge[data-status=DONE]").wait_for(timeout=60_000)
+        assert page.locator(".th-attempt").count() == 2
+        worker = TaskResult.objects.filter(task=task_named("build report")).latest("created_at").worker
+        assert worker and page.locator(".th-attempt .th-worker").first.inner_text() == f"on {worker}"
+
+    with step("08-graph"):
+        page.click("a.th-open-graph")
+        page.locator("svg.th-graph").wait_for()
+        names = page.locator("svg.th-graph a.th-node text[font-weight=bold]").all_text_contents()
+        assert sorted(names) == ["build report", "extract issues"]
+        assert page.locator("svg.th-graph line.th-edge").count() == 1
+        assert page.locator("svg.th-graph a.th-node[data-status=DONE]").count() == 2
+        page.click("svg.th-graph a.th-node:has-text('extract issues')")
+        page.wait_for_url(re.compile(r"/admin/scheduling/task/.+/change/$"))
+        page.locator("#th-graph svg.th-graph").wait_for()
+
+    with step("09-artifact-download"):
+        report = task_named("build report")
+        latest = TaskResult.objects.filter(task=report).order_by("-created_at").first()
+        relative = f"artifacts/{report.pk}/{latest.pk}/report.csv"
+        (Path(settings.STORAGE_DIR) / relative).parent.mkdir(parents=True, exist_ok=True)
+        (Path(settings.STORAGE_DIR) / relative).write_text("key,summary\nTH-1,hello\n")
+        TaskResult.objects.filter(pk=latest.pk).update(artifacts=[relative])
+        page.goto(f"{base}/admin/scheduling/task/{report.pk}/change/")
+        with page.expect_download() as download_info:
+            page.click("a.th-artifact:has-text('report.csv')")
+        download = download_info.value
+        assert download.suggested_filename == "report.csv"
+        assert Path(download.path()).read_text() == "key,summary\nTH-1,hello\n"
+
+    with step("10-cycle-refused-inline"):
+        page.goto(f"{base}/admin/scheduling/task/{task_named('extract issues').pk}/change/")
+        pick_dependency(page, "build report")
+        page.click("input[name=_save]")
+        error = page.locator(".field-dependencies .errorlist")
+        error.wait_for()
+        assert error.inner_text() == "would create a cycle: extract issues -> build report -> extract issues"
+        assert not task_named("extract issues").dependencies.exists()
+
+    with step("11-dashboard"):
+        page.goto(f"{base}/admin/")
+        page.click("text=Open the TaskHub dashboard")
+        page.locator("#th-chart .th-bar").first.wait_for()
+        assert page.locator("#th-chart .th-bar").count() == 24
+        assert page.locator(".th-card[data-status=DONE] .th-card-n").inner_text() == "2"
+        page.locator("#th-next", has_text="nightly export").wait_for()
+        page.locator("#th-workers", has_text=TaskResult.objects.exclude(worker="").first().worker).wait_for()
+
+    assert page.js_errors == []
+
+
+def test_view_only_user_sees_no_action_buttons(live_server: Any, page: Any, step: Any) -> None:
+    base = live_server.url
+    viewer = get_user_model().objects.create_user("viewer", password="viewer-pw-1", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "view_taskresult"]))
+    from scheduling import services
+
+    task = services.task_create(data={"name": "look only", "tags": ["TEST_RECORD"], "parameters": {}})
+    with step("view-only"):
+        log_in(page, base, "viewer", "viewer-pw-1")
+        page.goto(f"{base}/admin/scheduling/task/{task.pk}/change/")
+        page.locator(".th-status-line").wait_for()
+        assert page.locator("button.th-button").count() == 0
+        assert page.locator("#th-graph svg.th-graph").count() == 1
+        # A forged POST (with a valid CSRF token) is refused.
+        token = (
+            page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+            if page.locator("input[name=csrfmiddlewaretoken]").count()
+            else page.context.cookies()[0]["value"]
+        )
+        response = page.request.post(
+            f"{base}/admin/scheduling/task/{task.pk}/do/pause/",
+            headers={"X-CSRFToken": token, "Referer": f"{base}/admin/"},
+        )
+        assert response.status == 403
+        assert Task.objects.get(pk=task.pk).enabled is True
+    wait_until(lambda: True)
