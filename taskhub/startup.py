@@ -13,7 +13,9 @@ T = TypeVar("T")
 
 def fail(error: ConfigError) -> NoReturn:
     """Print the configuration error as one line and exit with status 2."""
-    sys.stderr.write(f"TaskHub configuration error: {error}\n")
+    # One line even if a value or key carried a line break (e.g. a quoted YAML key).
+    message = " ".join(str(error).splitlines())
+    sys.stderr.write(f"TaskHub configuration error: {message}\n")
     raise SystemExit(2)
 
 

@@ -305,3 +305,10 @@ def test_processes_sharing_the_log_file_rotate_it_without_losing_lines(tmp_path:
     assert len(lines) == 3000
     assert len(set(lines)) == 3000
     assert all(file.stat().st_size <= 20000 for file in files), sorted(file.stat().st_size for file in files)
+
+
+def test_a_line_break_inside_a_bad_key_still_gives_one_line(tmp_path: Path) -> None:
+    done = run(["manage.py", "check"], clean_env(tmp_path, '"sched\\nuler":\n  concurrency: 1\n'), tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("TaskHub configuration error: sched uler: unknown key")
