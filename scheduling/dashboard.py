@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db import connection
+from django.db.models import Count, Max, Q
+from django.db.models.functions import Substr, TruncHour
 from django.utils import timezone
 
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType
@@ -32,21 +33,36 @@ def status_counts() -> dict[str, int]:
 
 
 def attempt_counts() -> dict[str, int]:
-    """Count in-flight and waiting attempts, and the waiting ones already due (partial indexes on both)."""
+    """Count in-flight and waiting attempts, and the waiting ones already due.
+
+    Two queries, not one: each status set matches one partial index (result_inflight_idx, result_pick_idx),
+    while their union would scan the whole table.
+    """
     now = timezone.now()
     row = (
-        TaskResult.objects.filter(status__in=IN_FLIGHT + WAITING)
+        TaskResult.objects.filter(status__in=IN_FLIGHT)
         .order_by()
         .aggregate(
             queued=Count("pk", filter=Q(status=AttemptStatus.QUEUED)),
             running=Count("pk", filter=Q(status=AttemptStatus.RUNNING)),
-            waiting=Count("pk", filter=Q(status__in=WAITING)),
-            due=Count("pk", filter=Q(status__in=WAITING, available_at__lte=now)),
         )
+    )
+    row.update(
+        TaskResult.objects.filter(status__in=WAITING)
+        .order_by()
+        .aggregate(waiting=Count("pk"), due=Count("pk", filter=Q(available_at__lte=now)))
     )
     row["in_flight"] = row["queued"] + row["running"]
     row["concurrency"] = settings.TASKHUB["scheduler"]["concurrency"]
     return row
+
+
+def _hour_of_finish() -> Any:
+    """Return an expression for the UTC hour an attempt finished in."""
+    if connection.vendor == "sqlite":
+        # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS...'; TruncHour there calls a Python function per row.
+        return Substr("finished_at", 1, 13)
+    return TruncHour("finished_at", tzinfo=UTC)
 
 
 def attempts_per_hour(now: datetime | None = None, hours: int = 24) -> list[HourBucket]:
@@ -57,11 +73,16 @@ def attempts_per_hour(now: datetime | None = None, hours: int = 24) -> list[Hour
     rows = (
         TaskResult.objects.filter(finished_at__gte=start)  # result_history_idx
         .order_by()
-        .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
+        .annotate(hour=_hour_of_finish())
         .values("hour")
         .annotate(total=Count("pk"), failed=Count("pk", filter=Q(status__in=FAILED_ATTEMPTS)))
     )
-    found = {row["hour"].astimezone(UTC): row for row in rows}
+    found = {}
+    for row in rows:
+        hour = row["hour"]
+        if isinstance(hour, str):
+            hour = datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=UTC)
+        found[hour.astimezone(UTC)] = row
     buckets = []
     for index in range(hours):
         hour = start + timedelta(hours=index)
@@ -71,15 +92,21 @@ def attempts_per_hour(now: datetime | None = None, hours: int = 24) -> list[Hour
 
 
 def slowest_tasks(now: datetime | None = None, hours: int = 24, limit: int = 10) -> list[dict[str, Any]]:
-    """Return the tasks whose attempts finished in the last ``hours`` took longest (max and mean seconds)."""
+    """Return the tasks with the longest attempts finished in the last ``hours``, one line per task, longest first."""
     since = (now or timezone.now()) - timedelta(hours=hours)
-    return list(
+    # Sort the window's attempts (a result_history_idx range) rather than GROUP BY task: grouping makes
+    # SQLite walk the whole table in task order. A few extra rows cover tasks with several long attempts.
+    rows = (
         TaskResult.objects.filter(finished_at__gte=since, duration__isnull=False)
-        .order_by()
-        .values("task_id", "task__name")
-        .annotate(longest=Max("duration"), mean=Avg("duration"), runs=Count("pk"))
-        .order_by("-longest")[:limit]
+        .order_by("-duration")
+        .values("task_id", "duration", "finished_at", "worker")[: limit * 5]
     )
+    slowest: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        if row["task_id"] not in slowest and len(slowest) < limit:
+            slowest[row["task_id"]] = {**row, "longest": row["duration"]}
+    names = dict(Task.objects.filter(pk__in=list(slowest)).values_list("pk", "name"))
+    return [{**row, "task__name": names.get(pk, "?")} for pk, row in slowest.items()]
 
 
 def next_fires(limit: int = 10) -> list[Task]:
@@ -104,24 +131,32 @@ def recent_failures(limit: int = 10) -> list[TaskResult]:
 def recent_workers(now: datetime | None = None, minutes: int = 60) -> list[dict[str, Any]]:
     """Return workers that ran attempts recently: those in flight now and those that finished one lately."""
     since = (now or timezone.now()) - timedelta(minutes=minutes)
-    rows = (
-        TaskResult.objects.filter(Q(status__in=IN_FLIGHT) | Q(finished_at__gte=since))
+    workers: dict[str, dict[str, Any]] = {}
+
+    def add(rows: Any) -> None:
+        for row in rows:
+            entry = workers.setdefault(row["worker"], {"worker": row["worker"], "running": 0, "finished": 0})
+            entry["running"] += row.get("running", 0)
+            entry["finished"] += row.get("finished", 0)
+            seen = [t for t in (entry.get("seen"), row.get("seen")) if t]
+            entry["seen"] = max(seen) if seen else None
+
+    # Two index range scans (result_inflight_idx, result_history_idx) instead of one OR the planner may not split.
+    add(
+        TaskResult.objects.filter(status__in=IN_FLIGHT)
         .exclude(worker="")
         .order_by()
         .values("worker")
-        .annotate(
-            running=Count("pk", filter=Q(status=AttemptStatus.RUNNING)),
-            finished=Count("pk", filter=Q(finished_at__gte=since)),
-            last_seen=Max("finished_at"),
-            last_started=Max("started_at"),
-        )
-        .order_by("worker")
+        .annotate(running=Count("pk", filter=Q(status=AttemptStatus.RUNNING)), seen=Max("started_at"))
     )
-    workers = []
-    for row in rows:
-        seen = [t for t in (row["last_seen"], row["last_started"]) if t]
-        workers.append({**row, "seen": max(seen) if seen else None})
-    return workers
+    add(
+        TaskResult.objects.filter(finished_at__gte=since)
+        .exclude(worker="")
+        .order_by()
+        .values("worker")
+        .annotate(finished=Count("pk"), seen=Max("finished_at"))
+    )
+    return sorted(workers.values(), key=lambda w: w["worker"])
 
 
 def summary() -> dict[str, Any]:
