@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.urls import reverse
 
@@ -214,11 +214,11 @@ def page_results(now: datetime) -> QuerySet[TaskResult]:
 
 def _retried() -> Exists:
     """Whether a failed attempt was followed by a retry (so it was not the run's final outcome)."""
-    # The executor creates the retry in the same transaction that records the failure,
-    # stamped with the same time, so a later-numbered attempt created then means "retried".
+    # The executor creates the retry in the same transaction that records the failure, stamped
+    # with the very same time; a later run's attempts (or a manual retry) are created later.
     return Exists(
         TaskResult.objects.filter(
-            task_id=OuterRef("task_id"), attempt=OuterRef("attempt") + 1, created_at__gte=OuterRef("finished_at")
+            task_id=OuterRef("task_id"), attempt=OuterRef("attempt") + 1, created_at=OuterRef("finished_at")
         )
     )
 
@@ -248,18 +248,19 @@ def find_alerts(results: QuerySet[TaskResult]) -> list[Alert]:
     )
     if not finals:
         return []
-    first_seen: dict[Any, datetime] = {}
+    first_of_task: dict[Any, int] = {}
     for item in finals:
-        first_seen.setdefault(item["task_id"], item["finished_at"])
-    state: dict[Any, str | None] = {}
-    for task_id, first in first_seen.items():
-        before = (
-            _final_outcomes(TaskResult.objects.filter(task_id=task_id, finished_at__lt=first))
-            .order_by("-finished_at", "-pk")
-            .values_list("status", flat=True)
-            .first()
-        )
-        state[task_id] = _state(before) if before else None
+        first_of_task.setdefault(item["task_id"], item["pk"])
+    # One query: each task's last final outcome before its first one in the batch.
+    before = _final_outcomes(
+        TaskResult.objects.filter(task_id=OuterRef("task_id"), finished_at__lt=OuterRef("finished_at"))
+    ).order_by("-finished_at", "-pk")
+    previous = TaskResult.objects.filter(pk__in=first_of_task.values()).annotate(
+        before=Subquery(before.values("status")[:1])
+    )
+    state: dict[Any, str | None] = {
+        task_id: _state(status) if status else None for task_id, status in previous.values_list("task_id", "before")
+    }
     changes: list[tuple[str, int]] = []
     for item in finals:
         new = _state(item["status"])

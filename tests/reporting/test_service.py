@@ -226,3 +226,17 @@ def test_digest_stays_within_one_mattermost_post_however_many_tasks_change(matte
     shown = text.count(":red_circle:")
     assert 0 < shown <= 30 and f"{120 - shown} more changes of task state not listed" in text
     assert text.rstrip().endswith("not listed._")  # cut at a line, with a note, never mid-row
+
+
+def test_recovery_is_seen_even_when_the_recovering_run_needed_a_retry(mattermost_only, make_task):
+    t0 = timezone.now()
+    task = make_task("nightly")
+    finish(task, A.FAILED, at=t0 + 1 * S, error="down")  # run 1 ends in failure (no retry policy)
+    report_run(now=t0 + 2 * S)
+    finish(task, A.FAILED, at=t0 + 5 * S, error="still down", retried=True)  # run 2 fails once...
+    finish(task, at=t0 + 7 * S, attempt=2)  # ...and its retry works
+    report_run(now=t0 + 8 * S)
+
+    first, second = mattermost_only.texts()
+    assert ":red_circle: **nightly**" in first
+    assert ":large_green_circle: **nightly** works again (attempt 2)" in second and ":red_circle:" not in second
