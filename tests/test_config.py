@@ -482,3 +482,18 @@ def test_shared_log_handler_follows_a_rotation_done_by_another_process(tmp_path:
     assert [f.name for f in files] == ["app.log", "app.log.1", "app.log.2", "app.log.3", "app.log.lock"]
     assert all(f.stat().st_size <= 200 for f in files)
     assert path.read_text().splitlines()[-1].startswith("line 19")
+
+
+def test_shared_log_handler_counts_what_other_processes_appended(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    first = SharedRotatingFileHandler(path, maxBytes=200, backupCount=3)
+    second = SharedRotatingFileHandler(path, maxBytes=200, backupCount=3)
+    try:
+        first.emit(logging.makeLogRecord({"msg": "a" * 49}))  # 50 bytes
+        second.emit(logging.makeLogRecord({"msg": "b" * 99}))  # 150 in the file
+        first.emit(logging.makeLogRecord({"msg": "c" * 59}))  # would make 210: rotate first
+    finally:
+        first.close()
+        second.close()
+    assert path.read_text() == "c" * 59 + "\n"
+    assert (tmp_path / "app.log.1").stat().st_size == 150
