@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from scheduling import cron, services
 from scheduling.admin_views import TaskPagesMixin
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Tag, Task, TaskResult
+from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
 
 
@@ -126,7 +126,7 @@ def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QueryS
     done, refused = [], []
     for task in queryset:
         try:
-            op(task=task)
+            op(task=task, actor=request.user)
             done.append(task.name)
         except TaskHubError as exc:
             refused.append(f"{task.name}: {exc}")
@@ -224,7 +224,7 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Task, form: TaskForm, change: bool) -> None:
         data = form.service_data()
         if change:
-            form.instance = services.task_update(task=obj, data=data)
+            form.instance = services.task_update(task=obj, data=data, actor=request.user)
         else:
             form.instance = services.task_create(data=data, owner=request.user)
             # The admin links the message, the log entry and "Save and continue" to obj, not form.instance.
@@ -246,7 +246,7 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Task) -> None:
         try:
-            services.task_delete(task=obj)
+            services.task_delete(task=obj, actor=request.user)
         except TaskHubError as exc:  # a dependent was added after the confirmation page
             self.message_user(request, str(exc), messages.ERROR)
 
@@ -257,7 +257,7 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
             refused = []
             for task in pending:
                 try:
-                    services.task_delete(task=task)
+                    services.task_delete(task=task, actor=request.user)
                 except TaskHubError:
                     refused.append(task)
             if len(refused) == len(pending):
@@ -293,3 +293,22 @@ class TaskResultAdmin(admin.ModelAdmin):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     search_fields = ["name"]
+
+
+@admin.register(TaskAudit)
+class TaskAuditAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "task_name", "action", "actor", "detail"]
+    list_filter = ["action"]
+    search_fields = ["task_name", "task__id"]
+    list_select_related = ["actor"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in TaskAudit._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by the service layer only
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -23,28 +23,41 @@ from django.utils import timezone
 
 from scheduling import admin_graph, cron, dashboard, services
 from scheduling.handlers import registry
-from scheduling.models import WAITING, AttemptStatus, Task, TaskResult, TaskStatus
+from scheduling.models import WAITING, AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
 from taskhub.exceptions import TaskHubError
 
 TIMELINE_LIMIT = 50  # attempts shown on the task page; the results list has the rest
+AUDIT_LIMIT = 30  # latest audit entries shown on the task page
 ACTIVE = (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY)
 
 
-# name -> (button label, service call, what happened)
-ACTIONS: dict[str, tuple[str, Callable[[Task], Any], Callable[[Task, Any], str]]] = {
-    "run": ("Run now", lambda t: services.task_run_now(task=t), lambda t, r: f"Started a new run of {t.name!r}."),
+# name -> (button label, service call with the acting user, what happened)
+ACTIONS: dict[str, tuple[str, Callable[[Task, Any], Any], Callable[[Task, Any], str]]] = {
+    "run": (
+        "Run now",
+        lambda t, user: services.task_run_now(task=t, actor=user),
+        lambda t, r: f"Started a new run of {t.name!r}.",
+    ),
     "cancel": (
         "Cancel",
-        lambda t: services.task_cancel(task=t, reason="cancelled from the admin"),
+        lambda t, user: services.task_cancel(task=t, reason=f"cancelled from the admin by {user}", actor=user),
         lambda t, n: f"Cancelled {n} attempt{'s' if n != 1 else ''} of {t.name!r}.",
     ),
-    "retry": ("Retry", lambda t: services.task_retry(task=t), lambda t, r: f"Retrying {t.name!r} from attempt 1."),
+    "retry": (
+        "Retry",
+        lambda t, user: services.task_retry(task=t, actor=user),
+        lambda t, r: f"Retrying {t.name!r} from attempt 1.",
+    ),
     "pause": (
         "Pause",
-        lambda t: services.task_pause(task=t),
+        lambda t, user: services.task_pause(task=t, actor=user),
         lambda t, r: f"Paused {t.name!r}: it will not fire or start.",
     ),
-    "resume": ("Resume", lambda t: services.task_resume(task=t), lambda t, r: f"Resumed {t.name!r}."),
+    "resume": (
+        "Resume",
+        lambda t, user: services.task_resume(task=t, actor=user),
+        lambda t, r: f"Resumed {t.name!r}.",
+    ),
 }
 
 
@@ -154,6 +167,7 @@ class TaskPagesMixin:
             "task_actions": available_actions(task) if can_change else [],
             "can_change_task": can_change,
             "live_url": reverse("admin:scheduling_task_live", args=[task.pk]),
+            "audit_entries": list(TaskAudit.objects.filter(task_id=task.pk).select_related("actor")[:AUDIT_LIMIT]),
         }
 
     # --- the change page ----------------------------------------------------------------------------------
@@ -205,7 +219,7 @@ class TaskPagesMixin:
             raise Http404(f"unknown action {action!r}")
         label, call, said = ACTIONS[action]
         try:
-            outcome = call(task)
+            outcome = call(task, request.user)
         except TaskHubError as exc:
             self.message_user(request, f"{label} refused: {exc}", messages.WARNING)  # type: ignore[attr-defined]
         else:

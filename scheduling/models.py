@@ -333,3 +333,48 @@ class TaskResult(models.Model):
     def set_duration(self, now: datetime) -> None:
         if self.started_at:
             self.duration = max((now - self.started_at) / timedelta(seconds=1), 0.0)
+
+
+class AuditAction(models.TextChoices):
+    CREATED = "created", "Created"
+    CHANGED = "changed", "Changed"
+    RUN = "run", "Run now"
+    CANCELLED = "cancelled", "Cancelled"
+    RETRIED = "retried", "Retried"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    DELETED = "deleted", "Deleted"
+
+
+class TaskAudit(models.Model):
+    """Who created, changed, ran, cancelled, paused, resumed or deleted a task, and which fields changed."""
+
+    # No database constraint: a deleted task's history stays readable by its id.
+    task = models.ForeignKey(
+        Task, verbose_name="task", on_delete=models.DO_NOTHING, db_constraint=False, related_name="audit"
+    )
+    task_name = models.CharField("task name", max_length=200, help_text="The task's name at the time.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="who",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when the system or an unauthenticated caller acted.",
+    )
+    action = models.CharField("action", max_length=16, choices=AuditAction.choices)
+    changes = models.JSONField(
+        "changes", default=dict, blank=True, help_text="Changed fields: {field: [before, after]}."
+    )
+    detail = models.CharField("detail", max_length=500, blank=True, default="")
+    created_at = models.DateTimeField("when", default=now)
+
+    class Meta:
+        verbose_name = "task audit entry"
+        verbose_name_plural = "task audit entries"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["task", "-created_at"], name="taskaudit_task_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}: {self.action}"

@@ -14,11 +14,12 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
-from scheduling import cron, dispatcher, lifecycle, validation
+from scheduling import audit, cron, dispatcher, lifecycle, validation
 from scheduling.models import (
     IN_FLIGHT,
     WAITING,
     AttemptStatus,
+    AuditAction,
     OverlapPolicy,
     Priority,
     RetryPolicy,
@@ -163,8 +164,11 @@ def _new_attempt(
     )
 
 
-def task_create(*, data: dict[str, Any], owner: Any = None) -> Task:
-    """Create a task; an IMMEDIATE one is queued for dispatch as soon as the transaction commits."""
+def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -> Task:
+    """Create a task; an IMMEDIATE one is queued for dispatch as soon as the transaction commits.
+
+    ``actor`` (default: the owner) is who the audit trail names.
+    """
     clean = _clean(data, None)
     now = timezone.now()
     with transaction.atomic():
@@ -196,12 +200,16 @@ def task_create(*, data: dict[str, Any], owner: Any = None) -> Task:
         if task.task_type == TaskType.IMMEDIATE:
             _new_attempt(task, now=now).save()
             fail_if_upstream_failed(task)
+        created = {f: v for f, v in audit.snapshot(task).items() if v not in (None, "", [], {})}
+        audit.record(
+            task, AuditAction.CREATED, actor=actor or owner, changes={f: [None, v] for f, v in created.items()}
+        )
         transaction.on_commit(dispatcher.wake)
     logger.info("task created: %s (%s, %s)", task.name, task.pk, task.task_type)
     return task
 
 
-def task_update(*, task: Task, data: dict[str, Any]) -> Task:
+def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     """Change a task's fields; schedules, waiting attempts and dependencies follow in the same transaction."""
     current = {field: getattr(task, field) for field in EDITABLE if field not in ("tags", "dependencies")}
     current["tags"] = list(task.tags.values_list("name", flat=True))
@@ -211,6 +219,7 @@ def task_update(*, task: Task, data: dict[str, Any]) -> Task:
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
+        before = audit.snapshot(task)
         for field in (
             "name",
             "task_type",
@@ -237,11 +246,14 @@ def task_update(*, task: Task, data: dict[str, Any]) -> Task:
         task.dependencies.set(clean["dependencies"])
         # Waiting attempts carry the task's priority for the dispatcher's index.
         TaskResult.objects.filter(task=task, status__in=WAITING).update(priority=task.priority)
+        changes = audit.diff(before, audit.snapshot(task))
+        if changes:
+            audit.record(task, AuditAction.CHANGED, actor=actor, changes=changes)
         transaction.on_commit(dispatcher.wake)
     return task
 
 
-def task_delete(*, task: Task) -> None:
+def task_delete(*, task: Task, actor: Any = None) -> None:
     """Delete a task unless other tasks depend on it; in-flight attempts are revoked first."""
     dependents = list(task.dependents.values_list("name", flat=True)[:10])
     if dependents:
@@ -251,6 +263,7 @@ def task_delete(*, task: Task) -> None:
         )
     with transaction.atomic():
         celery_ids = _revoke_in_flight(task)
+        audit.record(task, AuditAction.DELETED, actor=actor)
         task.delete()
     transaction.on_commit(lambda: dispatcher.revoke(celery_ids))
 
@@ -263,7 +276,7 @@ def _revoke_in_flight(task: Task) -> list[str]:
     )
 
 
-def task_cancel(*, task: Task, reason: str = "cancelled by a person") -> int:
+def task_cancel(*, task: Task, reason: str = "cancelled by a person", actor: Any = None) -> int:
     """Cancel waiting and in-flight attempts (running ones are revoked); return how many."""
     with transaction.atomic():
         Task.objects.select_for_update().get(pk=task.pk)
@@ -275,16 +288,21 @@ def task_cancel(*, task: Task, reason: str = "cancelled by a person") -> int:
             lifecycle.move(result, AttemptStatus.CANCELLED, error_message=reason, refresh=False)
         lifecycle.refresh_task(task.pk, latest=active[-1], reason=reason)
         fail_dependents(task, reason=f"dependency {task.name!r} was cancelled")
+        audit.record(task, AuditAction.CANCELLED, actor=actor, detail=f"{len(active)} attempt(s): {reason}")
         transaction.on_commit(lambda: dispatcher.revoke(celery_ids, terminate=True))
         transaction.on_commit(dispatcher.wake)
     return len(active)
 
 
-def task_run_now(*, task: Task, dispatch: bool = True) -> TaskResult:
+def task_run_now(*, task: Task, dispatch: bool = True, actor: Any = None) -> TaskResult:
     """Start a new run now (also for SCHEDULED tasks, outside their schedule).
 
     ``dispatch=False`` leaves the new attempt to the caller (``manage.py run_task`` runs it in-process).
     """
+    return _start_run(task, dispatch=dispatch, actor=actor, action=AuditAction.RUN)
+
+
+def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskResult:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
@@ -293,32 +311,34 @@ def task_run_now(*, task: Task, dispatch: bool = True) -> TaskResult:
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         fail_if_upstream_failed(task)
+        audit.record(task, action, actor=actor)
         if dispatch:
             transaction.on_commit(dispatcher.wake)
     return result
 
 
-def task_retry(*, task: Task) -> TaskResult:
+def task_retry(*, task: Task, actor: Any = None) -> TaskResult:
     """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
     if task.status not in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
         raise ConflictError(
             f"only a FAILED, TIMEOUT or CANCELLED task can be retried; {task.name!r} is {task.status}",
             current_status=task.status,
         )
-    return task_run_now(task=task)
+    return _start_run(task, dispatch=True, actor=actor, action=AuditAction.RETRIED)
 
 
-def task_pause(*, task: Task) -> Task:
+def task_pause(*, task: Task, actor: Any = None) -> Task:
     """Stop a task from firing or starting; running attempts finish."""
     if not task.enabled:
         raise ConflictError(f"{task.name!r} is already paused", current_status=task.status)
     with transaction.atomic():
         Task.objects.filter(pk=task.pk).update(enabled=False, next_fire_at=None, updated_at=timezone.now())
+        audit.record(task, AuditAction.PAUSED, actor=actor)
     task.refresh_from_db()
     return task
 
 
-def task_resume(*, task: Task) -> Task:
+def task_resume(*, task: Task, actor: Any = None) -> Task:
     """Let a paused task fire and start again; its next fire is computed from now."""
     if task.enabled:
         raise ConflictError(f"{task.name!r} is not paused", current_status=task.status)
@@ -327,6 +347,7 @@ def task_resume(*, task: Task) -> Task:
         task.enabled = True
         _sync_schedule(task, timezone.now())
         task.save(update_fields=["enabled", "next_fire_at", "crontab", "updated_at"])
+        audit.record(task, AuditAction.RESUMED, actor=actor)
         transaction.on_commit(dispatcher.wake)
     return task
 

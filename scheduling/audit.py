@@ -1,0 +1,57 @@
+"""The task audit trail: what a person did to a task and which fields changed (before -> after)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scheduling.models import Priority, Task, TaskAudit
+
+# The fields a person edits, as they are shown back (priority by name, relations by name).
+AUDITED = (
+    "name",
+    "task_type",
+    "cron_expr",
+    "timezone",
+    "priority",
+    "metadata",
+    "parameters",
+    "tags",
+    "dependencies",
+    "timeout_seconds",
+    "retry_policy",
+    "enabled",
+    "overlap_policy",
+)
+
+
+def snapshot(task: Task) -> dict[str, Any]:
+    """Return the audited fields of ``task`` as JSON-able values."""
+    values = {field: getattr(task, field) for field in AUDITED if field not in ("tags", "dependencies")}
+    values["priority"] = Priority(task.priority).label
+    values["retry_policy"] = task.retry_policy.name if task.retry_policy_id else None
+    values["tags"] = sorted(task.tags.values_list("name", flat=True))
+    values["dependencies"] = sorted(task.dependencies.values_list("name", flat=True))
+    return values
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """Return {field: [before, after]} for the fields whose value differs."""
+    return {field: [before.get(field), after.get(field)] for field in AUDITED if before.get(field) != after.get(field)}
+
+
+def _person(actor: Any) -> Any:
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) and actor.pk else None
+
+
+def record(
+    task: Task, action: str, *, actor: Any = None, changes: dict[str, list[Any]] | None = None, detail: str = ""
+) -> TaskAudit:
+    """Write one audit entry (call inside the service's transaction so it commits with the change)."""
+    return TaskAudit.objects.create(
+        task_id=task.pk,
+        task_name=task.name,
+        actor=_person(actor),
+        action=action,
+        changes=changes or {},
+        detail=detail[:500],
+    )
