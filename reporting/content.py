@@ -8,6 +8,7 @@ refuses a whole page for one stray control character in an error message.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,10 +131,18 @@ class Content:
         }
 
 
+_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
 def admin_url(task_id: Any) -> str:
     """Return the absolute URL of a task's admin page."""
-    base = settings.TASKHUB["reporting"]["base_url"].rstrip("/")
-    return base + reverse("admin:scheduling_task_change", args=[task_id])
+    return _admin_url_pattern(settings.TASKHUB["reporting"]["base_url"].rstrip("/")).replace(_PLACEHOLDER, str(task_id))
+
+
+@functools.lru_cache(maxsize=8)
+def _admin_url_pattern(base: str) -> str:
+    # reverse() costs about a millisecond; a report may link a few hundred tasks.
+    return base + reverse("admin:scheduling_task_change", args=[_PLACEHOLDER])
 
 
 _FIELDS = ("pk", "task_id", "task__name", "status", "priority", "started_at", "finished_at", "duration", "attempt")
@@ -196,10 +205,8 @@ def build(
         title=title,
     )
     if alerts:
-        found = find_alerts(results)
         # Bounded like the rows: the most recent changes are the ones that still hold.
-        content.alerts = found[-max_rows:]
-        content.alerts_omitted = len(found) - len(content.alerts)
+        content.alerts, content.alerts_omitted = find_alerts(results, limit=max_rows)
     return content
 
 
@@ -235,8 +242,8 @@ def _state(status: str) -> str:
     return "ok" if status == A.DONE else "failed"
 
 
-def find_alerts(results: QuerySet[TaskResult]) -> list[Alert]:
-    """Return, in order, each task's change between working and finally failing within ``results``.
+def find_alerts(results: QuerySet[TaskResult], *, limit: int | None = None) -> tuple[list[Alert], int]:
+    """Return the last ``limit`` changes of a task between working and failing for good, and how many more.
 
     Steps: for each task in the batch, take its final outcome before the batch
     (a DONE, or a failure that was not retried); walk the batch's final outcomes
@@ -247,7 +254,7 @@ def find_alerts(results: QuerySet[TaskResult]) -> list[Alert]:
         _final_outcomes(results).order_by("finished_at", "pk").values("pk", "task_id", "status", "finished_at")
     )
     if not finals:
-        return []
+        return [], 0
     first_of_task: dict[Any, int] = {}
     for item in finals:
         first_of_task.setdefault(item["task_id"], item["pk"])
@@ -270,5 +277,6 @@ def find_alerts(results: QuerySet[TaskResult]) -> list[Alert]:
         elif new == "ok" and old == "failed":
             changes.append(("recovery", item["pk"]))
         state[item["task_id"]] = new
-    rows = {row.result_id: row for row in _rows(TaskResult.objects.filter(pk__in=[pk for _, pk in changes]))}
-    return [Alert(kind, rows[pk]) for kind, pk in changes if pk in rows]
+    kept = changes[-limit:] if limit else changes
+    rows = {row.result_id: row for row in _rows(TaskResult.objects.filter(pk__in=[pk for _, pk in kept]))}
+    return [Alert(kind, rows[pk]) for kind, pk in kept if pk in rows], len(changes) - len(kept)
