@@ -74,7 +74,9 @@ def start_fakes() -> tuple[FakeJira, FakeJira, FakeConfluence, FakeMattermost]:
     return jiras[0], jiras[1], confluence, mattermost
 
 
-def write_config(jira1: FakeJira, jira2: FakeJira, confluence: FakeConfluence, mattermost: FakeMattermost, port: int):
+def write_config(
+    jira1: FakeJira, jira2: FakeJira, confluence: FakeConfluence, mattermost: FakeMattermost, port: int
+) -> Path:
     """Write .demo/config.yaml: every external system is one of the fakes."""
     env = {"username": "taskhub", "password": "demo", "timeout": 10}
     config: dict[str, Any] = {

@@ -122,6 +122,7 @@ class ConfluenceClient:
             "id": page.id,
             "type": "page",
             "title": title or page.title,
+            # A minor edit does not email the page's watchers on every report.
             "version": {"number": page.version + 1, "minorEdit": True},
             "body": {"storage": {"value": body, "representation": "storage"}},
         }

@@ -91,7 +91,9 @@ class FakeConfluence:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def add_page(self, page_id: str, title: str, *, space: str = "OPS", body: str = "<p>hello</p>", parent=None):
+    def add_page(
+        self, page_id: str, title: str, *, space: str = "OPS", body: str = "<p>hello</p>", parent: str | None = None
+    ) -> FakePage:
         with self.lock:
             self.pages[page_id] = FakePage(page_id, title, space, body, parent_id=parent)
             return self.pages[page_id]
