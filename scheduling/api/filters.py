@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -33,6 +36,26 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
         super().__init__(choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true", **kwargs)
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC before it reaches the database."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            # Python allows offsets up to ±23:59, PostgreSQL only ±15:59: a far offset would be a 500.
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("is out of range (years 1 to 9999 in UTC).") from None
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """Filter on an ISO 8601 date-time with any offset."""
+
+    field_class = UtcIsoDateTimeField
+
+
 def _tagged(queryset: QuerySet[Any], task_ref: str, tags: list[str]) -> QuerySet[Any]:
     """Keep rows whose task carries every tag (EXISTS per tag: no duplicate rows, same SQL on SQLite and PostgreSQL)."""
     through = Task.tags.through
@@ -51,10 +74,10 @@ class TaskFilter(django_filters.FilterSet):
     owner = django_filters.CharFilter(field_name="owner__username", help_text="Username of the owner.")
     name = django_filters.CharFilter(lookup_expr="icontains", help_text="Part of the name, any case.")
     enabled = StrictBooleanFilter(help_text="false: paused tasks.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = DateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = DateTimeFilter(field_name="updated_at", lookup_expr="lt")
 
     class Meta:
         model = Task
@@ -74,8 +97,8 @@ class HistoryFilter(django_filters.FilterSet):
     status = _multiple([s.value for s in FINISHED], help_text="Attempt status (repeatable).")
     tag = django_filters.CharFilter(method="filter_tag", help_text="Attempts of tasks carrying this tag.")
     owner = django_filters.CharFilter(field_name="task__owner__username", help_text="Username of the task's owner.")
-    finished_after = django_filters.IsoDateTimeFilter(field_name="finished_at", lookup_expr="gte")
-    finished_before = django_filters.IsoDateTimeFilter(field_name="finished_at", lookup_expr="lt")
+    finished_after = DateTimeFilter(field_name="finished_at", lookup_expr="gte")
+    finished_before = DateTimeFilter(field_name="finished_at", lookup_expr="lt")
 
     class Meta:
         model = TaskResult

@@ -194,3 +194,12 @@ def test_history_query_count_does_not_grow_with_page_size(api: APIClient, alice:
     for i in range(8):
         finish(task_of(alice, f"t{i}"))
     assert _list_queries(api, "/task_history?page_size=2") == _list_queries(api, "/task_history?page_size=8")
+
+
+def test_time_filters_accept_any_offset_and_refuse_out_of_range(api: APIClient, alice: User, task_of) -> None:
+    task_of(alice, "now")
+    # -18:56 is valid ISO 8601 but beyond PostgreSQL's ±15:59: converted to UTC first.
+    assert names(api.get("/tasks", {"created_after": "2000-05-20T12:32:31-18:56"})) == ["now"]
+    assert names(api.get("/task_history", {"finished_after": "2000-05-20T12:32:31-18:56"})) == []
+    response = api.get("/tasks", {"created_before": "0001-01-01T00:00:00+05:00"})
+    assert response.status_code == 400 and "out of range" in response.json()["created_before"][0]
