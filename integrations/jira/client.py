@@ -78,8 +78,6 @@ class JiraClient:
             logging=False,
             **auth,
         )
-        # Proxies from the environment would route around the configured URL.
-        self.api._session.trust_env = False
         self._custom: CustomFields | None = None
 
     def call(self, operation: str) -> Any:

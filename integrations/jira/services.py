@@ -289,7 +289,8 @@ def iter_tree(
     for depth in range(1, max_depth + 1):
         if not level or walk.truncated:
             break
-        progress(None, f"depth {depth}: looking around {len(level)} issues ({walk.fetched} found so far)")
+        # The tree's size is unknown until it is walked: report the share of levels done.
+        progress(100 * (depth - 1) / max_depth, f"depth {depth}: around {len(level)} issues, {walk.fetched} found")
         parents = [i["key"] for i in level if not ((i.get("fields") or {}).get("issuetype") or {}).get("subtask")]
         epics = [i["key"] for i in level if _name((i.get("fields") or {}).get("issuetype")).lower() == "epic"]
         for keys in _chunks(parents, KEY_BATCH):
