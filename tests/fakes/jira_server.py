@@ -27,6 +27,7 @@ import itertools
 import json
 import random
 import re
+import ssl
 import threading
 import time
 import zoneinfo
@@ -134,6 +135,7 @@ class FakeJira:
         time_zone: str = "Europe/Berlin",
         max_results_cap: int = 1000,
         epic_link_field: bool = True,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.username, self.password, self.token = username, password, token
         self.time_zone = time_zone
@@ -157,7 +159,13 @@ class FakeJira:
         self._by_link: dict[str, list[tuple[str, str, str, str]]] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (certificate file, key file): serve HTTPS with that certificate
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     # --- controls ---------------------------------------------------------------

@@ -126,3 +126,29 @@ def test_forbidden_is_permanent(fake_jira, tmp_path):
         export(tmp_path)
     assert caught.value.status == 403 and caught.value.permanent
     assert "permission denied" in str(caught.value)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_untrusted_certificate_is_permanent_and_verify_ssl_false_accepts_it(jira_servers, monkeypatch, tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = jira_servers(tls=(str(cert), str(key)))
+    server.add_issue("PROJ-123", "Over TLS")
+    configure(monkeypatch, ENV1, server)
+    with pytest.raises(IntegrationError) as caught:
+        export(tmp_path)
+    assert caught.value.permanent
+    assert f"TLS certificate of {server.url} not accepted" in str(caught.value)
+    assert "jira.environments.env1.jira.com.verify_ssl" in str(caught.value)
+    configure(monkeypatch, ENV1, server, verify_ssl=False)
+    assert export(tmp_path)["total"] == 1
