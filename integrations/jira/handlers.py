@@ -226,7 +226,7 @@ def update(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
     """Transition Jira issues and set their fields (issues by keys or JQL); dry_run reports only."""
     request = UpdateRequest(
         env=parameters["jira_env"],
-        keys=[key.upper() for key in parameters.get("keys", [])],
+        keys=list(dict.fromkeys(key.upper() for key in parameters.get("keys", []))),
         jql=parameters.get("jql", ""),
         transition=parameters.get("transition", ""),
         fields=parameters.get("fields") or {},
