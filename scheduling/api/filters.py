@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.filters import OrderingFilter
 
 from scheduling.models import FINISHED, Priority, Task, TaskResult, TaskStatus, TaskType
 
@@ -54,6 +55,14 @@ class DateTimeFilter(django_filters.IsoDateTimeFilter):
     """Filter on an ISO 8601 date-time with any offset."""
 
     field_class = UtcIsoDateTimeField
+
+
+class StableOrderingFilter(OrderingFilter):
+    """Order as asked, then by primary key, so rows with equal sort keys never move between pages."""
+
+    def get_ordering(self, request: Any, queryset: QuerySet[Any], view: Any) -> list[str]:
+        ordering = list(super().get_ordering(request, queryset, view) or [])
+        return ordering if {"pk", "-pk", "id", "-id"} & set(ordering) else [*ordering, "pk"]
 
 
 def _tagged(queryset: QuerySet[Any], task_ref: str, tags: list[str]) -> QuerySet[Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scheduling import services
-from scheduling.api.filters import HistoryFilter, TaskFilter
+from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.parsers import LimitedJSONParser
 from scheduling.api.permissions import TaskPermission, WriteRateThrottle, visible_results, visible_tasks
 from scheduling.api.serializers import (
@@ -59,10 +60,11 @@ class TaskViewSet(viewsets.ModelViewSet):
     permission_classes = [TaskPermission]
     throttle_classes = [WriteRateThrottle]
     parser_classes = [LimitedJSONParser]
+    filter_backends = [DjangoFilterBackend, StableOrderingFilter, filters.SearchFilter]
     filterset_class = TaskFilter
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "priority", "status", "next_fire_at"]
-    ordering = ["priority", "created_at", "id"]
+    ordering = ["priority", "created_at"]
     # Any segment reaches the view, so a malformed id is a JSON 404 rather than Django's HTML page.
     lookup_value_regex = "[^/]+"
 
@@ -213,12 +215,9 @@ class TaskHistoryView(ListAPIView):
     permission_classes = [TaskPermission]
     parser_classes = [LimitedJSONParser]
     filterset_class = HistoryFilter
-    filter_backends = [
-        *ListAPIView.filter_backends[:1],
-        filters.OrderingFilter,
-    ]
+    filter_backends = [DjangoFilterBackend, StableOrderingFilter]
     ordering_fields = ["finished_at", "started_at", "duration"]
-    ordering = ["-finished_at", "-id"]
+    ordering = ["-finished_at"]
 
     def get_queryset(self) -> QuerySet[TaskResult]:
         queryset = TaskResult.objects.filter(status__in=FINISHED, finished_at__isnull=False).select_related("task")

@@ -203,3 +203,14 @@ def test_time_filters_accept_any_offset_and_refuse_out_of_range(api: APIClient, 
     assert names(api.get("/task_history", {"finished_after": "2000-05-20T12:32:31-18:56"})) == []
     response = api.get("/tasks", {"created_before": "0001-01-01T00:00:00+05:00"})
     assert response.status_code == 400 and "out of range" in response.json()["created_before"][0]
+
+
+def test_paging_through_ties_shows_every_task_once(api: APIClient, alice: User, task_of) -> None:
+    tasks = [task_of(alice, "same") for _ in range(6)]
+    Task.objects.filter(pk__in=[t.pk for t in tasks]).update(created_at=timezone.now())
+    for ordering in ("", "name", "-priority"):
+        seen = [
+            api.get("/tasks", {"page_size": 1, "page": page, "ordering": ordering}).json()["results"][0]["id"]
+            for page in range(1, 7)
+        ]
+        assert sorted(seen) == sorted(str(t.pk) for t in tasks), ordering
