@@ -227,3 +227,10 @@ def test_missing_issue_key_is_a_permanent_404(fake_jira):
     with pytest.raises(IntegrationError) as caught:
         run_update(keys=["PROJ-999"], transition="Done")
     assert caught.value.status == 404 and "read issue PROJ-999" in str(caught.value)
+
+
+def test_bad_jql_is_a_permanent_400_with_jiras_message(fake_jira):
+    with pytest.raises(IntegrationError) as caught:
+        run_update(jql="flavour = vanilla", transition="Done")
+    assert caught.value.status == 400 and caught.value.permanent
+    assert "Field 'flavour' does not exist or you do not have permission to view it." in str(caught.value)
