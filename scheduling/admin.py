@@ -98,6 +98,8 @@ class ResultInline(admin.TabularInline):
     fields = ["attempt", "status", "fire_time", "started_at", "duration", "worker", "progress", "error_message"]
     readonly_fields = fields
     max_num = 0
+    classes = ["collapse"]  # the task page's attempts timeline comes first; this is the raw table
+    verbose_name_plural = "task results (table)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         return super().get_queryset(request).order_by("-created_at")

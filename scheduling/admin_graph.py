@@ -64,7 +64,7 @@ def neighbourhood(task: Task, *, depth: int = 4, limit: int = 60) -> Graph:
         if frontier:
             graph.truncated = graph.truncated or _has_more(frontier, direction)
     missing = [pk for pk in graph.column if pk not in graph.nodes]
-    for node in Task.objects.filter(pk__in=missing).only("id", "name", "status", "enabled"):
+    for node in Task.objects.filter(pk__in=missing).only("id", "name", "status", "enabled", "owner_id"):
         graph.nodes[node.pk] = node
     graph.edges = {(a, b) for a, b in graph.edges if a in graph.column and b in graph.column}
     return graph
@@ -76,8 +76,13 @@ def _has_more(frontier: set[UUID], direction: int) -> bool:
     return through.objects.filter(**{key: frontier}).exists()
 
 
-def render_svg(graph: Graph, focus: UUID, link: Callable[[UUID], str]) -> SafeString:
-    """Draw the graph as self-contained SVG: columns left (upstream) to right (downstream), nodes link to tasks."""
+def render_svg(
+    graph: Graph, focus: UUID, link: Callable[[UUID], str], can_see: Callable[[Task], bool] = lambda task: True
+) -> SafeString:
+    """Draw the graph as self-contained SVG: columns left (upstream) to right (downstream), nodes link to tasks.
+
+    A task ``can_see`` refuses is drawn with its status only: no name, no link.
+    """
     columns = sorted(set(graph.column.values()))
     by_column: dict[int, list[Task]] = {c: [] for c in columns}
     for pk, col in graph.column.items():
@@ -108,13 +113,16 @@ def render_svg(graph: Graph, focus: UUID, link: Callable[[UUID], str]) -> SafeSt
         )
     for pk, (x, y) in position.items():
         node = graph.nodes[pk]
-        name = node.name if len(node.name) <= 26 else node.name[:25] + "…"
+        visible = can_see(node)
+        full = node.name if visible else "another user's task"
+        name = full if len(full) <= 26 else full[:25] + "…"
         colour = STATUS_COLOURS.get(node.status, "#eeeeee")
         stroke = ' stroke="#000" stroke-width="3"' if pk == focus else ' stroke="#888" stroke-width="1"'
         paused = " · paused" if not node.enabled else ""
+        href = f' href="{escape(link(pk))}"' if visible else ""
         parts.append(
-            f'<a href="{escape(link(pk))}" class="th-node" data-status="{escape(node.status)}">'
-            f"<title>{escape(node.name)} ({escape(node.status)}{paused})</title>"
+            f'<a{href} class="th-node" data-status="{escape(node.status)}">'
+            f"<title>{escape(full)} ({escape(node.status)}{paused})</title>"
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{colour}"{stroke}/>'
             f'<text x="{x + 8}" y="{y + 17}" font-size="12" font-weight="bold" fill="#111">{escape(name)}</text>'
             f'<text x="{x + 8}" y="{y + 33}" font-size="11" fill="#333">{escape(node.status)}{paused}</text></a>'

@@ -6,6 +6,7 @@ and then checks the model admin's own view/change permission for the task it tou
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from scheduling import admin_graph, cron, dashboard, services
+from scheduling.api.permissions import VIEW_ALL, visible_tasks
 from scheduling.handlers import registry
 from scheduling.models import WAITING, AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
 from taskhub.exceptions import TaskHubError
@@ -85,6 +87,29 @@ def timeline(task: Task) -> list[TaskResult]:
     return attempts
 
 
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def audit_entries(task: Task) -> list[TaskAudit]:
+    """Return the task's latest audit entries, each with its changes as (field, before, after) text."""
+    entries = list(TaskAudit.objects.filter(task_id=task.pk).select_related("actor")[:AUDIT_LIMIT])
+    for entry in entries:
+        changes = entry.changes if isinstance(entry.changes, dict) else {}
+        entry.change_rows = [
+            (field, _shown(pair[0]), _shown(pair[1]))
+            for field, pair in changes.items()
+            if isinstance(pair, list) and len(pair) == 2
+        ]
+    return entries
+
+
 def waiting_reason(task: Task) -> str:
     """Say which dependencies a waiting task waits on ('' when it is not waiting on any)."""
     if task.status not in (TaskStatus.PENDING, TaskStatus.RETRY):
@@ -138,15 +163,28 @@ class TaskPagesMixin:
 
     change_form_template = "admin/scheduling/task/change_form.html"
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        """Show a user the same tasks the API does: every task with view_all_tasks, else their own."""
+        return visible_tasks(request.user, super().get_queryset(request))  # type: ignore[misc]
+
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _task_or_404(self, request: HttpRequest, object_id: str) -> Task:
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
         task = self.get_object(request, object_id)  # type: ignore[attr-defined]
         if task is None:
             raise Http404("no such task")
         if not self.has_view_permission(request, task):  # type: ignore[attr-defined]
             raise PermissionDenied
         return task
+
+    @staticmethod
+    def _can_see(request: HttpRequest) -> Callable[[Task], bool]:
+        """Return whether the user may see a task in a graph (the API's rule: view_all_tasks or owner)."""
+        if request.user.has_perm(VIEW_ALL):
+            return lambda task: True
+        return lambda task: task.owner_id == request.user.pk
 
     def _change_url(self, pk: UUID | str) -> str:
         return reverse("admin:scheduling_task_change", args=[pk])
@@ -160,14 +198,14 @@ class TaskPagesMixin:
             "timeline_limit": TIMELINE_LIMIT,
             "waiting_reason": waiting_reason(task),
             "task_active": task.status in ACTIVE,
-            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url),
+            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url, self._can_see(request)),
             "graph_size": len(graph.nodes),
             "graph_truncated": graph.truncated,
             "status_colours": admin_graph.STATUS_COLOURS,
             "task_actions": available_actions(task) if can_change else [],
             "can_change_task": can_change,
             "live_url": reverse("admin:scheduling_task_live", args=[task.pk]),
-            "audit_entries": list(TaskAudit.objects.filter(task_id=task.pk).select_related("actor")[:AUDIT_LIMIT]),
+            "audit_entries": audit_entries(task),
         }
 
     # --- the change page ----------------------------------------------------------------------------------
@@ -187,6 +225,20 @@ class TaskPagesMixin:
             spec.tag: {"description": spec.description, "schema": spec.schema} for spec in registry.all()
         }
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
+
+    def get_formset_kwargs(self, request: HttpRequest, obj: Any, inline: Any, prefix: str) -> dict[str, Any]:
+        """Bound the read-only results inline: a cron task can have thousands of attempts."""
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)  # type: ignore[misc]
+        if inline.model is TaskResult and obj is not None and obj.pk:
+            if request.method == "POST":
+                # The rows the page showed, whatever arrived since; nothing in them is saved.
+                shown = [v for k, v in request.POST.items() if k.startswith(f"{prefix}-") and k.endswith("-id")]
+                ids = [int(v) for v in shown if v.isdigit()]
+            else:
+                latest = TaskResult.objects.filter(task=obj).order_by("-created_at", "-pk")
+                ids = list(latest.values_list("pk", flat=True)[:TIMELINE_LIMIT])
+            kwargs["queryset"] = kwargs["queryset"].filter(pk__in=ids)
+        return kwargs
 
     # --- URLs ---------------------------------------------------------------------------------------------
 
@@ -234,6 +286,7 @@ class TaskPagesMixin:
         response = TemplateResponse(request, "admin/scheduling/task/_live.html", context)
         html = response.rendered_content
         actions = TemplateResponse(request, "admin/scheduling/task/_actions.html", context).rendered_content
+        graph = TemplateResponse(request, "admin/scheduling/task/_graph.html", context).rendered_content
         running = next((a for a in context["attempts"] if a.status == AttemptStatus.RUNNING), None)
         return JsonResponse(
             {
@@ -243,6 +296,8 @@ class TaskPagesMixin:
                 "progress_message": running.progress_message if running else "",
                 "html": html,
                 "actions_html": actions,
+                "graph_html": graph,
+                "status_label": task.get_status_display(),
             }
         )
 
@@ -255,7 +310,7 @@ class TaskPagesMixin:
             "opts": Task._meta,
             "original": task,
             "title": f"Dependencies of {task.name}",
-            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url),
+            "graph_svg": admin_graph.render_svg(graph, task.pk, self._change_url, self._can_see(request)),
             "graph_size": len(graph.nodes),
             "graph_truncated": graph.truncated,
             "status_colours": admin_graph.STATUS_COLOURS,

@@ -177,3 +177,57 @@ def test_task_page_queries_do_not_grow_with_attempts_or_graph(client_op: Client,
         create(f"more {index}", dependencies=[chain["transform"].pk])
         create(f"up {index}").dependents.add(chain["transform"])
     assert count() <= few
+
+
+def test_results_inline_is_bounded_and_saving_survives_new_attempts(client_op: Client) -> None:
+    from tests.test_admin import change_data
+
+    task = create("busy cron")
+    for index in range(55):
+        finished_attempt(task, index + 2)
+    response = client_op.get(task_url("change", task.pk))
+    assert response.context["inline_admin_formsets"][0].formset.queryset.count() == 50
+    data = change_data(client_op, task, priority="1")
+    finished_attempt(task, 99)  # a new attempt arrives while the form is open
+    response = client_op.post(task_url("change", task.pk), data)
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    assert Task.objects.get(pk=task.pk).priority == 1
+
+
+def test_without_view_all_tasks_a_user_sees_only_their_own_tasks(db: None) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from scheduling import services
+
+    bob = get_user_model().objects.create_user("bob", password="x", is_staff=True)
+    bob.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "view_taskresult"]))
+    client = Client()
+    client.force_login(bob)
+    mine = services.task_create(data={"name": "bob's", "tags": ["TEST_RECORD"], "parameters": {}}, owner=bob)
+    theirs = create("someone else's")
+    write_artifact("artifacts/t/1/a.txt", b"a")
+    result = finished_attempt(theirs, 2, artifacts=["artifacts/t/1/a.txt"])
+    names = [t.name for t in client.get(task_url("changelist")).context["cl"].result_list]
+    assert names == ["bob's"]
+    assert client.get(task_url("change", mine.pk)).status_code == 200
+    assert client.get(task_url("change", theirs.pk)).status_code == 302  # "doesn't exist", like any unknown id
+    assert client.get(task_url("artifact", theirs.pk, result.pk, 0)).status_code == 404
+    assert client.get(task_url("live", theirs.pk)).status_code == 404
+
+
+def test_graph_hides_the_names_of_tasks_the_user_may_not_see(db: None) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from scheduling import services
+
+    bob = get_user_model().objects.create_user("bob", password="x", is_staff=True)
+    bob.user_permissions.add(*Permission.objects.filter(codename__in=["view_task"]))
+    client = Client()
+    client.force_login(bob)
+    mine = services.task_create(data={"name": "bob's", "tags": ["TEST_RECORD"], "parameters": {}}, owner=bob)
+    secret = create("secret downstream", dependencies=[mine.pk])  # someone else's task waits for bob's
+    page = client.get(task_url("change", mine.pk)).content.decode()
+    assert "secret downstream" not in page
+    assert "another user&#x27;s task" in page and str(secret.pk) not in page

@@ -38,6 +38,10 @@
             tools.querySelectorAll("li.th-action-item").forEach(function (li) { li.remove(); });
             tools.insertAdjacentHTML("afterbegin", data.actions_html);
           }
+          var graph = document.getElementById("th-graph-body");
+          if (graph && data.graph_html !== undefined) { graph.innerHTML = data.graph_html; }
+          var status = document.querySelector(".field-status .readonly");
+          if (status && data.status_label) { status.textContent = data.status_label; }
           panel.dataset.active = data.active ? "1" : "0";
           if (data.active) { window.setTimeout(tick, delay); }
         })
