@@ -109,7 +109,7 @@ class TaskSerializer(serializers.ModelSerializer):
     dependencies = serializers.SerializerMethodField()
     waiting_on = serializers.SerializerMethodField()
     retry_policy = RetryPolicySerializer(allow_null=True)
-    last_result = serializers.SerializerMethodField()
+    last_result = LastResultSerializer(source="latest_result", read_only=True, allow_null=True)
     cron_description = serializers.SerializerMethodField()
     next_run_at = serializers.SerializerMethodField()
 
@@ -167,12 +167,13 @@ class TaskSerializer(serializers.ModelSerializer):
             if dep.status != TaskStatus.DONE
         ]
 
-    @extend_schema_field(LastResultSerializer(allow_null=True))
-    def get_last_result(self, task: Task) -> dict[str, Any] | None:
-        latest = getattr(task, "latest_results", None)
+    def to_representation(self, instance: Task) -> dict[str, Any]:
+        # One nested serializer for every row (a fresh one per row costs more than the rest of the row).
+        latest = getattr(instance, "latest_results", None)
         if latest is None:  # not prefetched (e.g. a task just written)
-            latest = list(task.results.order_by("-created_at", "-id")[:1])
-        return LastResultSerializer(latest[0]).data if latest else None
+            latest = list(instance.results.order_by("-created_at", "-id")[:1])
+        instance.latest_result = latest[0] if latest else None
+        return super().to_representation(instance)
 
     def get_cron_description(self, task: Task) -> str:
         return cron.describe(task.cron_expr) if task.cron_expr else ""
