@@ -25,7 +25,7 @@ from django.utils import timezone
 from scheduling import admin_graph, cron, dashboard, services
 from scheduling.api.permissions import VIEW_ALL, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import WAITING, AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
+from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
 from taskhub.exceptions import TaskHubError
 
 TIMELINE_LIMIT = 50  # attempts shown on the task page; the results list has the rest
@@ -132,8 +132,13 @@ def cron_preview(expr: str, tz_name: str, count: int = 5) -> dict[str, Any]:
         cron.timezone_of(tz_name)
         cron.validate(expr)
         fires = cron.next_fires(expr, tz_name, timezone.now(), count)
-    except cron.CronError as exc:
-        return {"ok": False, "error": str(exc), "description": "", "fires": []}
+    except (cron.CronError, ValueError, StopIteration) as exc:  # croniter's own errors are ValueErrors
+        return {
+            "ok": False,
+            "error": str(exc) or "this expression has no upcoming fire",
+            "description": "",
+            "fires": [],
+        }
     return {
         "ok": True,
         "error": "",
@@ -360,8 +365,6 @@ class TaskPagesMixin:
             "chart": chart,
             "peak": peak,
             "now": timezone.now(),
-            "status_colours": admin_graph.STATUS_COLOURS,
-            "waiting_statuses": WAITING,
             **data,
         }
         return TemplateResponse(request, "admin/scheduling/dashboard.html", context)
