@@ -19,6 +19,7 @@ ACTION_PERMISSION = {
     "retrieve": "view",
     "by_status": "view",
     "results": "view",
+    "audit": "view",
     "create": "add",
     "update": "change",
     "partial_update": "change",

@@ -17,10 +17,12 @@ from rest_framework import serializers
 from scheduling import cron
 from scheduling.models import (
     AttemptStatus,
+    AuditAction,
     OverlapPolicy,
     Priority,
     RetryPolicy,
     Task,
+    TaskAudit,
     TaskResult,
     TaskStatus,
     TaskType,
@@ -380,6 +382,22 @@ class TaskResultSerializer(serializers.ModelSerializer):
             "artifacts",
         ]
         read_only_fields = fields
+
+
+class TaskAuditSerializer(serializers.ModelSerializer):
+    """One entry of a task's audit trail."""
+
+    actor = serializers.SerializerMethodField()
+    action = serializers.ChoiceField(choices=AuditAction.choices, read_only=True)
+
+    class Meta:
+        model = TaskAudit
+        fields = ["id", "created_at", "actor", "action", "changes", "detail", "task_name"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "nullable": True, "description": "Username; null for the system."})
+    def get_actor(self, entry: TaskAudit) -> str | None:
+        return entry.actor.get_username() if entry.actor is not None else None
 
 
 class HandlerSerializer(serializers.Serializer):

@@ -26,12 +26,13 @@ from scheduling.api.serializers import (
     PUT_DEFAULTS,
     CancelSerializer,
     HandlerSerializer,
+    TaskAuditSerializer,
     TaskResultSerializer,
     TaskSerializer,
     TaskWriteSerializer,
 )
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, Task, TaskResult, TaskStatus
+from scheduling.models import FINISHED, Task, TaskAudit, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         """Create a task owned by the requesting user; an IMMEDIATE one starts as soon as a worker is free."""
         serializer = TaskWriteSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
-        task = services.task_create(data=dict(serializer.validated_data), owner=request.user)
+        task = services.task_create(data=dict(serializer.validated_data), owner=request.user, actor=request.user)
         response = self._show(task, status.HTTP_201_CREATED)
         response["Location"] = f"/tasks/{task.pk}"
         return response
@@ -115,7 +116,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         if not partial:
             data = {**PUT_DEFAULTS, **data}
-        task = services.task_update(task=task, data=data)
+        task = services.task_update(task=task, data=data, actor=request.user)
         return self._show(task)
 
     @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer})
@@ -126,7 +127,7 @@ class TaskViewSet(viewsets.ModelViewSet):
     @extend_schema(responses={204: None, 409: _CONFLICT})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a task (refused while other tasks depend on it); running attempts are revoked."""
-        services.task_delete(task=self.get_object())
+        services.task_delete(task=self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -162,12 +163,21 @@ class TaskViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskResultSerializer(page, many=True).data)
 
+    @extend_schema(responses=TaskAuditSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def audit(self, request: Request, pk: str | None = None) -> Response:
+        """List who created, changed, ran, cancelled, paused or resumed the task, newest first."""
+        task = self.get_object()
+        queryset = TaskAudit.objects.filter(task_id=task.pk).select_related("actor").order_by("-created_at", "-id")
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TaskAuditSerializer(page, many=True).data)
+
     @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         """Start a new run now (a SCHEDULED task too, outside its schedule)."""
         task = self.get_object()
-        services.task_run_now(task=task)
+        services.task_run_now(task=task, actor=request.user)
         return self._show(task, status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=CancelSerializer, responses={200: TaskSerializer, 409: _CONFLICT})
@@ -177,7 +187,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         task = self.get_object()
         body = CancelSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        services.task_cancel(task=task, reason=body.validated_data["reason"])
+        services.task_cancel(task=task, reason=body.validated_data["reason"], actor=request.user)
         return self._show(task)
 
     @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
@@ -185,21 +195,21 @@ class TaskViewSet(viewsets.ModelViewSet):
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
         task = self.get_object()
-        services.task_retry(task=task)
+        services.task_retry(task=task, actor=request.user)
         return self._show(task, status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: TaskSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         """Stop the task from firing or starting; running attempts finish."""
-        services.task_pause(task=self.get_object())
+        services.task_pause(task=self.get_object(), actor=request.user)
         return self._show(self.get_object())
 
     @extend_schema(request=None, responses={200: TaskSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         """Let a paused task fire and start again."""
-        services.task_resume(task=self.get_object())
+        services.task_resume(task=self.get_object(), actor=request.user)
         return self._show(self.get_object())
 
 

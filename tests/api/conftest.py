@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from scheduling import lifecycle, services
-from scheduling.models import RetryPolicy, Task, TaskResult
+from scheduling.models import RetryPolicy, Task, TaskAudit, TaskResult
 
 TASK_PERMS = ("view_task", "add_task", "change_task", "delete_task")
 
@@ -97,6 +97,7 @@ def snapshot() -> dict[str, Any]:
         "tasks": list(Task.objects.order_by("pk").values()),
         "results": TaskResult.objects.count(),
         "policies": RetryPolicy.objects.count(),
+        "audit": TaskAudit.objects.count(),
         "tags": list(Task.tags.through.objects.order_by("pk").values_list("task_id", "tag_id")),
         "deps": list(Task.dependencies.through.objects.order_by("pk").values_list("from_task_id", "to_task_id")),
     }

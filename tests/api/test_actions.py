@@ -117,3 +117,23 @@ def test_pause_twice_and_resume_an_active_task_are_409(api: APIClient, alice: Us
 def test_actions_only_accept_post(api: APIClient, alice: User, task_of, name: str) -> None:
     task = task_of(alice, "t")
     assert api.get(f"/tasks/{task.pk}/{name}").status_code == 405
+
+
+def test_audit_trail_names_the_api_user_for_every_change(api: APIClient, alice: User) -> None:
+    task_id = api.post("/tasks", {"name": "a", "tags": ["TEST_RECORD"]}, format="json").json()["id"]
+    api.patch(f"/tasks/{task_id}", {"priority": "HIGH"}, format="json")
+    api.post(f"/tasks/{task_id}/cancel")
+    api.post(f"/tasks/{task_id}/pause")
+    api.post(f"/tasks/{task_id}/resume")
+    for slash in ("", "/"):
+        response = api.get(f"/tasks/{task_id}/audit{slash}")
+        assert response.status_code == 200
+        entries = response.json()["results"]
+        assert [e["action"] for e in entries] == ["resumed", "paused", "cancelled", "changed", "created"]
+        assert {e["actor"] for e in entries} == {"alice"}
+        assert entries[3]["changes"]["priority"] == ["MEDIUM", "HIGH"]
+
+
+def test_audit_of_another_users_task_is_404(api: APIClient, bob: User, task_of) -> None:
+    theirs = task_of(bob, "b")
+    assert api.get(f"/tasks/{theirs.pk}/audit").status_code == 404

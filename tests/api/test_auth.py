@@ -26,6 +26,7 @@ PROTECTED = [
     ("get", "/tasks/status/DONE"),
     ("get", "/task_history"),
     ("get", f"/tasks/{ID}/results"),
+    ("get", f"/tasks/{ID}/audit"),
     ("post", f"/tasks/{ID}/run"),
     ("post", f"/tasks/{ID}/cancel"),
     ("post", f"/tasks/{ID}/retry"),

@@ -18,6 +18,7 @@ EXPECTED_PATHS = {
     "/tasks/status/{status}": {"get"},
     "/task_history": {"get"},
     "/tasks/{id}/results": {"get"},
+    "/tasks/{id}/audit": {"get"},
     "/tasks/{id}/run": {"post"},
     "/tasks/{id}/cancel": {"post"},
     "/tasks/{id}/retry": {"post"},
