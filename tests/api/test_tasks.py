@@ -206,3 +206,25 @@ def test_browsable_api_renders_list_detail_and_forms(api: APIClient, alice: User
         response = api.get(path, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, path
         assert b"browse" in response.content or path in ("/task_history", "/handlers")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "/tasks"),
+        ("delete", "/tasks"),
+        ("post", "/tasks/status/DONE"),
+        ("post", "/task_history"),
+        ("delete", "/handlers"),
+        ("post", "/tasks/{id}"),
+        ("post", "/tasks/{id}/results"),
+        ("post", "/tasks/{id}/audit"),
+    ],
+)
+def test_methods_an_endpoint_does_not_offer_are_405(
+    api: APIClient, alice: User, task_of, method: str, path: str
+) -> None:
+    task = task_of(alice, "t")
+    response = getattr(api, method)(path.format(id=task.pk))
+    assert response.status_code == 405
+    assert "not allowed" in response.json()["detail"]
