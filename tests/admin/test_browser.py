@@ -172,6 +172,8 @@ def test_operator_day_in_the_browser(live_server: Any, page: Any, step: Any, sta
         assert sorted(names) == ["build report", "extract issues"]
         assert page.locator("svg.th-graph line.th-edge").count() == 1
         assert page.locator("svg.th-graph a.th-node[data-status=DONE]").count() == 2
+
+    with step("08b-graph-node-opens-the-task"):
         page.click("svg.th-graph a.th-node:has-text('extract issues')")
         page.wait_for_url(re.compile(r"/admin/scheduling/task/.+/change/$"))
         page.locator("#th-graph svg.th-graph").wait_for()

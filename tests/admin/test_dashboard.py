@@ -161,3 +161,18 @@ def test_dashboard_cost_does_not_grow_with_the_tables(client_op: Client, busy: d
     many, elapsed = measure()
     assert many == few  # a fixed number of queries: no per-row queries
     assert elapsed < 1.0, f"dashboard took {elapsed:.2f}s with 2,000 tasks and 20,000 results"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="checks SQLite's plan")
+def test_live_attempt_counts_use_the_partial_indexes_on_sqlite(db: None) -> None:
+    from scheduling.models import IN_FLIGHT, WAITING
+
+    plans = {}
+    for name, statuses in (("result_inflight_idx", IN_FLIGHT), ("result_pick_idx", WAITING)):
+        query = TaskResult.objects.filter(dashboard.status_in(statuses)).values("pk").query
+        sql, params = query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plans[name] = " ".join(str(row[-1]) for row in cursor.fetchall())
+    for name, plan in plans.items():
+        assert name in plan, plan  # not "SCAN scheduling_taskresult": bound IN (?, ?) values would scan everything
