@@ -23,14 +23,19 @@
   function startLive() {
     var panel = document.getElementById("th-live");
     if (!panel || panel.dataset.active !== "1") { return; }
-    var delay = 1500;
+    var fastest = 1500, slowest = 10000, delay = fastest, lastHtml = null;
+    function later() { window.setTimeout(tick, delay); }
     function tick() {
+      if (document.hidden) { later(); return; }  // a background tab does not poll
       fetch(panel.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
           if (!response.ok) { throw new Error("HTTP " + response.status); }
           return response.json();
         })
         .then(function (data) {
+          // Poll fast while things change, back off while a task just waits (e.g. on its dependencies).
+          delay = data.html === lastHtml ? Math.min(delay * 1.5, slowest) : fastest;
+          lastHtml = data.html;
           panel.innerHTML = data.html;
           panel.dataset.status = data.status;
           var tools = document.querySelector(".object-tools");
@@ -43,11 +48,11 @@
           var status = document.querySelector(".field-status .readonly");
           if (status && data.status_label) { status.textContent = data.status_label; }
           panel.dataset.active = data.active ? "1" : "0";
-          if (data.active) { window.setTimeout(tick, delay); }
+          if (data.active) { later(); }
         })
-        .catch(function () { window.setTimeout(tick, delay * 4); });  // a blip: slow down, keep trying
+        .catch(function () { delay = slowest; later(); });  // a blip: slow down, keep trying
     }
-    window.setTimeout(tick, delay);
+    later();
   }
 
   // --- cron preview -------------------------------------------------------------------------------------
