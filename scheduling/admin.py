@@ -19,6 +19,14 @@ from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
 
+# Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
+NEW_POLICY_FIELDS = {
+    "retries": "max_retries",
+    "delay": "retry_delay",
+    "backoff": "backoff_factor",
+    "max_delay": "max_delay",
+}
+
 
 class TaskForm(forms.ModelForm):
     """Task form whose clean() runs the same validation as the API and the CLI."""
@@ -27,6 +35,21 @@ class TaskForm(forms.ModelForm):
         label="Handler",
         required=False,
         help_text="What the task runs. Its parameters are checked against the handler's schema.",
+    )
+    new_policy_retries = forms.IntegerField(
+        label="Retries", required=False, min_value=0, help_text="Retries after the first attempt (0 = never)."
+    )
+    new_policy_delay = forms.FloatField(
+        label="First delay (s)", required=False, min_value=0, help_text="Seconds before the first retry (default 60)."
+    )
+    new_policy_backoff = forms.FloatField(
+        label="Backoff factor",
+        required=False,
+        min_value=1,
+        help_text="Each further retry waits this many times longer.",
+    )
+    new_policy_max_delay = forms.FloatField(
+        label="Max delay (s)", required=False, min_value=0, help_text="Upper bound on any one delay (default 3600)."
     )
     tag_names = forms.CharField(
         label="Tags",
@@ -73,6 +96,14 @@ class TaskForm(forms.ModelForm):
         data["dependencies"] = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
         data["timeout_seconds"] = self.cleaned_data.get("timeout_seconds")
         data["cron_expr"] = self.cleaned_data.get("cron_expr") or ""
+        # A policy typed in place (no stored one chosen) is created by the service as "policy for <task>".
+        inline_policy = {
+            field: self.cleaned_data.get(f"new_policy_{key}")
+            for key, field in NEW_POLICY_FIELDS.items()
+            if self.cleaned_data.get(f"new_policy_{key}") is not None
+        }
+        if inline_policy and not data.get("retry_policy"):
+            data["retry_policy"] = inline_policy
         return data
 
     def clean(self) -> dict[str, Any]:
@@ -192,6 +223,13 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
             {"fields": ["task_type", "cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"]},
         ),
         ("Execution", {"fields": ["dependencies", "timeout_seconds", "retry_policy"]}),
+        (
+            "New retry policy (instead of choosing one above)",
+            {
+                "classes": ["collapse"],
+                "fields": ["new_policy_retries", "new_policy_delay", "new_policy_backoff", "new_policy_max_delay"],
+            },
+        ),
         (
             "State",
             {

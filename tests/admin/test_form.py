@@ -152,3 +152,26 @@ def test_save_and_continue_opens_the_created_task(client_op: Client) -> None:
     task = Task.objects.get(name="picked")
     assert response.redirect_chain[0][0] == task_url("change", task.pk)
     assert response.status_code == 200 and response.context["original"] == task
+
+
+def test_a_retry_policy_can_be_typed_in_the_form(client_op: Client) -> None:
+    response = client_op.post(
+        task_url("add"), add_form(new_policy_retries="2", new_policy_delay="5", new_policy_backoff="3")
+    )
+    assert response.status_code == 302
+    policy = Task.objects.get(name="picked").retry_policy
+    assert (policy.name, policy.max_retries, policy.retry_delay, policy.backoff_factor, policy.max_delay) == (
+        "policy for picked",
+        2,
+        5.0,
+        3.0,
+        3600.0,
+    )
+
+
+def test_a_bad_typed_retry_policy_is_an_inline_error(client_op: Client) -> None:
+    response = client_op.post(task_url("add"), add_form(new_policy_retries="2", new_policy_backoff="0.5"))
+    assert response.context["adminform"].form.errors["new_policy_backoff"] == [
+        "Ensure this value is greater than or equal to 1."
+    ]
+    assert not Task.objects.filter(name="picked").exists()
