@@ -10,12 +10,15 @@ should reach production. Jira environments take
 non-alphanumeric character replaced by ``_``.
 
 A wrong value raises :class:`ConfigError` naming the key, the value and what is
-expected; secret values are never echoed.
+expected; secret values are never echoed. A ``TASKHUB_<SECTION>_...`` variable of a
+known section that overrides no key is refused too, so a misspelt secret is not
+silently ignored.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import math
 import os
@@ -429,8 +432,39 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, path: Path | None = No
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path or 'config'}: expected a YAML mapping of sections at the top level")
     data = _validate_section(raw, SCHEMA, (), env)
+    named = list(data["jira"]["environments"] or {}) if isinstance(data["jira"]["environments"], Mapping) else []
     data["jira"]["environments"] = _validate_jira_environments(data["jira"], env)
+    _check_env_names(env, [str(name) for name in named])
     return Config(data=data, path=path)
+
+
+def _env_names(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> set[str]:
+    names: set[str] = set()
+    for name, spec in schema.items():
+        names |= _env_names(spec, (*path, name)) if isinstance(spec, dict) else {_env_name(*path, name)}
+    return names
+
+
+def _check_env_names(env: Mapping[str, str], jira_names: list[str]) -> None:
+    """Refuse a TASKHUB_<SECTION>_... variable that overrides nothing: a typo would otherwise be ignored."""
+    known = _env_names(SCHEMA)
+    known |= {_env_name("jira", "environments", name, key) for name in jira_names for key in JIRA_ENV_KEYS}
+    sections = tuple(_env_name(section) + "_" for section in SCHEMA)
+    for variable in sorted(env):
+        if not variable.startswith(sections) or variable in known:
+            continue
+        if variable.startswith(_env_name("jira", "environments") + "_"):
+            # Secrets for environments this file does not list are allowed (one secret store
+            # serving several deployments); a misspelt key is not.
+            if any(variable.endswith("_" + key.upper()) for key in JIRA_ENV_KEYS):
+                continue
+            raise ConfigError(
+                f"{variable}: unknown setting, a Jira environment variable ends in one of "
+                f"{', '.join(key.upper() for key in JIRA_ENV_KEYS)}"
+            )
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{variable}: unknown setting, it overrides no key of config.yaml{hint}")
 
 
 def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:

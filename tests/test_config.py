@@ -497,3 +497,41 @@ def test_shared_log_handler_counts_what_other_processes_appended(tmp_path: Path)
         second.close()
     assert path.read_text() == "c" * 59 + "\n"
     assert (tmp_path / "app.log.1").stat().st_size == 150
+
+
+# --- environment variables that override nothing ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "TASKHUB_SCHEDULER_CONCURENCY",
+            "TASKHUB_SCHEDULER_CONCURENCY: unknown setting, it overrides no key of config.yaml; "
+            "did you mean TASKHUB_SCHEDULER_CONCURRENCY?",
+        ),
+        (
+            "TASKHUB_JIRA_PASSWORT",
+            "TASKHUB_JIRA_PASSWORT: unknown setting, it overrides no key of config.yaml; "
+            "did you mean TASKHUB_JIRA_PASSWORD?",
+        ),
+        (
+            "TASKHUB_JIRA_ENVIRONMENTS_ENV1_JIRA_COM_PASWORD",
+            "TASKHUB_JIRA_ENVIRONMENTS_ENV1_JIRA_COM_PASWORD: unknown setting, a Jira environment variable ends in one "
+            "of URL, USERNAME, PASSWORD, TOKEN, VERIFY_SSL, TIMEOUT",
+        ),
+    ],
+)
+def test_misspelt_override_variable_is_refused(variable: str, message: str) -> None:
+    assert error_of({}, env={variable: SECRET}) == message
+
+
+def test_variables_outside_the_config_sections_are_left_alone() -> None:
+    env = {"TASKHUB_CONFIG": "x.yaml", "TASKHUB_TEST_STORAGE": "/tmp/x", "TASKHUB_BENCH_STORAGE": "/tmp/y"}
+    assert config.parse({}, env=env)["scheduler"]["concurrency"] == 5
+
+
+def test_secret_for_a_jira_environment_this_file_does_not_list_is_allowed() -> None:
+    loaded = config.parse({}, env={"TASKHUB_JIRA_ENVIRONMENTS_ENV2_JIRA_COM_TOKEN": SECRET})
+    assert "env2.jira.com" not in loaded.jira_environments
+    assert SECRET not in loaded.secret_values()

@@ -312,3 +312,12 @@ def test_a_line_break_inside_a_bad_key_still_gives_one_line(tmp_path: Path) -> N
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("TaskHub configuration error: sched uler: unknown key")
+
+
+def test_misspelt_override_variable_stops_start_up(tmp_path: Path) -> None:
+    done = run(["manage.py", "check"], clean_env(tmp_path, "", TASKHUB_SCHEDULER_CONCURENCY="3"), tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "TaskHub configuration error: TASKHUB_SCHEDULER_CONCURENCY: unknown setting, it overrides no key of "
+        "config.yaml; did you mean TASKHUB_SCHEDULER_CONCURRENCY?\n"
+    )
