@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connections
 
 from scheduling import services
 from scheduling.models import Task, TaskResult, TaskStatus
@@ -59,6 +60,9 @@ def page(shots: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield tab
         context.close()
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection (asgiref's context-local
+        # storage); close it here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
 
 
 @pytest.fixture
