@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduling.models import Priority, Task, TaskAudit
+from scheduling.models import EDITABLE_FIELDS, Priority, Task, TaskAudit
 
 # The fields a person edits, as they are shown back (priority by name, relations by name).
-AUDITED = (
-    "name",
-    "task_type",
-    "cron_expr",
-    "timezone",
-    "priority",
-    "metadata",
-    "parameters",
-    "tags",
-    "dependencies",
-    "timeout_seconds",
-    "retry_policy",
-    "enabled",
-    "overlap_policy",
-)
+AUDITED = EDITABLE_FIELDS
 
 
 def snapshot(task: Task) -> dict[str, Any]:

@@ -54,6 +54,24 @@ FINISHED = (
 )
 
 
+#: The task fields a person sets (the services write them; the audit trail records them).
+EDITABLE_FIELDS = (
+    "name",
+    "task_type",
+    "cron_expr",
+    "timezone",
+    "priority",
+    "metadata",
+    "parameters",
+    "tags",
+    "dependencies",
+    "timeout_seconds",
+    "retry_policy",
+    "enabled",
+    "overlap_policy",
+)
+
+
 class Priority(models.IntegerChoices):
     """Stored as a small integer so that ORDER BY priority gives HIGH first."""
 

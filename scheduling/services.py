@@ -16,6 +16,7 @@ from django_celery_beat.models import CrontabSchedule
 
 from scheduling import audit, cron, dispatcher, lifecycle, validation
 from scheduling.models import (
+    EDITABLE_FIELDS,
     IN_FLIGHT,
     WAITING,
     AttemptStatus,
@@ -33,21 +34,7 @@ from taskhub.exceptions import ConflictError, ValidationError
 
 logger = logging.getLogger(__name__)
 
-EDITABLE = (
-    "name",
-    "task_type",
-    "cron_expr",
-    "timezone",
-    "priority",
-    "metadata",
-    "parameters",
-    "tags",
-    "dependencies",
-    "timeout_seconds",
-    "retry_policy",
-    "enabled",
-    "overlap_policy",
-)
+EDITABLE = EDITABLE_FIELDS
 
 
 def _priority(value: Any) -> int:
