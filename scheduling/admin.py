@@ -8,8 +8,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -337,12 +338,29 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(TaskAudit)
 class TaskAuditAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "task_name", "action", "actor", "detail"]
+    list_display = ["created_at", "task_name", "task_ref", "action", "actor", "detail"]
     list_filter = ["action"]
     search_fields = ["task_name", "task__id"]
     list_select_related = ["actor"]
     show_full_result_count = False
-    readonly_fields = [f.name for f in TaskAudit._meta.fields]
+    # "task" itself would render empty once the task is deleted; task_ref says so and keeps the id.
+    fields = ["created_at", "task_name", "task_ref", "action", "actor", "changes", "detail"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskAudit]:
+        exists = Task.objects.filter(pk=OuterRef("task_id"))
+        return super().get_queryset(request).annotate(task_exists=Exists(exists))
+
+    @admin.display(description="task")
+    def task_ref(self, entry: TaskAudit) -> str:
+        exists = getattr(entry, "task_exists", None)
+        if exists is None:
+            exists = Task.objects.filter(pk=entry.task_id).exists()
+        if not exists:
+            return format_html("{} <small>(deleted)</small>", entry.task_id)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:scheduling_task_change", args=[entry.task_id]), entry.task_id
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # written by the service layer only

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from scheduling.models import EDITABLE_FIELDS, Priority, Task, TaskAudit
@@ -10,19 +13,38 @@ from scheduling.models import EDITABLE_FIELDS, Priority, Task, TaskAudit
 AUDITED = EDITABLE_FIELDS
 
 
-def snapshot(task: Task) -> dict[str, Any]:
-    """Return the audited fields of ``task`` as JSON-able values."""
+def snapshot(task: Task, *, tags: list[str] | None = None, dependencies: list[str] | None = None) -> dict[str, Any]:
+    """Return the audited fields of ``task`` as JSON-able values.
+
+    ``tags`` and ``dependencies`` (names) spare the two queries when the caller has just written them.
+    """
     values = {field: getattr(task, field) for field in AUDITED if field not in ("tags", "dependencies")}
     values["priority"] = Priority(task.priority).label
     values["retry_policy"] = task.retry_policy.name if task.retry_policy_id else None
-    values["tags"] = sorted(task.tags.values_list("name", flat=True))
-    values["dependencies"] = sorted(task.dependencies.values_list("name", flat=True))
+    values["tags"] = sorted(tags if tags is not None else task.tags.values_list("name", flat=True))
+    values["dependencies"] = sorted(
+        dependencies if dependencies is not None else task.dependencies.values_list("name", flat=True)
+    )
     return values
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """Return {field: [before, after]} for the fields whose value differs."""
     return {field: [before.get(field), after.get(field)] for field in AUDITED if before.get(field) != after.get(field)}
+
+
+# Where the change came from when the caller is not a web request (e.g. "CLI run_task, OS user alice").
+_VIA: ContextVar[str] = ContextVar("audit_via", default="")
+
+
+@contextmanager
+def via(source: str) -> Iterator[None]:
+    """Note ``source`` in the detail of every audit entry written inside the block."""
+    token = _VIA.set(source)
+    try:
+        yield
+    finally:
+        _VIA.reset(token)
 
 
 def _person(actor: Any) -> Any:
@@ -33,6 +55,9 @@ def record(
     task: Task, action: str, *, actor: Any = None, changes: dict[str, list[Any]] | None = None, detail: str = ""
 ) -> TaskAudit:
     """Write one audit entry (call inside the service's transaction so it commits with the change)."""
+    source = _VIA.get()
+    if source:
+        detail = f"{detail} ({source})" if detail else source
     return TaskAudit.objects.create(
         task_id=task.pk,
         task_name=task.name,

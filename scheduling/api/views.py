@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, serializers, status, viewsets
@@ -21,7 +22,7 @@ from rest_framework.views import APIView
 from scheduling import services
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.parsers import LimitedJSONParser
-from scheduling.api.permissions import TaskPermission, WriteRateThrottle, visible_results, visible_tasks
+from scheduling.api.permissions import VIEW_ALL, TaskPermission, WriteRateThrottle, visible_results, visible_tasks
 from scheduling.api.serializers import (
     PUT_DEFAULTS,
     CancelSerializer,
@@ -32,7 +33,7 @@ from scheduling.api.serializers import (
     TaskWriteSerializer,
 )
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, Task, TaskAudit, TaskResult, TaskStatus
+from scheduling.models import FINISHED, AuditAction, Task, TaskAudit, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +167,15 @@ class TaskViewSet(viewsets.ModelViewSet):
     @extend_schema(responses=TaskAuditSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def audit(self, request: Request, pk: str | None = None) -> Response:
-        """List who created, changed, ran, cancelled, paused or resumed the task, newest first."""
-        task = self.get_object()
-        queryset = TaskAudit.objects.filter(task_id=task.pk).select_related("actor").order_by("-created_at", "-id")
+        """List who created, changed, ran, cancelled, paused, resumed or deleted the task, newest first.
+
+        A deleted task's trail stays readable by its id for users who may see all tasks.
+        """
+        try:
+            task_id = self.get_object().pk
+        except Http404:
+            task_id = _deleted_task_id(request.user, pk)
+        queryset = TaskAudit.objects.filter(task_id=task_id).select_related("actor").order_by("-created_at", "-id")
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskAuditSerializer(page, many=True).data)
 
@@ -211,6 +218,19 @@ class TaskViewSet(viewsets.ModelViewSet):
         """Let a paused task fire and start again."""
         services.task_resume(task=self.get_object(), actor=request.user)
         return self._show(self.get_object())
+
+
+def _deleted_task_id(user: Any, pk: str | None) -> uuid.UUID:
+    """Return ``pk`` when it names a deleted task whose trail ``user`` may read; else raise Http404."""
+    try:
+        task_id = uuid.UUID(str(pk))
+    except ValueError:
+        raise Http404 from None
+    if not user.has_perm(VIEW_ALL) or Task.objects.filter(pk=task_id).exists():
+        raise Http404
+    if not TaskAudit.objects.filter(task_id=task_id, action=AuditAction.DELETED).exists():
+        raise Http404
+    return task_id
 
 
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:

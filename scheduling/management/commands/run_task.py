@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduling import executor, lifecycle, services
-from scheduling.management.commands._common import get_task
+from scheduling import audit, executor, lifecycle, services
+from scheduling.management.commands._common import add_actor_argument, cli_actor, get_task
 from scheduling.models import AttemptStatus
 from taskhub.exceptions import TaskHubError
 
@@ -15,11 +15,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("task", help="task id (UUID) or exact name")
+        add_actor_argument(parser)
 
     def handle(self, *args: object, **options: object) -> None:
         task = get_task(str(options["task"]))
+        actor, note = cli_actor("run_task", options["user"])  # type: ignore[arg-type]
         try:
-            result = services.task_run_now(task=task, dispatch=False)
+            with audit.via(note):
+                result = services.task_run_now(task=task, dispatch=False, actor=actor)
         except TaskHubError as exc:
             raise CommandError(str(exc)) from None
         result.refresh_from_db()

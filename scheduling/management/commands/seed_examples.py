@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduling import services
+from scheduling import audit, services
+from scheduling.management.commands._common import add_actor_argument, cli_actor
 from scheduling.models import Task
 from taskhub.exceptions import ValidationError
 
@@ -42,6 +43,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--owner", help="username to own the tasks (default: the first superuser)")
+        add_actor_argument(parser)
 
     def handle(self, *args: object, **options: object) -> None:
         User = get_user_model()
@@ -52,12 +54,14 @@ class Command(BaseCommand):
         )
         if options["owner"] and owner is None:
             raise CommandError(f"no user named {options['owner']!r}")
+        actor, note = cli_actor("seed_examples", options["user"])  # type: ignore[arg-type]
         for example in EXAMPLES:
             if Task.objects.filter(name=example["name"]).exists():
                 self.stdout.write(f"exists: {example['name']}")
                 continue
             try:
-                task = services.task_create(data=example, owner=owner)
+                with audit.via(note):
+                    task = services.task_create(data=example, owner=owner, actor=actor or owner)
             except ValidationError as exc:
                 raise CommandError(f"{example['name']}: {exc}") from None
             self.stdout.write(self.style.SUCCESS(f"created: {task.name} ({task.pk})"))
