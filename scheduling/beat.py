@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Min
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from reporting import schedule as reporting_schedule
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x7A5C_BEA7
 SWEEP_TASK_NAME = "taskhub: dispatcher sweep"
+PURGE_TASK_NAME = "taskhub: result retention"
 
 
 def install_periodic_tasks() -> None:
@@ -43,6 +44,27 @@ def install_periodic_tasks() -> None:
         },
     )
     reporting_schedule.install()
+    install_purge_task()
+
+
+def install_purge_task() -> PeriodicTask:
+    """Run the result clean-up daily at 03:30 (settings time zone); disabled when the retention is 0 (keep all)."""
+    days = settings.TASKHUB["storage"]["result_retention_days"]
+    daily, _ = CrontabSchedule.objects.get_or_create(
+        minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone=settings.TIME_ZONE
+    )
+    task, _ = PeriodicTask.objects.update_or_create(
+        name=PURGE_TASK_NAME,
+        defaults={
+            "task": "scheduling.purge_results",
+            "crontab": daily,
+            "interval": None,
+            "enabled": days > 0,
+            "description": f"Delete finished attempts older than storage.result_retention_days ({days}; 0 = keep "
+            "forever), never a task's latest result (daily at 03:30; set from config.yaml at beat start).",
+        },
+    )
+    return task
 
 
 class LeaderLock:

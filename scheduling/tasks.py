@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from scheduling import dispatcher, executor
+from scheduling import dispatcher, executor, retention
 
 
 @shared_task(name="scheduling.execute", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -25,3 +25,9 @@ def execute(result_id: int) -> str:
 def sweep() -> dict[str, int]:
     """Safety net every scheduler.poll_interval: re-send lost work, reclaim zombies, dispatch."""
     return dispatcher.sweep()
+
+
+@shared_task(name="scheduling.purge_results", ignore_result=True)
+def purge_results() -> str:
+    """Daily: delete finished attempts past storage.result_retention_days (each task's last result stays)."""
+    return str(retention.purge_results())
