@@ -75,15 +75,19 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
 
 def _within_instance_limit(candidates: list[TaskResult], free: int, max_instances: int) -> list[TaskResult]:
     """Keep candidates in order while no task would exceed max_instances runs in flight."""
-    task_ids = {c.task_id for c in candidates}
-    running = Counter(
-        dict(
-            TaskResult.objects.filter(task_id__in=task_ids, status__in=IN_FLIGHT)
-            .values_list("task_id")
-            .annotate(n=Count("pk"))
-            .values_list("task_id", "n")
+    # A task's status is RUNNING or QUEUED exactly when one of its attempts is in flight
+    # (lifecycle.refresh_task derives it), so only those tasks need counting.
+    task_ids = {c.task_id for c in candidates if c.task.status in (TaskStatus.RUNNING, TaskStatus.QUEUED)}
+    running: Counter = Counter()
+    if task_ids:
+        running.update(
+            dict(
+                TaskResult.objects.filter(task_id__in=task_ids, status__in=IN_FLIGHT)
+                .values_list("task_id")
+                .annotate(n=Count("pk"))
+                .values_list("task_id", "n")
+            )
         )
-    )
     picked: list[TaskResult] = []
     for candidate in candidates:
         if len(picked) == free:
@@ -120,9 +124,19 @@ def send(results: list[TaskResult]) -> None:
             logger.exception("could not send attempt %s to the broker; the sweep will re-send it", result.pk)
 
 
+#: When the system is busy, wake() dispatches only once this share of the concurrency
+#: cap is free, so one locked dispatch queues a batch instead of one attempt per
+#: completion. On an idle system every slot is free and wake() dispatches at once.
+BATCH_SHARE = 8
+
+
 def wake() -> None:
     """Dispatch now (after a commit that may have made work ready); never raise to the caller."""
     try:
+        concurrency = settings.TASKHUB["scheduler"]["concurrency"]
+        batch = concurrency // BATCH_SHARE
+        if batch > 1 and concurrency - TaskResult.objects.filter(status__in=IN_FLIGHT).count() < batch:
+            return  # busy: a later completion (or the sweep) dispatches a whole batch
         dispatch()
     except Exception:
         logger.exception("dispatch failed; the beat poll will try again")

@@ -122,13 +122,18 @@ def _sync_schedule(task: Task, now: datetime) -> None:
     task.next_fire_at = cron.next_fire(task.cron_expr, task.timezone, now) if task.enabled else None
 
 
-def _set_tags(task: Task, names: list[str]) -> None:
+def _set_tags(task: Task, names: list[str], *, new: bool = False) -> None:
+    """Give ``task`` exactly these tags, creating missing ones; ``new``: the task has none yet."""
     existing = {tag.name: tag for tag in Tag.objects.filter(name__in=names)}
     missing = [Tag(name=name) for name in names if name not in existing]
     if missing:
         Tag.objects.bulk_create(missing, ignore_conflicts=True)
         existing = {tag.name: tag for tag in Tag.objects.filter(name__in=names)}
-    task.tags.set([existing[name] for name in names])
+    if new:  # one INSERT instead of set()'s read-compare-write
+        through = Task.tags.through
+        through.objects.bulk_create([through(task_id=task.pk, tag_id=existing[name].pk) for name in names])
+    else:
+        task.tags.set([existing[name] for name in names])
 
 
 def _new_attempt(
@@ -181,13 +186,18 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
             created_at=now,
         )
         _sync_schedule(task, now)
-        task.save()
-        _set_tags(task, clean["tags"])
-        task.dependencies.set(clean["dependencies"])
+        task.save(force_insert=True)
+        _set_tags(task, clean["tags"], new=True)
+        dependencies = clean["dependencies"]
+        if dependencies:
+            through = Task.dependencies.through
+            through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
         if task.task_type == TaskType.IMMEDIATE:
-            _new_attempt(task, now=now).save()
-            fail_if_upstream_failed(task)
-        created = {f: v for f, v in audit.snapshot(task).items() if v not in (None, "", [], {})}
+            _new_attempt(task, now=now).save(force_insert=True)
+            if dependencies:
+                fail_if_upstream_failed(task)
+        written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
+        created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         audit.record(
             task, AuditAction.CREATED, actor=actor or owner, changes={f: [None, v] for f, v in created.items()}
         )

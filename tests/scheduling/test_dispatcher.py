@@ -162,3 +162,42 @@ def test_queued_attempt_gets_a_celery_id_and_status_follows(make_task):
     task.refresh_from_db()
     assert task.status == TaskStatus.QUEUED
     assert result.celery_task_id and result.queued_at is not None
+
+
+def test_max_instances_counts_runs_already_in_flight(make_task, scheduler_conf):
+    scheduler_conf(concurrency=10, max_instances=1)
+    task = make_task("busy")
+    assert len(dispatcher.dispatch()) == 1  # its first run is now QUEUED
+    TaskResult.objects.create(task=task, status=AttemptStatus.PENDING, priority=task.priority)
+    other = make_task("other")
+    assert [r.task_id for r in dispatcher.dispatch()] == [other.pk]
+
+
+def test_wake_on_an_idle_system_dispatches_at_once(make_task, scheduler_conf):
+    scheduler_conf(concurrency=64)
+    make_task("first")
+    dispatcher.wake()
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 1
+
+
+def test_wake_on_a_busy_system_waits_until_a_batch_of_slots_is_free(make_task, scheduler_conf):
+    scheduler_conf(concurrency=16)  # batch of 16 // BATCH_SHARE = 2 slots
+    for i in range(20):
+        make_task(f"t{i}")
+    assert len(dispatcher.dispatch()) == 16
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    dispatcher.wake()  # one slot free: not worth a locked dispatch yet
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 15
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    dispatcher.wake()  # two free: both filled in one dispatch
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 16
+
+
+def test_wake_with_a_small_cap_fills_every_freed_slot(make_task, scheduler_conf):
+    scheduler_conf(concurrency=5)
+    for i in range(6):
+        make_task(f"t{i}")
+    assert len(dispatcher.dispatch()) == 5
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    dispatcher.wake()
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 5
