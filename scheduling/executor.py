@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from scheduling import dispatcher, lifecycle, services
@@ -78,11 +80,40 @@ def _grace() -> int:
     return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
 
 
+#: Tries of one short database step when the connection breaks (server restarted, backend terminated).
+DB_TRIES = 4
+
+
+def reconnecting(step: Callable[[], Any], what: str) -> Any:
+    """Run one short database step; when the connection is dead, reconnect and run it again.
+
+    Django keeps a broken connection until something closes it, so a worker whose
+    connection was dropped mid-attempt would fail to record the outcome and leave
+    the attempt RUNNING until its deadline. Only outside a transaction (inside one,
+    the caller's work went with the connection). The steps are conditional updates,
+    so running one again after its reply was lost is safe: it finds the attempt
+    already moved and reports a duplicate or a lost claim.
+    """
+    for attempt in range(1, DB_TRIES + 1):
+        try:
+            return step()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or attempt == DB_TRIES:
+                raise
+            logger.warning("%s: database connection lost (%s); reconnecting", what, str(exc).strip()[:200])
+            connection.close()
+            time.sleep(0.25 * attempt)
+    raise AssertionError("unreachable")
+
+
 def _progress_callback(result: TaskResult, listener: ProgressCallback | None = None) -> ProgressCallback:
     def report(percent: int | float | None, message: str = "") -> None:
         value = None if percent is None else max(0, min(100, int(percent)))
-        TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
-            progress=value, progress_message=str(message)[:500]
+        reconnecting(
+            lambda: TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
+                progress=value, progress_message=str(message)[:500]
+            ),
+            f"attempt {result.pk} progress",
         )
         if listener is not None:
             listener(value, message)
@@ -193,13 +224,19 @@ def run_attempt(
     progress_listener: ProgressCallback | None = None,
 ) -> str:
     """Claim, run and complete one attempt; return what happened (for logs and tests)."""
-    result = claim(result_id, celery_task_id=celery_task_id)
+    result = reconnecting(lambda: claim(result_id, celery_task_id=celery_task_id), f"attempt {result_id} claim")
     if result is None:
         logger.info("attempt %s is not QUEUED: duplicate delivery ignored", result_id)
         return "ignored"
     logger.info("attempt %s of %s (%s) started", result.attempt, result.task.name, result.task.handler)
     outcome = call_handler(result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener)
-    recorded = complete(result, outcome)
+    running = result.status
+
+    def record() -> bool:
+        result.status = running  # a try that failed after the move changed the copy in memory
+        return complete(result, outcome)
+
+    recorded = reconnecting(record, f"attempt {result_id} outcome")
     logger.info("attempt %s of %s: %s %s", result.attempt, result.task.name, outcome.status, outcome.error[:200])
     return outcome.status if recorded else "fenced"
 

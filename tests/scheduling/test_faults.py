@@ -1,0 +1,524 @@
+"""Fault tests: the engine loses nothing and runs nothing twice when its parts fail.
+
+Real worker and beat processes (tests/conftest.py), a private redis-server that
+a test may kill, PostgreSQL backends terminated under a worker, the dispatcher
+raced from four processes, and a worker on a second host (its own UTS namespace,
+so its own socket.gethostname()) cut off mid-work. Covered elsewhere and not
+repeated here (tests/scheduling/test_e2e.py, test_executor.py): a worker process
+SIGKILLed mid-task, a message delivered twice, two beats on SQLite, a late
+completion from a worker that lost its claim.
+
+Each test prints one line for the reliability table (run with ``-rP`` to see
+them): faults injected, tasks affected, tasks lost, duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from scheduling import executor, lifecycle
+from scheduling.models import IN_FLIGHT, AttemptStatus, RetryPolicy, Task, TaskResult, TaskStatus
+from tests.conftest import ROOT, Process, _clear_broker, attempts, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL only: SQLite has no server connections to drop"
+)
+LEADER_LINE = "this beat holds the leader lock"
+
+
+def report(test: str, *, faults: int, affected: int, lost: int, duplicates: int, note: str = "") -> None:
+    """One line of the reliability table (faults injected, tasks affected, tasks lost, duplicates)."""
+    print(
+        f"FAULTS {test}: backend={connection.vendor} faults={faults} affected={affected} "
+        f"lost={lost} duplicates={duplicates}" + (f" ({note})" if note else "")
+    )
+
+
+def done(*tasks: Task) -> bool:
+    return all(Task.objects.get(pk=t.pk).status == TaskStatus.DONE for t in tasks)
+
+
+def runs_per_label(lines: list[str]) -> Counter[str]:
+    return Counter(line.split()[0] for line in lines)
+
+
+def lost_and_duplicates(tasks: list[Task], journal_lines: list[str]) -> tuple[int, int]:
+    """Tasks without a DONE attempt, and DONE attempts or handler runs beyond one per task."""
+    done_counts = Counter(
+        TaskResult.objects.filter(task__in=tasks, status=AttemptStatus.DONE).values_list("task_id", flat=True)
+    )
+    runs = runs_per_label(journal_lines)
+    lost = sum(1 for t in tasks if done_counts[t.pk] == 0)
+    duplicates = sum(max(done_counts[t.pk] - 1, 0) for t in tasks)
+    return lost, duplicates + sum(max(n - 1, 0) for n in runs.values())
+
+
+# --- a private redis-server a test may kill ------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (nothing kept on disk), on a free port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        with (self.folder / "redis-server.log").open("ab") as log:
+            self.popen = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                + ["--dir", str(self.folder)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+
+        def answers() -> bool:
+            assert self.popen is not None and self.popen.poll() is None, "redis-server exited"
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL: every queued message goes with it (no persistence)."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: the Redis restart test needs a server of its own to kill")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+REDIS_TRANSPORT = {"visibility_timeout": 7200, "queue_order_strategy": "priority", "priority_steps": [0, 3, 6, 9]}
+
+
+@pytest.fixture
+def test_process_broker() -> Iterator[Callable[..., object]]:
+    """Point this process's Celery app (which sends after dispatch) at another broker; restored afterwards."""
+    from taskhub.celery import app
+
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+
+    def reset_pools() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    def use(url: str) -> None:
+        reset_pools()
+        app.conf.update(broker_url=url, broker_transport_options=REDIS_TRANSPORT)
+
+    yield use
+    reset_pools()
+    app.conf.update(saved)
+
+
+# --- 1. Redis restarted while tasks are queued and running ----------------------------------
+
+
+def test_redis_restart_loses_no_queued_or_running_task(
+    private_redis, test_process_broker, start_worker, start_beat, make_task, journal, scheduler_conf
+):
+    env = {
+        **scheduler_conf(concurrency=6, poll_interval=1, requeue_after_seconds=2),
+        "TASKHUB_BROKER_URL": private_redis.url,
+    }
+    test_process_broker(private_redis.url)
+    worker = start_worker("w1", concurrency=3, env=env)
+    start_beat(env=env)  # its sweep (every second) re-sends QUEUED work whose message was lost
+    tasks = [
+        make_task(f"r{i}", tags=["TEST_SLEEP"], parameters={"label": f"r{i}", "seconds": 1.5})
+        if i % 3 == 0
+        else make_task(f"r{i}", parameters={"label": f"r{i}"})
+        for i in range(30)
+    ]
+
+    def in_flight() -> Counter[str]:
+        return Counter(TaskResult.objects.filter(status__in=IN_FLIGHT).values_list("status", flat=True))
+
+    wait_until(lambda: {AttemptStatus.RUNNING, AttemptStatus.QUEUED} <= set(in_flight()))
+    private_redis.kill()
+    at_kill = in_flight()
+    unfinished = Task.objects.filter(pk__in=[t.pk for t in tasks]).exclude(status=TaskStatus.DONE).count()
+    time.sleep(1)  # the broker stays down while workers finish and try to publish
+    private_redis.start()  # same port, empty
+    wait_until(lambda: done(*tasks), timeout=180, interval=0.2)
+
+    lost, duplicates = lost_and_duplicates(tasks, journal())
+    report(
+        "redis_restart",
+        faults=1,
+        affected=unfinished,
+        lost=lost,
+        duplicates=duplicates,
+        note=f"{at_kill[AttemptStatus.QUEUED]} queued, {at_kill[AttemptStatus.RUNNING]} running at the kill",
+    )
+    assert all(attempts(t) == [(1, "DONE")] for t in tasks)
+    assert runs_per_label(journal()) == Counter({f"r{i}": 1 for i in range(30)})
+    assert (lost, duplicates) == (0, 0)
+    assert worker.popen.poll() is None  # the worker reconnected instead of exiting
+
+
+# --- 2. PostgreSQL connections dropped while a worker records a result ----------------------
+
+
+def terminate_other_backends() -> int:
+    """pg_terminate_backend every other connection to the test database; return how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@on_postgresql
+def test_worker_reconnects_and_records_the_result_after_its_connections_are_dropped(start_worker, make_task, journal):
+    worker = start_worker("w1", concurrency=1)
+    task = make_task("dropped", tags=["TEST_SLEEP"], parameters={"label": "dropped", "seconds": 3})
+    wait_until(lambda: len(journal()) == 1)  # claimed and running: the handler sleeps
+    killed = terminate_other_backends()
+    assert killed >= 1
+    wait_until(lambda: done(task), timeout=60)  # nothing else (no beat) would ever finish it
+    assert attempts(task) == [(1, "DONE")]
+    assert TaskResult.objects.get(task=task).result == {"slept": 3}
+    assert "database connection lost" in worker.output()
+    lost, duplicates = lost_and_duplicates([task], journal())
+    report("pg_connections_dropped", faults=killed, affected=1, lost=lost, duplicates=duplicates)
+    assert (lost, duplicates) == (0, 0)
+
+
+@on_postgresql
+def test_run_attempt_survives_its_own_connection_being_terminated(make_task):
+    import psycopg
+
+    task = make_task("cut", tags=["TEST_SLEEP"], parameters={"label": "cut", "seconds": 0})
+    queued = TaskResult.objects.get(task=task, status=AttemptStatus.QUEUED)  # dispatched when created
+    _clear_broker()  # no worker here: this test runs the attempt itself
+    db = connection.settings_dict
+    cuts = []
+
+    def cut_connection(percent, message) -> None:
+        if cuts:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        with psycopg.connect(
+            dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+        ) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        cuts.append(pid)
+
+    # The listener runs after the first progress report, so the second report and
+    # the completion meet a dead connection.
+    assert executor.run_attempt(queued.pk, progress_listener=cut_connection) == AttemptStatus.DONE
+    assert cuts
+    assert attempts(task) == [(1, "DONE")]
+
+
+def test_reconnecting_retries_a_step_only_outside_a_transaction():
+    calls = []
+
+    def flaky_step() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return "ok"
+
+    assert executor.reconnecting(flaky_step, "test step") == "ok"
+    assert len(calls) == 3
+
+    calls.clear()
+    with transaction.atomic(), pytest.raises(OperationalError):
+        # Inside a transaction the work so far went with the connection: no retry.
+        executor.reconnecting(flaky_step, "test step")
+    assert len(calls) == 1
+
+    def dead() -> None:
+        calls.append(1)
+        raise InterfaceError("connection already closed")
+
+    calls.clear()
+    with pytest.raises(InterfaceError):
+        executor.reconnecting(dead, "test step")
+    assert len(calls) == executor.DB_TRIES
+
+
+# --- 3. two beats on PostgreSQL: one leads, the other takes over ----------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only: the leader lock is an advisory lock")
+def test_second_beat_waits_for_the_leader_lock_and_takes_over_when_the_leader_dies(
+    start_worker, start_beat, make_task, journal
+):
+    start_worker()
+    beats = [start_beat("beat1"), start_beat("beat2")]
+    leader = wait_until(lambda: next((b for b in beats if LEADER_LINE in b.output()), None))
+    follower = beats[1 - beats.index(leader)]
+    # Yearly crons cannot fire on their own during the test; each fire is brought close.
+    tasks = [make_task(f"cron{i}", task_type="SCHEDULED", cron_expr="0 0 1 1 *") for i in range(3)]
+
+    def fire_soon() -> list:
+        base = timezone.now().replace(microsecond=0)
+        times = [base + timedelta(seconds=2 + i) for i in range(len(tasks))]
+        for task, fire_at in zip(tasks, times, strict=True):
+            Task.objects.filter(pk=task.pk).update(next_fire_at=fire_at)
+        return times
+
+    def fired(times: list) -> bool:
+        return all(
+            TaskResult.objects.filter(task=t, fire_time=at, status=AttemptStatus.DONE).exists()
+            for t, at in zip(tasks, times, strict=True)
+        )
+
+    first = fire_soon()
+    wait_until(lambda: fired(first), timeout=60)
+    assert LEADER_LINE not in follower.output()  # it waited: the leader alone fired
+
+    leader.stop()  # SIGKILL: its session (and advisory lock) ends with its connection
+    wait_until(lambda: LEADER_LINE in follower.output(), timeout=60)
+    second = fire_soon()
+    wait_until(lambda: fired(second), timeout=60)
+
+    per_fire = TaskResult.objects.filter(task__in=tasks).values("task", "fire_time").annotate(n=Count("pk"))
+    assert sorted(row["n"] for row in per_fire) == [1] * 6  # one run per (task, fire time)
+    assert sorted(runs_per_label(journal()).values()) == [2, 2, 2]
+    report("beat_leader_killed", faults=1, affected=len(tasks), lost=0, duplicates=0, note="6 fires, 2 beats")
+
+
+# --- 4. the dispatcher from four processes at once ----------------------------------------
+
+DISPATCH_LOOP = """
+import sys, time
+from pathlib import Path
+import django
+django.setup()
+from scheduling import dispatcher
+stop = Path(sys.argv[1])
+print("ready", flush=True)
+picked = 0
+while not stop.exists():
+    picked += len(dispatcher.dispatch())
+    time.sleep(0.005)
+print("picked", picked, flush=True)
+"""
+
+
+def execute_messages_in_broker() -> Counter[str]:
+    """Celery ids of the execute messages waiting in the configured broker."""
+    url = settings.TASKHUB["broker"]["url"]
+    messages = []
+    if url.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        messages = [json.loads(path.read_bytes()) for path in folder.glob("*.msg")]
+    else:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter():
+            if client.type(key) == b"list":
+                messages += [json.loads(raw) for raw in client.lrange(key, 0, -1)]
+    return Counter(m["headers"]["id"] for m in messages if m["headers"].get("task") == "scheduling.execute")
+
+
+def test_dispatcher_from_four_processes_keeps_the_cap_and_queues_each_attempt_once(
+    celery_env, make_task, scheduler_conf, tmp_path
+):
+    cap = 3
+    env = {**celery_env, **scheduler_conf(concurrency=cap)}
+    tasks = [make_task(f"d{i}", enabled=False) for i in range(40)]  # not ready until enabled below
+    stop = tmp_path / "stop"
+    loops = [
+        subprocess.Popen(
+            [sys.executable, "-c", DISPATCH_LOOP, str(stop)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=(tmp_path / f"dispatch{i}.err").open("wb"),
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        for loop in loops:
+            assert loop.stdout.readline().strip() == "ready"
+        Task.objects.filter(pk__in=[t.pk for t in tasks]).update(enabled=True)
+        # This process plays the worker: it finishes whatever is in flight, without
+        # dispatching itself, so the four loops race for every freed slot. Only it
+        # lowers the in-flight count, so a snapshot between its batches sees any overshoot.
+        peak = finished = 0
+        deadline = time.monotonic() + 120
+        while finished < len(tasks) and time.monotonic() < deadline:
+            in_flight = list(TaskResult.objects.filter(status__in=IN_FLIGHT).select_related("task"))
+            peak = max(peak, len(in_flight))
+            for result in in_flight:
+                if result.status == AttemptStatus.QUEUED:
+                    result = executor.claim(result.pk)
+                lifecycle.move(result, AttemptStatus.DONE, claim=result.claim)
+                finished += 1
+            time.sleep(0.05)  # let the loops fill the freed slots
+    finally:
+        stop.touch()
+        picked = [int(loop.communicate(timeout=60)[0].split()[-1]) for loop in loops]
+
+    queued_per_attempt = execute_messages_in_broker()
+    _clear_broker()
+    results = TaskResult.objects.filter(task__in=tasks)
+    sent_twice = sum(n - 1 for n in queued_per_attempt.values() if n > 1)
+    report(
+        "dispatch_4_processes",
+        faults=4,
+        affected=len(tasks),
+        lost=results.exclude(status=AttemptStatus.DONE).count(),
+        duplicates=sent_twice + max(results.count() - len(tasks), 0),
+        note=f"peak in flight {peak} of cap {cap}; picked per process {picked}",
+    )
+    assert peak == cap  # the cap was reached (the race happened) and never exceeded
+    assert done(*tasks) and results.count() == len(tasks)
+    assert sum(picked) == len(tasks)  # each attempt went to QUEUED once, in one of the loops
+    assert sum(1 for n in picked if n) >= 2  # more than one process really dispatched
+    # One execute message per attempt reached the broker.
+    assert queued_per_attempt == Counter({lifecycle.celery_id(r.pk): 1 for r in results})
+
+
+# --- 5. workers on two hosts; one is cut off mid-work -------------------------------------
+
+HOST_B = "taskhub-host-b"
+
+
+def _uts_namespaces() -> bool:
+    try:
+        probe = subprocess.run(
+            ["unshare", "--uts", "sh", "-c", f"hostname {HOST_B} && hostname"], capture_output=True, text=True
+        )
+    except OSError:
+        return False
+    return probe.returncode == 0 and probe.stdout.strip() == HOST_B
+
+
+class HostWorker(Process):
+    """A worker on "another host": its own UTS namespace, so socket.gethostname() differs."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path, uts: bool) -> None:
+        self.kind, self.log = "worker", log
+        self.handle = log.open("wb")
+        celery = [sys.executable, "-m", "celery", "-A", "taskhub", "worker", "--loglevel", "INFO", "--pool"]
+        celery += ["prefork", "--concurrency", "2", "--hostname", f"{name}@{HOST_B}", "--without-mingle"]
+        celery += ["--without-gossip", "--prefetch-multiplier", "1"]
+        if uts:
+            celery = ["unshare", "--uts", "sh", "-c", f'hostname {HOST_B} && exec "$0" "$@"', *celery]
+        self.popen = subprocess.Popen(
+            celery, cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@pytest.fixture
+def start_host_worker(celery_env, tmp_path) -> Iterator[Callable[..., object]]:
+    started: list[HostWorker] = []
+
+    def start(name: str, env: dict[str, str], uts: bool) -> HostWorker:
+        worker = HostWorker(name, {**celery_env, **env}, tmp_path / f"{name}.log", uts)
+        started.append(worker)
+        worker.wait_for("ready.")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
+    start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf
+):
+    uts = _uts_namespaces()
+    env = scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2)
+    policy = RetryPolicy.objects.create(name="after-cut", max_retries=3, retry_delay=0)
+    start_worker("hosta", concurrency=2, env=env)
+    host_b = start_host_worker("hostb", env, uts)
+    start_beat(env=env)  # the sweep reclaims host B's attempts at their deadline and re-sends its messages
+    tasks = [
+        make_task(
+            f"h{i}",
+            tags=["TEST_SLEEP"],
+            parameters={"label": f"h{i}", "seconds": 1.5},
+            timeout_seconds=3,
+            retry_policy=policy.pk,
+        )
+        for i in range(16)
+    ]
+    b_pids = set(host_b.child_pids())  # its pool processes (the same set until it is killed)
+
+    def on_b(*status: str) -> list[TaskResult]:
+        rows = TaskResult.objects.filter(task__in=tasks, status__in=status).only("worker", "status")
+        return [r for r in rows if r.worker.rsplit(":", 1)[0] == b_host and int(r.worker.split(":")[-1]) in b_pids]
+
+    b_host = HOST_B if uts else socket.gethostname()
+    # Cut host B off once it has finished some work and is in the middle of more.
+    wait_until(lambda: {r.status for r in on_b(AttemptStatus.DONE, AttemptStatus.RUNNING)} == {"DONE", "RUNNING"})
+    host_b.stop()  # SIGKILL its whole process group: the host is gone
+    cut_running = len(on_b(AttemptStatus.RUNNING))
+    unfinished = Task.objects.filter(pk__in=[t.pk for t in tasks]).exclude(status=TaskStatus.DONE).count()
+    wait_until(lambda: done(*tasks), timeout=180, interval=0.2)
+
+    done_rows = TaskResult.objects.filter(task__in=tasks, status=AttemptStatus.DONE)
+    hosts = {w.rsplit(":", 1)[0] for w in done_rows.values_list("worker", flat=True)}
+    lost = sum(1 for t in tasks if not done_rows.filter(task=t).exists())
+    duplicates = done_rows.count() - len(tasks) + lost
+    report(
+        "host_cut_off",
+        faults=1,
+        affected=unfinished,
+        lost=lost,
+        duplicates=duplicates,
+        note=f"{cut_running} running on the cut host; hostnames {'by UTS namespace' if uts else 'shared'}",
+    )
+    assert (lost, duplicates) == (0, 0)
+    assert done_rows.count() == len(tasks)
+    if uts:
+        assert hosts == {socket.gethostname(), HOST_B}  # both hosts did work
+    # What host B was running when it vanished ended TIMEOUT and ran again elsewhere.
+    cut = TaskResult.objects.filter(task__in=tasks).exclude(status=AttemptStatus.DONE)
+    assert cut_running >= 1 and cut.count() == cut_running
+    assert set(cut.values_list("status", flat=True)) == {AttemptStatus.TIMEOUT}
+    # A task's handler ran more than once only after a cut attempt.
+    runs = runs_per_label(journal())
+    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)
