@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from scheduling import cron, services
 from scheduling.admin_views import TaskPagesMixin
+from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
@@ -27,6 +28,13 @@ NEW_POLICY_FIELDS = {
     "backoff": "backoff_factor",
     "max_delay": "max_delay",
 }
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders its value, not even the one just typed (a form shown again after an error)."""
+
+    def format_value(self, value: Any) -> None:
+        return None
 
 
 class TaskForm(forms.ModelForm):
@@ -51,6 +59,14 @@ class TaskForm(forms.ModelForm):
     )
     new_policy_max_delay = forms.FloatField(
         label="Max delay (s)", required=False, min_value=0, help_text="Upper bound on any one delay (default 3600)."
+    )
+    secrets = forms.JSONField(
+        label="Secret parameters",
+        required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text='Write-only JSON merged over the parameters when the handler runs, e.g. {"headers": '
+        '{"Authorization": "Bearer ..."}}. Stored encrypted and never shown. Leave empty to keep what is stored; '
+        "{} removes it.",
     )
     tag_names = forms.CharField(
         label="Tags",
@@ -82,6 +98,8 @@ class TaskForm(forms.ModelForm):
             (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
             for spec in registry.all()
         ]
+        if self.instance.pk and self.instance.secret_parameters:
+            self.fields["secrets"].help_text += " Currently: set (hidden)."
         if self.instance.pk:
             handler = self.instance.handler
             self.fields["handler_tag"].initial = handler if handler in registry else ""
@@ -97,6 +115,8 @@ class TaskForm(forms.ModelForm):
         data["dependencies"] = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
         data["timeout_seconds"] = self.cleaned_data.get("timeout_seconds")
         data["cron_expr"] = self.cleaned_data.get("cron_expr") or ""
+        if self.cleaned_data.get("secrets") is not None:  # empty box: keep the stored secrets
+            data["secret_parameters"] = self.cleaned_data["secrets"]
         # A policy typed in place (no stored one chosen) is created by the service as "policy for <task>".
         inline_policy = {
             field: self.cleaned_data.get(f"new_policy_{key}")
@@ -114,7 +134,8 @@ class TaskForm(forms.ModelForm):
         try:
             services.task_validate(data=self.service_data(), task=self.instance if self.instance.pk else None)
         except ValidationError as exc:
-            field_errors = {("tag_names" if field == "tags" else field): msgs for field, msgs in exc.errors.items()}
+            renamed = {"tags": "tag_names", "secret_parameters": "secrets"}
+            field_errors = {renamed.get(field, field): msgs for field, msgs in exc.errors.items()}
             known = {f: m for f, m in field_errors.items() if f in self.fields}
             other = [f"{f}: {' '.join(m)}" for f, m in field_errors.items() if f not in self.fields]
             raise DjangoValidationError({**known, **({"__all__": other} if other else {})}) from None
@@ -199,7 +220,8 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
 class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     form = TaskForm
     list_display = ["name", "task_type", "status", "priority", "enabled", "owner", "next_fire_at", "updated_at"]
-    list_filter = ["status", "priority", "task_type", "enabled", TagFilter, "owner"]
+    # Owners of the tasks the user may see only: the filter must not list every user.
+    list_filter = ["status", "priority", "task_type", "enabled", TagFilter, ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "id"]
     list_select_related = ["owner"]
     autocomplete_fields = ["dependencies", "retry_policy"]
@@ -218,7 +240,10 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     inlines = [ResultInline]
     actions = [run_now, cancel, retry, pause, resume]
     fieldsets = [
-        (None, {"fields": ["name", "handler_tag", "tag_names", "parameters", "priority", "enabled"]}),
+        (
+            None,
+            {"fields": ["name", "handler_tag", "tag_names", "parameters", "secrets", "priority", "enabled"]},
+        ),
         (
             "Schedule",
             {"fields": ["task_type", "cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"]},
@@ -248,6 +273,11 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
         ),
         ("Metadata", {"classes": ["collapse"], "fields": ["metadata"]}),
     ]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "dependencies":  # a task may only depend on tasks its editor can see
+            kwargs["queryset"] = visible_tasks(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description="schedule")
     def cron_description(self, task: Task) -> str:
@@ -324,6 +354,10 @@ class TaskResultAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in TaskResult._meta.fields]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
+        """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
+        return visible_results(request.user, super().get_queryset(request))
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -349,7 +383,10 @@ class TaskAuditAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskAudit]:
         exists = Task.objects.filter(pk=OuterRef("task_id"))
-        return super().get_queryset(request).annotate(task_exists=Exists(exists))
+        queryset = super().get_queryset(request).annotate(task_exists=Exists(exists))
+        if not request.user.has_perm(VIEW_ALL):  # the user's own tasks' entries only, as in the API
+            queryset = queryset.filter(task_id__in=visible_tasks(request.user).values("pk"))
+        return queryset
 
     @admin.display(description="task")
     def task_ref(self, entry: TaskAudit) -> str:

@@ -349,6 +349,14 @@ class TaskPagesMixin:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
         data = dashboard.summary()
+        if not request.user.has_perm(VIEW_ALL):
+            # Counts stay global (numbers only); lists that name tasks or show their errors keep the user's own.
+            ids = {row["task_id"] for row in data["slowest"]} | {t.pk for t in data["next_fires"]}
+            ids |= {r.task_id for r in data["failures"]}
+            own = set(visible_tasks(request.user).filter(pk__in=ids).values_list("pk", flat=True))
+            data["slowest"] = [row for row in data["slowest"] if row["task_id"] in own]
+            data["next_fires"] = [t for t in data["next_fires"] if t.pk in own]
+            data["failures"] = [r for r in data["failures"] if r.task_id in own]
         peak = max([b.total for b in data["buckets"]] + [1])
         chart = [
             {

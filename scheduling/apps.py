@@ -8,6 +8,7 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling"
 
     def ready(self) -> None:
+        from scheduling import checks  # noqa: F401 - registers the system checks
         from scheduling.builtin_handlers import register
 
         register()

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from scheduling import dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
-from taskhub.exceptions import HandlerError
+from taskhub import encryption
+from taskhub.exceptions import ConfigError, HandlerError
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,29 @@ def call_handler(
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
     progress_listener: ProgressCallback | None = None,
 ) -> Outcome:
-    """Run the attempt's handler and turn whatever happens into an Outcome."""
+    """Run the attempt's handler and turn whatever happens into an Outcome; no secret survives in it."""
+    task = result.task
+    try:
+        secret = encryption.decrypt_json(task.secret_parameters)
+    except ConfigError as exc:
+        return Outcome(AttemptStatus.FAILED, error=f"secret_parameters: {exc}", permanent=True)
+    hidden = encryption.leaves(secret)
+    with encryption.secrets_in_use(hidden):
+        outcome = _call_handler(result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener)
+    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result.
+    secrets = [*settings.TASKHUB.secret_values(), *hidden]
+    outcome.error = encryption.scrub_text(outcome.error, secrets)
+    outcome.traceback = encryption.scrub_text(outcome.traceback, secrets)
+    outcome.result = encryption.scrub(outcome.result, secrets)
+    return outcome
+
+
+def _call_handler(
+    result: TaskResult,
+    parameters: dict[str, Any],
+    soft_timeout_exc: tuple[type[BaseException], ...],
+    progress_listener: ProgressCallback | None,
+) -> Outcome:
     task = result.task
     context = HandlerContext(
         task_id=str(task.pk),
@@ -142,7 +166,7 @@ def call_handler(
     except KeyError:
         return Outcome(AttemptStatus.FAILED, error=f"no handler registered for tag {task.handler!r}", permanent=True)
     try:
-        value = spec.func(dict(task.parameters), context)
+        value = spec.func(parameters, context)
     except (AttemptTimedOut, *soft_timeout_exc):
         return Outcome(
             AttemptStatus.TIMEOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -13,7 +14,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from scheduling import cron
 from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Task, TaskType
-from taskhub.exceptions import ValidationError
+from taskhub import encryption
+from taskhub.exceptions import ConfigError, ValidationError
 
 MAX_DEPENDENCIES = 100
 CRON_MAX_LENGTH = Task._meta.get_field("cron_expr").max_length
@@ -71,6 +73,49 @@ def validate_handler(tags: Iterable[str], parameters: Any) -> str:
         raise ValidationError({"parameters": "must be a JSON object"})
     registry.validate_parameters(tag, parameters)
     return tag
+
+
+def validate_parameters_size(field: str, value: Any) -> None:
+    """Refuse parameters whose JSON is larger than security.max_parameters_bytes."""
+    limit = settings.TASKHUB["security"]["max_parameters_bytes"]
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):
+        raise ValidationError({field: "must be a JSON object"}) from None
+    if size > limit:
+        raise ValidationError(
+            {field: f"is {size} bytes as JSON, more than the limit of {limit} (security.max_parameters_bytes)"}
+        )
+
+
+def stored_secret_parameters(task: Task | None) -> dict[str, Any]:
+    """Return the task's decrypted secret parameters ({} when it has none)."""
+    if task is None or not task.secret_parameters:
+        return {}
+    try:
+        return encryption.decrypt_json(task.secret_parameters)
+    except ConfigError as exc:
+        raise ValidationError(
+            {"secret_parameters": f"the stored secret parameters cannot be read ({exc}); send new ones to replace them"}
+        ) from None
+
+
+def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[str, Any]:
+    """Return the secret parameters the task will have: those given (a JSON object), else the stored ones."""
+    value = data.get("secret_parameters")
+    if value is None:
+        return stored_secret_parameters(task)
+    if not isinstance(value, dict):
+        raise ValidationError({"secret_parameters": f"must be a JSON object, got a {type(value).__name__}"})
+    if value and not encryption.configured():
+        raise ValidationError(
+            {
+                "secret_parameters": f"cannot be stored: no encryption key is configured; set {encryption.KEYS_SETTING}"
+                " (make a key with `manage.py encryption_keys --generate`)"
+            }
+        )
+    validate_parameters_size("secret_parameters", value)
+    return value
 
 
 def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str]) -> list[Task]:

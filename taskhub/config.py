@@ -17,6 +17,7 @@ silently ignored.
 
 from __future__ import annotations
 
+import base64
 import copy
 import difflib
 import logging
@@ -178,6 +179,36 @@ def _log_format(value: Any) -> str:
     return value
 
 
+def _fernet_keys(value: Any) -> list[str]:
+    """Check security.encryption_keys: Fernet keys (44 characters of url-safe base64 for 32 bytes)."""
+    if value is None or value == "":
+        return []
+    expected = (
+        "expected a list of Fernet keys (44 characters of url-safe base64; "
+        "make one with `manage.py encryption_keys --generate`)"
+    )
+    try:
+        keys = _str_list(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    for key in keys:
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError(expected) from None
+        if len(raw) != 32 or len(key) != 44:
+            raise ValueError(expected)
+    return keys
+
+
+def _rate(value: Any) -> str:
+    """Check a throttle rate such as 600/minute (DRF's NUMBER/second|minute|hour|day)."""
+    value = _str(value).strip()
+    if not re.fullmatch(r"[1-9]\d*/(second|minute|hour|day)", value):
+        raise ValueError("expected a rate such as 600/minute (NUMBER/second, minute, hour or day)")
+    return value
+
+
 def _database_url(value: Any) -> str:
     value = _str(value).strip()
     scheme = urlsplit(value).scheme
@@ -296,6 +327,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "http": {
         "allowed_hosts": Key(_str_list, []),
     },
+    "security": {
+        # First key encrypts, every key decrypts: prepend a new key to rotate (see README, Security).
+        "encryption_keys": Key(_fernet_keys, [], secret=True),
+        "max_parameters_bytes": Key(_int(1), 65536),
+        "max_request_bytes": Key(_int(1024), 1048576),
+        "write_rate": Key(_rate, "600/minute"),
+    },
     "web": {
         "secret_key": Key(_str, "", secret=True),
         "debug": Key(_bool, False),
@@ -409,6 +447,8 @@ class Config:
                     walk(values[name], spec)
                 elif spec.secret and isinstance(values.get(name), Mapping):
                     found.extend(str(item) for item in values[name].values() if item)  # mattermost.webhooks
+                elif spec.secret and isinstance(values.get(name), list):
+                    found.extend(str(item) for item in values[name] if item)  # security.encryption_keys
                 elif spec.secret and values.get(name):
                     value = str(values[name])
                     if name == "url":

@@ -23,14 +23,17 @@ class RedactSecrets(logging.Filter):
         self.secrets = [s for s in (secrets or []) if len(s) >= 4]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        from taskhub.encryption import active_secrets  # the running handler's secret parameters
+
+        secrets = sorted({*self.secrets, *active_secrets()}, key=len, reverse=True)
+        if not secrets:
             return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         text = record.exc_text or ""
-        if any(secret in message or secret in text for secret in self.secrets):
-            for secret in self.secrets:
+        if any(secret in message or secret in text for secret in secrets):
+            for secret in secrets:
                 message = message.replace(secret, "<hidden>")
                 text = text.replace(secret, "<hidden>")
             record.msg, record.args, record.exc_text = message, None, text or None

@@ -274,7 +274,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"writes": "600/minute"},
+    "DEFAULT_THROTTLE_RATES": {"writes": TASKHUB["security"]["write_rate"]},
     "DEFAULT_PAGINATION_CLASS": "taskhub.pagination.BoundedPageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "taskhub.api.exception_handler",
@@ -302,4 +302,4 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # request bodies over 1 MiB are refused
+DATA_UPLOAD_MAX_MEMORY_SIZE = TASKHUB["security"]["max_request_bytes"]  # larger request bodies are refused (413)

@@ -114,6 +114,7 @@ class TaskSerializer(serializers.ModelSerializer):
     last_result = LastResultSerializer(source="latest_result", read_only=True, allow_null=True)
     cron_description = serializers.SerializerMethodField()
     next_run_at = serializers.SerializerMethodField()
+    secret_parameters = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -138,6 +139,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "retry_policy",
             "parameters",
+            "secret_parameters",
             "enabled",
             "overlap_policy",
             "attempt",
@@ -177,6 +179,17 @@ class TaskSerializer(serializers.ModelSerializer):
         instance.latest_result = latest[0] if latest else None
         return super().to_representation(instance)
 
+    @extend_schema_field(
+        {
+            "type": "string",
+            "nullable": True,
+            "enum": ["<hidden>", None],
+            "description": "'<hidden>' when secret parameters are stored (write-only: never returned), else null.",
+        }
+    )
+    def get_secret_parameters(self, task: Task) -> str | None:
+        return "<hidden>" if task.secret_parameters else None
+
     def get_cron_description(self, task: Task) -> str:
         return cron.describe(task.cron_expr) if task.cron_expr else ""
 
@@ -200,6 +213,7 @@ READ_ONLY_FIELDS = frozenset(TaskSerializer.Meta.fields) - {
     "timeout_seconds",
     "retry_policy",
     "parameters",
+    "secret_parameters",
     "enabled",
     "overlap_policy",
 }
@@ -250,6 +264,15 @@ class TaskWriteSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, validators=[check_json_value])
     parameters = serializers.DictField(
         required=False, validators=[check_json_value], help_text="Checked against the handler's JSON schema."
+    )
+    secret_parameters = serializers.DictField(
+        required=False,
+        allow_null=True,
+        write_only=True,
+        validators=[check_json_value],
+        help_text="Parameters that must stay secret (e.g. {\"headers\": {\"Authorization\": \"Bearer ...\"}}): "
+        "stored encrypted, merged over parameters when the handler runs, never returned. "
+        "Leave out to keep the stored ones; {} clears them.",
     )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=64),

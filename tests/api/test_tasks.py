@@ -32,6 +32,7 @@ TASK_FIELDS = {
     "timeout_seconds",
     "retry_policy",
     "parameters",
+    "secret_parameters",
     "enabled",
     "overlap_policy",
     "attempt",
