@@ -208,7 +208,6 @@ class Task(models.Model):
     parameters = models.JSONField(
         "parameters", default=dict, blank=True, help_text="Input for the handler, checked against its schema."
     )
-    tags = models.ManyToManyField(Tag, verbose_name="tags", blank=True, related_name="tasks")
     secret_parameters = models.TextField(
         "secret parameters (encrypted)",
         blank=True,
@@ -217,6 +216,7 @@ class Task(models.Model):
         help_text="Handler input that must stay secret (e.g. an Authorization header): JSON encrypted with "
         "security.encryption_keys, merged over parameters only when the handler runs. Never shown.",
     )
+    tags = models.ManyToManyField(Tag, verbose_name="tags", blank=True, related_name="tasks")
     handler = models.CharField(
         "handler", max_length=64, editable=False, help_text="The registered handler tag among the task's tags."
     )

@@ -29,8 +29,8 @@ from scheduling.models import (
     TaskResult,
     TaskStatus,
     TaskType,
-from taskhub import encryption
 )
+from taskhub import encryption
 from taskhub.exceptions import ConflictError, ValidationError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
         if not isinstance(data.get(field, {}), dict):
             errors.setdefault(field, []).append("must be a JSON object")
     tags = attempt(validation.clean_tags, data.get("tags", []))
+    clean["tags"] = tags or []
     secret = attempt(validation.validate_secret_parameters, task, data)
     clean["secret_parameters"] = secret
     try:
@@ -102,7 +103,6 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
     except ValidationError:
         clean["stored_secret"] = None  # unreadable: replacing it is the way out; keeping it is reported above
     attempt(validation.validate_parameters_size, "parameters", data.get("parameters") or {})
-    clean["tags"] = tags or []
     if tags is not None and isinstance(data.get("parameters", {}), dict):
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
@@ -186,8 +186,8 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
             timezone=clean["timezone"],
             priority=clean["priority"],
             metadata=data.get("metadata") or {},
-            secret_parameters=encryption.encrypt_json(clean["secret_parameters"]),
             parameters=data.get("parameters") or {},
+            secret_parameters=encryption.encrypt_json(clean["secret_parameters"]),
             handler=clean["handler"],
             owner=owner,
             timeout_seconds=data.get("timeout_seconds"),
@@ -208,9 +208,9 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
             if dependencies:
                 fail_if_upstream_failed(task)
         written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
+        created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         if clean["secret_parameters"]:
             created["secret_parameters"] = encryption.mask(clean["secret_parameters"])
-        created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         audit.record(
             task, AuditAction.CREATED, actor=actor or owner, changes={f: [None, v] for f, v in created.items()}
         )
@@ -224,9 +224,9 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     current = {field: getattr(task, field) for field in EDITABLE if field not in ("tags", "dependencies")}
     current["tags"] = list(task.tags.values_list("name", flat=True))
     current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))
+    merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE}}
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
-    merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE}}
     clean = _clean(merged, task)
     now = timezone.now()
     with transaction.atomic():
@@ -244,10 +244,10 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
         ):
             setattr(task, field, clean[field])
         task.metadata = merged.get("metadata") or {}
+        task.parameters = merged.get("parameters") or {}
         secret_changed = "secret_parameters" in merged and clean["secret_parameters"] != clean["stored_secret"]
         if secret_changed:
             task.secret_parameters = encryption.encrypt_json(clean["secret_parameters"])
-        task.parameters = merged.get("parameters") or {}
         task.enabled = merged.get("enabled", True)
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
@@ -261,12 +261,12 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
         task.dependencies.set(clean["dependencies"])
         # Waiting attempts carry the task's priority for the dispatcher's index.
         TaskResult.objects.filter(task=task, status__in=WAITING).update(priority=task.priority)
+        changes = audit.diff(before, audit.snapshot(task))
         if secret_changed:  # the shape only: which keys, never the values
             changes["secret_parameters"] = [
                 encryption.mask(clean["stored_secret"] or {}),
                 encryption.mask(clean["secret_parameters"] or {}),
             ]
-        changes = audit.diff(before, audit.snapshot(task))
         if changes:
             audit.record(task, AuditAction.CHANGED, actor=actor, changes=changes)
         transaction.on_commit(dispatcher.wake)
