@@ -28,6 +28,10 @@ FIELDS = (
 )
 
 RANDOM = re.compile(r"(?<![A-Za-z])[Rr](?![A-Za-z])")
+# Numeric bounds per field (day-of-week 7 is Sunday too). croniter lets some out-of-range values
+# through (month "0-0" or day-of-month "0-0" meant "every"), so numbers are checked here first.
+BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+NUMBER = re.compile(r"\d+")
 
 
 class CronError(ValueError):
@@ -48,6 +52,11 @@ def validate(expr: str) -> str:
             # next fire time would change each time it is asked for: not cron, refused.
             if RANDOM.search(fields[index]):
                 raise ValueError("random values are not supported")
+            low, high = BOUNDS[index]
+            for atom in fields[index].split(","):
+                base = atom.split("/", 1)[0].split("#", 1)[0]  # a step or an nth-weekday is not a field value
+                if any(not low <= int(number) <= high for number in NUMBER.findall(base)):
+                    raise ValueError("out of range")
             croniter(" ".join(probe))
         except (CroniterBadCronError, ValueError, KeyError):
             raise CronError(

@@ -139,7 +139,8 @@ class RetryPolicy(models.Model):
         try:
             delay = self.retry_delay * self.backoff_factor**exponent
         except OverflowError:
-            delay = self.max_delay
+            # Too large for a float: the cap applies, unless there is no delay at all (0 stays 0).
+            delay = self.max_delay if self.retry_delay > 0 else 0.0
         delay = min(self.max_delay, delay)
         if self.jitter:
             delay *= (rng or random).uniform(0.5, 1.5)

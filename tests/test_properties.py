@@ -1,0 +1,260 @@
+"""Property tests (hypothesis) for the rules everything else relies on: cron parsing, the dependency graph,
+retry delays. Example counts are modest and fixed (derandomized) so CI is repeatable and quick; for a
+deeper local hunt: TASKHUB_PROPERTY_EXAMPLES=2000 TASKHUB_PROPERTY_RANDOM=1 pytest tests/test_properties.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from scheduling import cron, services, validation
+from scheduling.models import RetryPolicy, Task
+from taskhub.exceptions import ValidationError
+
+SCALE = int(os.environ.get("TASKHUB_PROPERTY_EXAMPLES", "0")) or None
+FIXED = not os.environ.get("TASKHUB_PROPERTY_RANDOM")
+
+
+def examples(count: int) -> Any:
+    return settings(
+        max_examples=SCALE or count,
+        deadline=None,
+        derandomize=FIXED,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+# --- cron -----------------------------------------------------------------------------------------------
+
+FIELD_NAMES = [name for name, _ in cron.FIELDS]
+BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago"]
+
+
+@st.composite
+def cron_field(draw: Any, index: int) -> str:
+    """One cron field: mostly in range, sometimes just outside it, with ranges, steps, lists and names."""
+    low, high = BOUNDS[index]
+    number = st.integers(min_value=max(low - 1, 0), max_value=high + 2)
+    names = MONTHS if index == 3 else DAYS if index == 4 else []
+    atom = st.one_of(
+        st.just("*"),
+        number.map(str),
+        st.tuples(number, number).map(lambda r: f"{r[0]}-{r[1]}"),
+        st.tuples(st.sampled_from(["*", f"{low}-{high}", f"{low}"]), st.integers(0, high + 2)).map(
+            lambda s: f"{s[0]}/{s[1]}"
+        ),
+        *([st.sampled_from(names), st.sampled_from(names).map(str.lower)] if names else []),
+    )
+    return ",".join(draw(st.lists(atom, min_size=1, max_size=3)))
+
+
+@st.composite
+def cron_expr(draw: Any) -> str:
+    return " ".join(draw(cron_field(i)) for i in range(5))
+
+
+MOMENTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC))
+
+
+def _refusal_names_a_field_or_the_shape(message: str) -> bool:
+    return (
+        any(f"{name} field" in message for name in FIELD_NAMES)
+        or "expected 5 fields" in message
+        or ("never fires" in message)
+    )
+
+
+@examples(200)
+@given(expr=cron_expr(), zone=st.sampled_from(ZONES), after=MOMENTS)
+def test_accepted_cron_fires_strictly_later_each_time(expr: str, zone: str, after: datetime) -> None:
+    try:
+        normalised = cron.validate(expr)
+    except cron.CronError as exc:
+        assert _refusal_names_a_field_or_the_shape(str(exc)), str(exc)
+        assert "\n" not in str(exc)
+        return
+    fires = cron.next_fires(normalised, zone, after, 4)
+    assert fires[0] > after
+    assert all(a < b for a, b in pairwise(fires)), fires
+    assert all(f.tzinfo is not None and f.utcoffset() == timedelta(0) for f in fires)
+    # Asking again from any fire gives the rest of the sequence: the schedule does not depend on where one starts.
+    assert cron.next_fires(normalised, zone, fires[0], 3) == fires[1:]
+
+
+@examples(150)
+@given(expr=cron_expr())
+def test_out_of_range_values_are_refused_naming_their_field(expr: str) -> None:
+    fields = expr.split()
+    out_of_range = []
+    for index, field in enumerate(fields):
+        low, high = BOUNDS[index]
+        for atom in field.split(","):
+            value = atom.split("/")[0]
+            parts = value.split("-") if value not in ("*",) else []
+            numbers = [int(p) for p in parts if p.isdigit()]
+            if any(n < low or n > high for n in numbers) and not (index == 4 and 7 in numbers and max(numbers) <= 7):
+                out_of_range.append(index)
+    assume(out_of_range)
+    with pytest.raises(cron.CronError) as refused:
+        cron.validate(expr)
+    # The message names the first bad field and quotes it; no field before the first out-of-range one
+    # can be named unless it is bad itself (e.g. a step of 0).
+    named = [i for i, name in enumerate(FIELD_NAMES) if str(refused.value).startswith(f"{name} field {fields[i]!r}")]
+    assert named and named[0] <= out_of_range[0], str(refused.value)
+
+
+@examples(400)
+@given(text=st.text(max_size=60) | st.text(alphabet=" */-,0123456789LW#?RHMONJAFSDTUEC", max_size=40))
+def test_arbitrary_text_is_a_cron_error_or_a_schedule(text: str) -> None:
+    try:
+        normalised = cron.validate(text)
+    except cron.CronError as exc:
+        assert _refusal_names_a_field_or_the_shape(str(exc)) and "\n" not in str(exc)
+        return
+    fires = cron.next_fires(normalised, "UTC", datetime(2026, 3, 1, tzinfo=UTC), 3)
+    assert all(a < b for a, b in pairwise(fires))
+
+
+@examples(300)
+@given(
+    task_type=st.sampled_from(["SCHEDULED", "IMMEDIATE"]),
+    expr=st.one_of(st.none(), st.text(max_size=40), cron_expr(), st.integers(), st.lists(st.text(max_size=3))),
+    zone=st.one_of(st.sampled_from(ZONES), st.text(max_size=30), st.none(), st.integers()),
+)
+def test_task_validation_of_cron_and_zone_only_raises_validation_errors(task_type: str, expr: Any, zone: Any) -> None:
+    try:
+        result = validation.validate_cron(task_type, expr, zone)
+    except ValidationError as exc:
+        assert set(exc.errors) <= {"cron_expr", "timezone"} and exc.errors
+        assert all(message for messages in exc.errors.values() for message in messages)
+        return
+    assert (result == "") == (task_type == "IMMEDIATE")
+
+
+# --- dependency graph --------------------------------------------------------------------------------------
+
+
+def _has_cycle(edges: dict[int, set[int]]) -> bool:
+    state: dict[int, int] = {}
+
+    def visit(node: int) -> bool:
+        state[node] = 1
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1 or (nxt not in state and visit(nxt)):
+                return True
+        state[node] = 2
+        return False
+
+    return any(node not in state and visit(node) for node in list(edges))
+
+
+NODES = 6
+UPDATES = st.lists(
+    st.tuples(st.integers(0, NODES - 1), st.sets(st.integers(0, NODES - 1), max_size=3)), min_size=1, max_size=10
+)
+
+
+@pytest.mark.django_db
+@examples(40)
+@given(updates=UPDATES)
+def test_dependency_validation_refuses_exactly_the_cycles(updates: list[tuple[int, set[int]]]) -> None:
+    with transaction.atomic():
+        tasks = [
+            services.task_create(data={"name": f"n{i}", "tags": ["TEST_RECORD"], "parameters": {}})
+            for i in range(NODES)
+        ]
+        model: dict[int, set[int]] = {i: set() for i in range(NODES)}
+        for node, wanted in updates:
+            proposed = {**model, node: set(wanted)}
+            task = Task.objects.get(pk=tasks[node].pk)
+            try:
+                services.task_update(task=task, data={"dependencies": [tasks[i].pk for i in sorted(wanted)]})
+            except ValidationError as exc:
+                message = " ".join(exc.errors["dependencies"])
+                if node in wanted:
+                    assert "cannot depend on itself" in message
+                else:
+                    assert _has_cycle(proposed), f"refused an acyclic graph: {proposed}: {message}"
+                    assert "would create a cycle" in message and f"n{node}" in message
+                continue
+            assert not _has_cycle(proposed), f"accepted a cycle: {proposed}"
+            model = proposed
+        stored = {
+            i: {int(name[1:]) for name in Task.objects.get(pk=t.pk).dependencies.values_list("name", flat=True)}
+            for i, t in enumerate(tasks)
+        }
+        assert stored == model and not _has_cycle(stored)
+        transaction.set_rollback(True)
+
+
+# --- retry delays ------------------------------------------------------------------------------------------
+
+POLICIES = st.builds(
+    RetryPolicy,
+    retry_delay=st.floats(min_value=0, max_value=1e7, allow_nan=False),
+    backoff_factor=st.floats(min_value=1, max_value=1e3, allow_nan=False),
+    max_delay=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    jitter=st.booleans(),
+)
+RETRIES = st.integers(min_value=-5, max_value=10**15)
+
+
+def _expected(policy: RetryPolicy, number: int) -> float:
+    if policy.retry_delay == 0:
+        return 0.0
+    log_delay = math.log(policy.retry_delay) + max(number - 1, 0) * math.log(policy.backoff_factor)
+    return (
+        policy.max_delay
+        if log_delay > math.log(max(policy.max_delay, 1e-300))
+        else min(policy.max_delay, policy.retry_delay * policy.backoff_factor ** max(number - 1, 0))
+    )
+
+
+@examples(400)
+@given(policy=POLICIES, numbers=st.lists(RETRIES, min_size=2, max_size=6), seed=st.integers(0, 2**32))
+def test_retry_delays_are_finite_non_negative_capped_and_non_decreasing(
+    policy: RetryPolicy, numbers: list[int], seed: int
+) -> None:
+    rng = random.Random(seed)
+    numbers = sorted(numbers)
+    delays = [policy.delay_for(n, rng) for n in numbers]
+    assert all(math.isfinite(d) and 0 <= d <= policy.max_delay for d in delays), delays
+    if policy.jitter:
+        for n, d in zip(numbers, delays, strict=True):
+            base = _expected(policy, n)
+            assert base * 0.5 - 1e-6 <= d <= min(policy.max_delay, base * 1.5) + 1e-6
+    else:
+        assert all(a <= b for a, b in pairwise(delays)), (numbers, delays)
+        for n, d in zip(numbers, delays, strict=True):
+            assert d == pytest.approx(_expected(policy, n), rel=1e-9, abs=1e-9)
+
+
+# --- what the properties found (kept as plain regression tests) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "field"),
+    [("* * * 0-0 *", "month"), ("* * 0-0 * *", "day-of-month"), ("0 0 * 0-0,5 *", "month")],
+)
+def test_zero_ranges_that_croniter_read_as_every_are_refused(expr: str, field: str) -> None:
+    with pytest.raises(cron.CronError, match=f"^{field} field "):
+        cron.validate(expr)
+
+
+def test_zero_delay_stays_zero_for_huge_retry_numbers() -> None:
+    policy = RetryPolicy(retry_delay=0, backoff_factor=2, max_delay=3600)
+    assert policy.delay_for(10**6) == 0.0
