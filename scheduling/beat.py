@@ -15,12 +15,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Min
-from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from reporting import schedule as reporting_schedule
-from scheduling import dispatcher, firing
+from scheduling import clock, dispatcher, firing
 from scheduling.models import AttemptStatus, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -135,12 +134,12 @@ class TaskHubScheduler(DatabaseScheduler):
     @staticmethod
     def _retry_due() -> bool:
         """Whether a RETRY attempt's backoff has elapsed (the partial pick index keeps this cheap)."""
-        return TaskResult.objects.filter(status=AttemptStatus.RETRY, available_at__lte=timezone.now()).exists()
+        return TaskResult.objects.filter(status=AttemptStatus.RETRY, available_at__lte=clock.now()).exists()
 
     def _until_next_fire(self) -> float:
-        upcoming = firing.due_tasks(timezone.now() + timedelta(seconds=self.fire_resolution)).aggregate(
+        upcoming = firing.due_tasks(clock.now() + timedelta(seconds=self.fire_resolution)).aggregate(
             first=Min("next_fire_at")
         )["first"]
         if upcoming is None:
             return self.fire_resolution
-        return max(0.0, (upcoming - timezone.now()).total_seconds())
+        return max(0.0, (upcoming - clock.now()).total_seconds())

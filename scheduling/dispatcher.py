@@ -16,9 +16,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
-from scheduling import lifecycle
+from scheduling import clock, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def _ready(now: datetime):
 
 def dispatch(now: datetime | None = None) -> list[TaskResult]:
     """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
-    now = now or timezone.now()
+    now = now or clock.now()
     conf = settings.TASKHUB["scheduler"]
     with transaction.atomic():
         _lock()
@@ -158,7 +157,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     """The safety net run every poll_interval: re-send lost QUEUED work, reclaim zombies, dispatch."""
     from scheduling import executor
 
-    now = now or timezone.now()
+    now = now or clock.now()
     conf = settings.TASKHUB["scheduler"]
     stale = list(
         TaskResult.objects.filter(

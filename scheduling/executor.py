@@ -24,9 +24,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.utils import timezone
 
-from scheduling import dispatcher, lifecycle, services
+from scheduling import clock, dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub import encryption
@@ -56,7 +55,7 @@ def worker_name() -> str:
 
 def claim(result_id: int, *, celery_task_id: str = "", now: datetime | None = None) -> TaskResult | None:
     """Take a QUEUED attempt for this worker; return None when it is not QUEUED (a duplicate)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         result = TaskResult.objects.select_related("task").filter(pk=result_id).first()
         if result is None or result.status != AttemptStatus.QUEUED:
@@ -186,7 +185,7 @@ def _call_handler(
 
 def complete(result: TaskResult, outcome: Outcome, *, now: datetime | None = None) -> bool:
     """Record the outcome if our claim still holds; apply the retry policy; False if fenced off."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         try:
             lifecycle.move(
@@ -267,7 +266,7 @@ def run_attempt(
 
 def reclaim(result_id: int, *, now: datetime | None = None, reason: str | None = None) -> bool:
     """Take back a RUNNING attempt whose worker is gone: record TIMEOUT and retry per policy."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         result = TaskResult.objects.select_related("task", "task__retry_policy").filter(pk=result_id).first()
         if result is None or result.status != AttemptStatus.RUNNING:

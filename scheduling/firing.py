@@ -21,9 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, QuerySet, Value, When
-from django.utils import timezone
 
-from scheduling import cron, dispatcher, services
+from scheduling import clock, cron, dispatcher, services
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def _on_time(times: list[datetime], now: datetime, conf: dict[str, Any], what: s
 
 def fire_due(now: datetime | None = None) -> int:
     """Create the runs of every due SCHEDULED task and advance its next_fire_at; return the runs fired."""
-    now = now or timezone.now()
+    now = now or clock.now()
     conf = settings.TASKHUB["scheduler"]
     with transaction.atomic():
         if connection.vendor == "postgresql":

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
-from django.utils import timezone
 
+from scheduling import clock
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
 from taskhub.exceptions import IllegalTransition
 
@@ -70,7 +70,7 @@ def move(
     diagram forbids and StaleAttempt when the row changed underneath.
     """
     check(result.status, target)
-    now = now or timezone.now()
+    now = now or clock.now()
     if target in _STAMPS:
         fields[_STAMPS[target]] = now
     if target in FINISHED:
@@ -139,7 +139,7 @@ def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str 
     if latest is not None and latest.status == A.RUNNING and reason is None:
         # RUNNING outranks every other status, so no need to look at the other attempts.
         Task.objects.filter(pk=task_id).update(
-            status=TaskStatus.RUNNING, attempt=latest.attempt, status_reason="", updated_at=timezone.now()
+            status=TaskStatus.RUNNING, attempt=latest.attempt, status_reason="", updated_at=clock.now()
         )
         return TaskStatus.RUNNING
     active = list(
@@ -150,7 +150,7 @@ def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str 
     status = task_status_for([row[0] for row in active], latest)
     if status is None:
         return None
-    update: dict[str, Any] = {"status": status, "updated_at": timezone.now()}
+    update: dict[str, Any] = {"status": status, "updated_at": clock.now()}
     if active:
         update["attempt"] = max(row[1] for row in active)
         retry = [row[2] for row in active if row[0] == A.RETRY]

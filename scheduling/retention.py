@@ -16,8 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
 
+from scheduling import clock
 from scheduling.models import FINISHED, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def purge_results(
         raise ValueError(f"days: expected an integer >= 0 (0 keeps results forever), got {days}")
     if days == 0:
         return PurgeReport(days=0, cutoff=None, dry_run=dry_run)
-    now = now or timezone.now()
+    now = now or clock.now()
     report = PurgeReport(days=days, cutoff=now - timedelta(days=days), dry_run=dry_run)
     last_pk = 0
     while True:

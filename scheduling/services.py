@@ -11,10 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
-from scheduling import audit, cron, dispatcher, lifecycle, validation
+from scheduling import audit, clock, cron, dispatcher, lifecycle, validation
 from scheduling.models import (
     EDITABLE_FIELDS,
     IN_FLIGHT,
@@ -172,7 +171,7 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
     ``actor`` (default: the owner) is who the audit trail names.
     """
     clean = _clean(data, None)
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
@@ -228,7 +227,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
     clean = _clean(merged, task)
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         before = audit.snapshot(task)
@@ -327,7 +326,7 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
             raise ConflictError(f"{task.name!r} already has a run waiting to start", current_status=task.status)
-        result = _new_attempt(task, now=timezone.now())
+        result = _new_attempt(task, now=clock.now())
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         fail_if_upstream_failed(task)
@@ -352,7 +351,7 @@ def task_pause(*, task: Task, actor: Any = None) -> Task:
     if not task.enabled:
         raise ConflictError(f"{task.name!r} is already paused", current_status=task.status)
     with transaction.atomic():
-        Task.objects.filter(pk=task.pk).update(enabled=False, next_fire_at=None, updated_at=timezone.now())
+        Task.objects.filter(pk=task.pk).update(enabled=False, next_fire_at=None, updated_at=clock.now())
         audit.record(task, AuditAction.PAUSED, actor=actor)
     task.refresh_from_db()
     return task
@@ -365,7 +364,7 @@ def task_resume(*, task: Task, actor: Any = None) -> Task:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         task.enabled = True
-        _sync_schedule(task, timezone.now())
+        _sync_schedule(task, clock.now())
         task.save(update_fields=["enabled", "next_fire_at", "crontab", "updated_at"])
         audit.record(task, AuditAction.RESUMED, actor=actor)
         transaction.on_commit(dispatcher.wake)

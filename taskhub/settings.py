@@ -14,6 +14,8 @@ from taskhub.logconfig import build_logging
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 TASKHUB = taskhub_config.load()
+# Scheduling decisions read the database server's clock (scheduling/clock.py), not each host's.
+TASKHUB_CLOCK = "database"
 
 
 def _path(value: str) -> Path:
