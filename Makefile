@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint migrate admin-user demo demo-data clean help
+.PHONY: run test lint migrate admin-user demo demo-data clean help bench bench-quick
 
 help:
 	@echo "make run    - install, migrate and start TaskHub (web, worker, beat) on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install the dev tools and run the whole test suite"
 	@echo "make lint   - ruff check"
 	@echo "make demo   - TaskHub with fake Jira, Confluence and Mattermost: watch Jira -> Excel -> Confluence -> Mattermost"
+	@echo "make bench  - benchmarks (SQLite and PostgreSQL + Redis) beside raw Celery and APScheduler: table, JSON, chart"
+	@echo "make bench-quick - the same measurements at small sizes (under 2 minutes)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,10 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
+
+$(VENV)/.bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@ $(VENV)/.dev $(VENV)/.runtime
 
 migrate: $(VENV)/.runtime
 	$(BIN)/python manage.py check_config
@@ -45,6 +51,19 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
+
+# Benchmarks (bench/): start PostgreSQL and Redis when possible (.ci/services.sh); bench/run.py
+# benchmarks the embedded default and, when they answer, PostgreSQL + Redis. ARGS=--backends sqlite etc.
+BENCH_SERVICES = bash -c '. .ci/services.sh && ensure_postgres && ensure_redis' \
+	|| echo "PostgreSQL + Redis could not be started: only the embedded default is benchmarked"
+
+bench: $(VENV)/.bench
+	@$(BENCH_SERVICES)
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(VENV)/.bench
+	@$(BENCH_SERVICES)
+	$(BIN)/python -m bench.run --quick $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

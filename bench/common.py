@@ -30,7 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+# bench/run.py points each module run at its own folder (then gathers the files into bench/results).
+RESULTS = Path(os.environ.get("TASKHUB_BENCH_RESULTS") or ROOT / "bench" / "results")
 
 
 def ensure_postgres_database(url: str) -> None:
@@ -101,7 +102,9 @@ def metric(
     }
 
 
-def write_result(bench: str, *, quick: bool, params: dict[str, Any], metrics: list[dict[str, Any]], **extra: Any) -> Path:
+def write_result(
+    bench: str, *, quick: bool, params: dict[str, Any], metrics: list[dict[str, Any]], **extra: Any
+) -> Path:
     """Write the result file and print its metrics; return the path."""
     kind = backend()
     payload = {
@@ -113,7 +116,7 @@ def write_result(bench: str, *, quick: bool, params: dict[str, Any], metrics: li
         "metrics": metrics,
         **extra,
     }
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{bench}-{kind.replace(' + ', '-')}.json"
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\n{bench} on {kind} ({payload['machine']})")
@@ -122,5 +125,5 @@ def write_result(bench: str, *, quick: bool, params: dict[str, Any], metrics: li
         base = f"  ({m['baseline']}: {m['baseline_value']})" if m["baseline"] else ""
         verdict = {True: "OK", False: "MISSED", None: ""}[m["ok"]]
         print(f"  {m['name']:<52}{m['value']:>12} {m['unit']:<10}{base}{ratio}  {m['bar']} {verdict}")
-    print(f"written: {path.relative_to(ROOT)}")
+    print(f"written: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path

@@ -1,0 +1,293 @@
+"""Run every benchmark on the embedded default and on PostgreSQL + Redis; one table, JSON and a chart.
+
+Each module runs as its own process (``python -m bench.<module> [--quick]``) and writes
+``bench/results/<name>-<backend>.json`` (bench/common.py). Then this prints one table of every
+metric, writes ``bench/results/summary.json`` and draws ``bench/results/chart.png`` (copied to
+``docs/performance.png`` for the README).
+
+Backends:
+- ``sqlite``: the embedded default (SQLite + filesystem broker), each module's own temporary files;
+- ``postgres``: ``TASKHUB_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/taskhub_bench_<module>``
+  and ``TASKHUB_BROKER_URL=redis://127.0.0.1:6379/12``; skipped, with a message, when not reachable.
+
+The exit status is non-zero only when a benchmark crashed; a missed bar is reported, not an error.
+
+Usage (from the repository root):
+    .venv/bin/python -m bench.run [--quick] [--backends sqlite,postgres] [--modules throughput,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS_CHART = ROOT / "docs" / "performance.png"
+
+MODULES = ["throughput", "worker_memory", "jira_export_memory", "cron", "scale"]
+# The Jira export touches neither database nor broker: one run tells it all.
+BACKEND_INDEPENDENT = {"jira_export_memory"}
+PG_URL = "postgresql://postgres@127.0.0.1:5432/taskhub_bench_{module}"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+BACKEND_LABELS = {"sqlite": "SQLite + filesystem broker", "postgres": "PostgreSQL + Redis"}
+
+
+def postgres_reachable() -> str:
+    """'' when PostgreSQL and Redis answer, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=3):
+            pass
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip this backend
+        return f"PostgreSQL at 127.0.0.1:5432 is not reachable ({exc.__class__.__name__}: {exc})"
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"Redis at 127.0.0.1:6379 is not reachable ({exc.__class__.__name__}: {exc})"
+    return ""
+
+
+def module_env(module: str, backend: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("TASKHUB_DATABASE_URL", "TASKHUB_BROKER_URL", "TASKHUB_BENCH_STORAGE", "DJANGO_SETTINGS_MODULE"):
+        env.pop(key, None)
+    if backend == "postgres":
+        env["TASKHUB_DATABASE_URL"] = PG_URL.format(module=module)
+        env["TASKHUB_BROKER_URL"] = REDIS_URL
+    return env
+
+
+def run_module(module: str, backend: str, quick: bool, timeout: float) -> dict[str, Any]:
+    """Run one module on one backend; return its status and the result files it wrote."""
+    print(f"\n=== {module} on {BACKEND_LABELS[backend]}", flush=True)
+    started = time.monotonic()
+    command = [sys.executable, "-m", f"bench.{module}", *(["--quick"] if quick else [])]
+    with tempfile.TemporaryDirectory(prefix=f"taskhub-bench-{module}-") as folder:
+        env = {**module_env(module, backend), "TASKHUB_BENCH_RESULTS": folder}
+        process = subprocess.Popen(command, cwd=ROOT, env=env)
+        try:
+            code = process.wait(timeout=timeout)
+            error = f"exit status {code}" if code else ""
+        except subprocess.TimeoutExpired:
+            error = f"did not finish within {timeout:.0f} s"
+            process.terminate()  # the modules stop their workers on SIGTERM (bench/harness.py)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            raise
+        files = []
+        for written in sorted(Path(folder).glob("*.json")):
+            shutil.copyfile(written, RESULTS / written.name)
+            files.append(RESULTS / written.name)
+    seconds = round(time.monotonic() - started, 1)
+    if error:
+        status = "crashed"
+        print(f"!!! {module} on {BACKEND_LABELS[backend]} crashed: {error}", flush=True)
+    elif not files:
+        status = "no result"
+        print(f"--- {module} on {BACKEND_LABELS[backend]} wrote no result file (skipped itself)", flush=True)
+    else:
+        status = "ok"
+    return {
+        "module": module,
+        "backend": backend,
+        "status": status,
+        "error": error,
+        "seconds": seconds,
+        "files": [str(p.relative_to(ROOT)) for p in files],
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    headers = ["metric", "backend", "value", "unit", "baseline", "ratio", "bar", "verdict"]
+    lines = [
+        [
+            r["name"],
+            r["backend"],
+            _fmt(r["value"]),
+            r["unit"],
+            f"{r['baseline']}: {_fmt(r['baseline_value'])}" if r["baseline"] else "",
+            _fmt(r["ratio"]),
+            r["bar"],
+            {True: "OK", False: "MISSED", None: ""}[r["ok"]],
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    right = {2, 5}
+
+    def render(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    out = [render(headers), render(["-" * w for w in widths])]
+    out += [render(line) for line in lines]
+    return "\n".join(out)
+
+
+def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) -> bool:
+    """Throughput bars (TaskHub, raw Celery, APScheduler) and latency percentiles, per backend."""
+    throughput = [r for r in results if r["bench"] == "throughput" and "series" in r]
+    if not throughput:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    systems = ["TaskHub", "raw Celery", "APScheduler"]
+    colours = {"TaskHub": "#2b6cb0", "raw Celery": "#a0aec0", "APScheduler": "#ed8936"}
+    width = 0.8 / len(systems)
+    for i, system in enumerate(systems):
+        xs = [b + (i - 1) * width for b in range(len(throughput))]
+        values = [r["series"]["throughput_tasks_per_s"].get(system, 0) for r in throughput]
+        bars = left.bar(xs, values, width, label=system, color=colours[system])
+        left.bar_label(bars, fmt="%.0f", fontsize=8)
+    left.set_xticks(range(len(throughput)), [r["backend"] for r in throughput])
+    left.set_ylabel("no-op tasks per second (higher is better)")
+    left.set_title(f"Throughput, {throughput[0]['params']['worker_processes']} worker processes")
+    left.legend()
+
+    kinds = ["committed -> RUNNING", "dependency DONE -> dependent RUNNING"]
+    groups = [(r["backend"], kind, r["series"]["latency_ms"][kind]) for kind in kinds for r in throughput]
+    shades = {"p50": "#2b6cb0", "p95": "#63b3ed", "p99": "#bee3f8"}
+    width = 0.8 / 3
+    for i, q in enumerate(("p50", "p95", "p99")):
+        xs = [g + (i - 1) * width for g in range(len(groups))]
+        bars = right.bar(xs, [values[q] for _, _, values in groups], width, label=q, color=shades[q])
+        right.bar_label(bars, fmt="%.0f", fontsize=8)
+    right.axhline(25, color="#38a169", linestyle="--", linewidth=1, label="bar p50 25 ms")
+    right.axhline(100, color="#e53e3e", linestyle="--", linewidth=1, label="bar p99 100 ms")
+    labels = [
+        f"{kind.replace('dependency DONE -> dependent', 'dependency -> dependent')}\n{backend}"
+        for backend, kind, _ in groups
+    ]
+    right.set_xticks(range(len(groups)), labels, fontsize=8)
+    right.set_ylabel("milliseconds (lower is better)")
+    right.set_title(f"Latency on an idle system ({throughput[0]['params']['latency_samples']} samples each)")
+    right.legend(fontsize=8)
+    fig.suptitle(f"TaskHub benchmarks{' (quick run)' if quick else ''}: {machine}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every module at its small sizes")
+    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of: {', '.join(MODULES)}")
+    parser.add_argument("--timeout", type=float, help="seconds per module run (default 600; quick 300)")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+    for name, given, allowed in (("backend", backends, BACKEND_LABELS), ("module", modules, MODULES)):
+        unknown = [g for g in given if g not in allowed]
+        if unknown:
+            parser.error(f"unknown {name} {', '.join(unknown)}: expected some of {', '.join(allowed)}")
+    timeout = args.timeout or (300 if args.quick else 3600)
+
+    started = time.monotonic()
+    RESULTS.mkdir(exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    present = [m for m in modules if (ROOT / "bench" / f"{m}.py").exists()]
+    for missing in (m for m in modules if m not in present):
+        notes.append(f"bench/{missing}.py does not exist yet: skipped")
+        print(f"--- bench/{missing}.py does not exist yet: skipped", flush=True)
+    for backend in backends:
+        if backend == "postgres":
+            reason = postgres_reachable()
+            if reason:
+                notes.append(f"PostgreSQL + Redis skipped: {reason}")
+                print(f"--- PostgreSQL + Redis skipped: {reason}", flush=True)
+                continue
+        for module in present:
+            if module in BACKEND_INDEPENDENT and backend != backends[0]:
+                continue
+            runs.append(run_module(module, backend, args.quick, timeout))
+
+    results = []
+    for run in runs:
+        for file in run["files"]:
+            results.append(json.loads((ROOT / file).read_text()))
+    rows = [
+        {"bench": result["bench"], "backend": result["backend"], **m} for result in results for m in result["metrics"]
+    ]
+    from bench.common import machine
+
+    this_machine = machine()
+    print(
+        f"\n\nTaskHub benchmarks{' (quick)' if args.quick else ''} on {this_machine}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {time.monotonic() - started:.0f} s\n"
+    )
+    print(table(rows))
+    print()
+    for run in runs:
+        print(f"{run['module']} on {BACKEND_LABELS[run['backend']]}: {run['status']}, {run['seconds']} s")
+    for note in notes:
+        print(f"note: {note}")
+    crashed = [r for r in runs if r["status"] == "crashed"]
+    for run in crashed:
+        print(f"CRASHED: {run['module']} on {BACKEND_LABELS[run['backend']]}: {run['error']}")
+    missed = [r for r in rows if r["ok"] is False]
+    print(
+        f"\n{len(rows)} metrics, {sum(r['ok'] is True for r in rows)} bars met, {len(missed)} missed; "
+        f"{len(crashed)} module run(s) crashed"
+    )
+
+    summary = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": this_machine,
+        "quick": args.quick,
+        "runs": runs,
+        "notes": notes,
+        "metrics": rows,
+    }
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print("written: bench/results/summary.json")
+    try:
+        if chart(results, RESULTS / "chart.png", this_machine, args.quick):
+            DOCS_CHART.parent.mkdir(exist_ok=True)
+            shutil.copyfile(RESULTS / "chart.png", DOCS_CHART)
+            print(f"written: bench/results/chart.png, {DOCS_CHART.relative_to(ROOT)}")
+        else:
+            print("no throughput result: no chart drawn")
+    except Exception as exc:  # noqa: BLE001 - a chart failure is reported; the table and JSON stand
+        print(f"CRASHED: drawing the chart: {exc.__class__.__name__}: {exc}")
+        return 1
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
