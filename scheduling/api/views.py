@@ -21,12 +21,14 @@ from rest_framework.views import APIView
 
 from scheduling import services
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
+from scheduling.api.pagination import CappedCountPagination
 from scheduling.api.parsers import LimitedJSONParser
 from scheduling.api.permissions import VIEW_ALL, TaskPermission, WriteRateThrottle, visible_results, visible_tasks
 from scheduling.api.serializers import (
     PUT_DEFAULTS,
     CancelSerializer,
     HandlerSerializer,
+    LastResultSerializer,
     TaskAuditSerializer,
     TaskResultSerializer,
     TaskSerializer,
@@ -51,8 +53,17 @@ def task_queryset() -> QuerySet[Task]:
         "tags",
         Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
         # Django turns a sliced prefetch into one window-function query: the latest attempt per task.
-        Prefetch("results", queryset=TaskResult.objects.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
+        Prefetch("results", queryset=_LATEST_RESULT.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
     )
+
+
+# The columns LastResultSerializer shows (not the traceback, artifacts, ...), and those the window needs.
+_LATEST_RESULT = TaskResult.objects.only(
+    "id",
+    "task_id",
+    "created_at",
+    *(name for name in LastResultSerializer.Meta.fields if name != "id"),
+)
 
 
 class TaskViewSet(viewsets.ModelViewSet):
@@ -239,9 +250,14 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 
 class TaskHistoryView(ListAPIView):
-    """Finished attempts (DONE, FAILED, TIMEOUT, CANCELLED, SKIPPED), newest first."""
+    """Finished attempts (DONE, FAILED, TIMEOUT, CANCELLED, SKIPPED), newest first.
+
+    ``count`` is exact up to 1,000 attempts; beyond, it is 1,000 and ``count_capped`` is true (the next
+    links still lead to every attempt).
+    """
 
     serializer_class = TaskResultSerializer
+    pagination_class = CappedCountPagination
     permission_classes = [TaskPermission]
     parser_classes = [LimitedJSONParser]
     filterset_class = HistoryFilter
