@@ -461,6 +461,9 @@ class Config:
         walk(self.data, SCHEMA)
         for settings in self.jira_environments.values():
             walk(settings, JIRA_ENV_KEYS)
+        # A webhook URL's secret is its path (/hooks/<key>), which HTTP libraries log without the host.
+        hooks = [self.data["mattermost"]["webhook_url"], *self.data["mattermost"]["webhooks"].values()]
+        found.extend(path for path in (urlsplit(str(url)).path.rstrip("/") for url in hooks if url) if len(path) >= 8)
         return sorted(set(found))
 
 
