@@ -74,7 +74,7 @@ def validate(expr: str) -> str:
 def timezone_of(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):  # OSError: "Europe" is a folder of zones
         raise CronError(f"unknown time zone {name!r}; expected an IANA name such as UTC or Europe/Paris") from None
 
 

@@ -110,6 +110,9 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
     clean["retry_policy"] = attempt(_retry_policy, data.get("retry_policy"))
     if not isinstance(data.get("enabled", True), bool):
         errors["enabled"] = ["must be true or false"]
+    if errors and secret:  # a schema error quotes the value it refused: never a secret one
+        hidden = encryption.leaves(secret)
+        errors = {field: [encryption.scrub_text(m, hidden) for m in messages] for field, messages in errors.items()}
     if errors:
         raise ValidationError(errors)
     return clean

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def _webhooks(value: Any) -> dict[str, str]:
 def _timezone(value: Any) -> str:
     try:
         zoneinfo.ZoneInfo(_str(value))
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):  # OSError: "Europe" is a folder of zones
         raise ValueError("expected an IANA time zone such as UTC or Europe/Paris") from None
     return str(value)
 
@@ -355,6 +356,23 @@ def _env_name(*path: str) -> str:
     return ENV_PREFIX + "_".join(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in path)
 
 
+# Bad values are shown bounded: a huge string, a deeply nested value or a YAML alias bomb (billion
+# laughs: a few lines that expand to 10**9 items) must not become a huge or endless error message.
+_BRIEF = reprlib.Repr()
+for _limit, _value in {"maxlevel": 3, "maxdict": 6, "maxlist": 6, "maxtuple": 6, "maxset": 6}.items():
+    setattr(_BRIEF, _limit, _value)
+_BRIEF.maxstring, _BRIEF.maxlong, _BRIEF.maxother = 80, 40, 80
+MAX_SHOWN = 200
+#: A config file is a few kilobytes; anything this large is a mistake (or an attack), refused before parsing.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _brief(value: Any) -> str:
+    """Return a one-line representation of ``value`` of at most MAX_SHOWN characters."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
 def _show(value: Any, secret: bool) -> str:
     """Render a bad value for an error message; secrets, and passwords inside URLs, are hidden."""
     if secret:
@@ -362,7 +380,15 @@ def _show(value: Any, secret: bool) -> str:
     if isinstance(value, str) and "@" in value:
         # A URL such as https://user:password@host must not echo its password.
         value = re.sub(r"(://[^/:@\s]*:)[^/@\s]*@", rf"\1{HIDDEN}@", value)
-    return repr(value)
+    return _brief(value)
+
+
+def _key(name: Any) -> str:
+    """Show a key from the file on one line: a string as written (line breaks as spaces, cut at 80), else its repr."""
+    text = " ".join(name.split()) if isinstance(name, str) else ""
+    if not text:
+        return _brief(name)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _has_secret(schema: Mapping[str, Any]) -> bool:
@@ -374,11 +400,11 @@ def _validate_section(
 ) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         # A section holding secrets may be a mistyped secret itself: name the type, not the value.
-        shown = f"a {type(raw).__name__}" if _has_secret(schema) else repr(raw)
+        shown = f"a {type(raw).__name__}" if _has_secret(schema) else _brief(raw)
         raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {shown}")
     unknown = sorted(set(raw) - set(schema), key=str)
     if unknown:
-        dotted = ".".join((*path, str(unknown[0])))
+        dotted = ".".join((*path, _key(unknown[0])))
         known = f"known keys of {'.'.join(path)}" if path else "known sections"
         raise ConfigError(f"{dotted}: unknown key ({known}: {', '.join(schema)})")
     clean: dict[str, Any] = {}
@@ -409,7 +435,9 @@ def _validate_jira_environments(jira: dict[str, Any], env: Mapping[str, str]) ->
     environments: dict[str, dict[str, Any]] = {}
     for name, settings in raw.items():
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise ConfigError(f"jira.environments: expected names of letters, digits, '.', '_' or '-', got {name!r}")
+            raise ConfigError(
+                f"jira.environments: expected names of letters, digits, '.', '_' or '-', got {_brief(name)}"
+            )
         settings = {} if settings is None else settings
         environments[name] = _validate_section(settings, JIRA_ENV_KEYS, ("jira", "environments", name), env)
     if jira["url"]:
@@ -510,6 +538,24 @@ def _check_env_names(env: Mapping[str, str], jira_names: list[str]) -> None:
         raise ConfigError(f"{variable}: unknown setting, it overrides no key of config.yaml{hint}")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping (YAML forbids it; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in lines:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {_key(key_node.value)} given twice (first on line {lines[key_node.value] + 1})",
+                        key_node.start_mark,
+                    )
+                lines[key_node.value] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; a missing file means the defaults."""
     env = os.environ if env is None else env
@@ -519,12 +565,25 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             raise ConfigError(f"TASKHUB_CONFIG: file not found: {file}")
         return parse({}, env)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: is {size} bytes; a config file may be at most {MAX_CONFIG_BYTES} bytes")
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{file}: is not valid YAML (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        reason = (str(exc).splitlines() or [exc.__class__.__name__])[0][:150]
+        raise ConfigError(f"{file}: is not valid YAML ({reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]  # one line, bounded
+        raise ConfigError(f"{file}:{where} is not valid YAML ({reason})") from None
+    except OSError as exc:
         raise ConfigError(f"{file}: cannot be read ({exc.__class__.__name__})") from None
     return parse(raw, env, file)
 

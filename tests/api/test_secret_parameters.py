@@ -147,6 +147,14 @@ def test_patch_keeps_secrets_unless_given_and_empty_object_clears(api: APIClient
     assert task.secret_parameters == ""
 
 
+def test_a_refused_secret_value_is_not_quoted_in_the_error(api: APIClient) -> None:
+    bad = {"headers": {"Authorization": TOKEN}, "timeout": TOKEN}  # timeout must be a number
+    response = api.post("/tasks", http_body("http://127.0.0.1/", secret_parameters=bad), format="json")
+    assert response.status_code == 400
+    assert "timeout" in json.dumps(response.json()["parameters"]) and "<hidden>" in json.dumps(response.json())
+    assert TOKEN not in response.content.decode()
+
+
 @pytest.mark.parametrize("value", [[1], "text", 5])
 def test_secret_parameters_must_be_an_object(api: APIClient, value) -> None:
     response = api.post("/tasks", http_body("http://127.0.0.1/", secret_parameters=value), format="json")
