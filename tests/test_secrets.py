@@ -224,8 +224,11 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
                 "parameters": {"jira_envs": ["default"], "key_type": "project", "key_value": "PROJ"},
             },
             {"name": "mattermost ok", "tags": ["NOTIFY_MATTERMOST"], "parameters": {"text": "hello"}},
-            {"name": "mattermost bad hook", "tags": ["NOTIFY_MATTERMOST"],
-             "parameters": {"text": "x", "channel": "ops"}},
+            {
+                "name": "mattermost bad hook",
+                "tags": ["NOTIFY_MATTERMOST"],
+                "parameters": {"text": "x", "channel": "ops"},
+            },
         ]
     )
 
@@ -266,10 +269,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
     assert "api POST /tasks (with secret_parameters)" in outputs and len(outputs) > 60
 
     leaks = [
-        f"{label} in {where}"
-        for where, text in outputs.items()
-        for label, secret in secrets.items()
-        if secret in text
+        f"{label} in {where}" for where, text in outputs.items() for label, secret in secrets.items() if secret in text
     ]
     assert leaks == [], leaks
     print(f"\n{len(secrets)} planted secrets x {len(outputs)} outputs grepped: no leak")

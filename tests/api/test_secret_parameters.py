@@ -132,9 +132,7 @@ def test_patch_keeps_secrets_unless_given_and_empty_object_clears(api: APIClient
     assert encryption.decrypt_json(task.secret_parameters) == {"headers": {"Authorization": TOKEN}}
 
     new = "Bearer rotated-credential-0042"
-    response = api.patch(
-        f"/tasks/{task_id}", {"secret_parameters": {"headers": {"Authorization": new}}}, format="json"
-    )
+    response = api.patch(f"/tasks/{task_id}", {"secret_parameters": {"headers": {"Authorization": new}}}, format="json")
     assert response.status_code == 200 and new not in response.content.decode()
     task.refresh_from_db()
     assert encryption.decrypt_json(task.secret_parameters)["headers"]["Authorization"] == new

@@ -31,7 +31,9 @@ class Command(BaseCommand):
         stored = Task.objects.exclude(secret_parameters="")
         if not encryption.configured():
             if stored.exists():
-                raise CommandError(f"{stored.count()} task(s) hold encrypted secrets but {encryption.KEYS_SETTING} is empty")
+                raise CommandError(
+                    f"{stored.count()} task(s) hold encrypted secrets but {encryption.KEYS_SETTING} is empty"
+                )
             self.stdout.write("no encryption key configured and no encrypted secrets stored")
             return
         failed: list[str] = []
