@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,29 @@ class WriteOnlyTextarea(forms.Textarea):
 
     def format_value(self, value: Any) -> None:
         return None
+
+
+class BoundedJSONField(forms.JSONField):
+    """A JSON form field whose input nested past Python's recursion limit is a form error, not a 500."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise DjangoValidationError("is nested too deeply to be read as JSON.", code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # shown back as typed, with the error above it
+            return forms.fields.InvalidJSONInput(data)
+
+    def prepare_value(self, value: Any) -> Any:
+        text = super().prepare_value(value)
+        if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text):
+            # A lone surrogate (sent as \ud800 in JSON) cannot be written into the UTF-8 page: show it escaped.
+            return json.dumps(value, cls=self.encoder)
+        return text
 
 
 class TaskForm(forms.ModelForm):
@@ -91,6 +115,7 @@ class TaskForm(forms.ModelForm):
             "retry_policy",
             "enabled",
         ]
+        field_classes = {"parameters": BoundedJSONField, "metadata": BoundedJSONField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -76,8 +76,8 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
 
     clean = dict(data)
     name = str(data.get("name") or "").strip()
-    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
-        errors["name"] = ["is required: 1-200 printable characters"]
+    if not name or len(name) > 200 or validation.has_control_characters(name):
+        errors["name"] = ["is required: 1-200 printable characters (no control characters)"]
     clean["name"] = name
     clean["task_type"] = attempt(_choice, "task_type", data.get("task_type", TaskType.IMMEDIATE), TaskType)
     clean["priority"] = attempt(_priority, data.get("priority", Priority.MEDIUM))
@@ -93,6 +93,8 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
     for field in ("metadata", "parameters"):
         if not isinstance(data.get(field, {}), dict):
             errors.setdefault(field, []).append("must be a JSON object")
+        else:
+            attempt(validation.validate_json_object, field, data.get(field) or {})
     tags = attempt(validation.clean_tags, data.get("tags", []))
     clean["tags"] = tags or []
     secret = attempt(validation.validate_secret_parameters, task, data)

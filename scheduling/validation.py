@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -172,13 +173,53 @@ def _find_cycle(task: Task, new_ids: list[UUID]) -> list[str] | None:
     return None
 
 
+MAX_JSON_DEPTH = 32
+# Unicode categories never accepted in names and tags: control characters (C0, DEL, C1: NUL, escape
+# sequences, line breaks) and lone surrogates (not encodable as UTF-8; PostgreSQL refuses them).
+FORBIDDEN_CATEGORIES = ("Cc", "Cs")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character or a lone surrogate."""
+    return any(unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in text)
+
+
+def _unstorable(text: str) -> str:
+    """Say why a JSON string cannot be stored ('' when it can): NUL and lone surrogates cannot, in PostgreSQL."""
+    if "\x00" in text:
+        return "must not contain the NUL character (\\u0000)"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "must not contain a lone UTF-16 surrogate (\\ud800-\\udfff): it is not valid Unicode text"
+    return ""
+
+
+def validate_json_object(field: str, value: Any) -> None:
+    """Refuse what a JSON field cannot hold: nesting deeper than MAX_JSON_DEPTH, NUL, lone surrogates."""
+    stack = [(value, 0)]
+    while stack:  # iterative, so a hostile depth cannot exhaust the Python stack
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError({field: f"is nested deeper than {MAX_JSON_DEPTH} levels"})
+        if isinstance(item, str):
+            problem = _unstorable(item)
+            if problem:
+                raise ValidationError({field: problem})
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+
+
 def clean_tags(tags: Any) -> list[str]:
     if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
         raise ValidationError({"tags": "must be a list of strings"})
     cleaned = [t.strip() for t in tags]
-    bad = [t for t in cleaned if not t or len(t) > 64 or any(ord(c) < 32 for c in t)]
+    bad = [t for t in cleaned if not t or len(t) > 64 or has_control_characters(t)]
     if bad:
-        raise ValidationError({"tags": "each tag must be 1-64 printable characters"})
+        raise ValidationError(
+            {"tags": f"each tag must be 1-64 printable characters (no control characters), got {bad[0][:64]!r}"}
+        )
     return list(dict.fromkeys(cleaned))
 
 

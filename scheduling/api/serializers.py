@@ -244,6 +244,8 @@ def check_json_value(value: Any, depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise serializers.ValidationError("must not contain the NUL character (\\u0000).")
+        if any("\ud800" <= c <= "\udfff" for c in value):  # PostgreSQL refuses them; not valid Unicode text
+            raise serializers.ValidationError("must not contain a lone UTF-16 surrogate (\\ud800-\\udfff).")
     elif isinstance(value, dict):
         for key, item in value.items():
             check_json_value(key, depth + 1)
