@@ -152,6 +152,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _backend_label(backend: str) -> str:
+    """'sqlite3 + taskhubfs' -> 'SQLite + filesystem broker' for the chart."""
+    names = {"sqlite3": "SQLite", "postgresql": "PostgreSQL", "redis": "Redis", "taskhubfs": "filesystem broker"}
+    return " + ".join(names.get(part, part) for part in backend.split(" + "))
+
+
 def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) -> bool:
     """Throughput bars (TaskHub, raw Celery, APScheduler) and latency percentiles, per backend."""
     throughput = [r for r in results if r["bench"] == "throughput" and "series" in r]
@@ -162,7 +168,7 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.4), width_ratios=[2, 3])
     systems = ["TaskHub", "raw Celery", "APScheduler"]
     colours = {"TaskHub": "#2b6cb0", "raw Celery": "#a0aec0", "APScheduler": "#ed8936"}
     width = 0.8 / len(systems)
@@ -171,7 +177,7 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
         values = [r["series"]["throughput_tasks_per_s"].get(system, 0) for r in throughput]
         bars = left.bar(xs, values, width, label=system, color=colours[system])
         left.bar_label(bars, fmt="%.0f", fontsize=8)
-    left.set_xticks(range(len(throughput)), [r["backend"] for r in throughput])
+    left.set_xticks(range(len(throughput)), [_backend_label(r["backend"]) for r in throughput])
     left.set_ylabel("no-op tasks per second (higher is better)")
     left.set_title(f"Throughput, {throughput[0]['params']['worker_processes']} worker processes")
     left.legend()
@@ -186,10 +192,11 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
         right.bar_label(bars, fmt="%.0f", fontsize=8)
     right.axhline(25, color="#38a169", linestyle="--", linewidth=1, label="bar p50 25 ms")
     right.axhline(100, color="#e53e3e", linestyle="--", linewidth=1, label="bar p99 100 ms")
-    labels = [
-        f"{kind.replace('dependency DONE -> dependent', 'dependency -> dependent')}\n{backend}"
-        for backend, kind, _ in groups
-    ]
+    short = {
+        "committed -> RUNNING": "committed → RUNNING",
+        "dependency DONE -> dependent RUNNING": "dependency → dependent",
+    }
+    labels = [f"{short[kind]}\n{_backend_label(backend)}" for backend, kind, _ in groups]
     right.set_xticks(range(len(groups)), labels, fontsize=8)
     right.set_ylabel("milliseconds (lower is better)")
     right.set_title(f"Latency on an idle system ({throughput[0]['params']['latency_samples']} samples each)")
