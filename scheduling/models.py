@@ -264,6 +264,8 @@ class Task(models.Model):
             models.Index(fields=["status", "priority", "created_at"], name="task_status_prio_idx"),
             # GET /tasks and the admin change list in their default order, without sorting the whole table.
             models.Index(fields=["priority", "created_at", "id"], name="task_list_idx"),
+            # The same for a user who sees only their own tasks.
+            models.Index(fields=["owner", "priority", "created_at", "id"], name="task_owner_list_idx"),
             # The beat tick: enabled SCHEDULED tasks whose next_fire_at has come.
             models.Index(
                 fields=["next_fire_at"],
