@@ -167,7 +167,8 @@ class TaskViewSet(viewsets.ModelViewSet):
         return self.get_paginated_response(TaskSerializer(page, many=True, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=TaskResultSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"], filter_backends=[])
+    # Capped counts like /task_history: both share the PaginatedTaskResultList schema (which requires count_capped).
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=CappedCountPagination)
     def results(self, request: Request, pk: str | None = None) -> Response:
         """List a task's attempts, newest first."""
         task = self.get_object()
