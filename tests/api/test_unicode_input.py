@@ -229,3 +229,19 @@ def test_nul_in_a_query_string_is_a_400_naming_the_parameter(api: APIClient, adm
     response = client.get(f"{path}?q=a%00b&search=a%00b")
     assert response.status_code == 400
     assert "contains the NUL character" in response.json()["detail"]
+
+
+def test_admin_form_with_parameters_over_the_size_limit_is_a_form_error(admin_client: Client, settings: Any) -> None:
+    limit = settings.TASKHUB["security"]["max_parameters_bytes"]
+    big = json.dumps({"label": "x" * (limit + 10)})
+    response = admin_client.post(reverse("admin:scheduling_task_add"), form(parameters=big))
+    assert response.status_code == 200
+    assert "max_parameters_bytes" in " ".join(response.context["adminform"].form.errors["parameters"])
+    assert Task.objects.count() == 0
+
+
+def test_admin_form_body_over_the_request_limit_is_a_400_not_a_500(admin_client: Client, settings: Any) -> None:
+    huge = json.dumps({"label": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1000)})
+    response = admin_client.post(reverse("admin:scheduling_task_add"), form(metadata=huge))
+    assert response.status_code in (400, 413)
+    assert Task.objects.count() == 0
