@@ -143,6 +143,12 @@ def _users() -> tuple[Any, list[Any]]:
     return admin, owners
 
 
+def not_ready_count(n_tasks: int) -> int:
+    """Waiting attempts that are not ready (blocked, retrying later, paused): 1 % of the tasks, or --not-ready."""
+    fixed = os.environ.get("BENCH_SCALE_NOT_READY")
+    return int(fixed) if fixed else max(3, n_tasks // 100)
+
+
 def build(n_tasks: int, n_results: int) -> dict[str, Any]:
     """Replace the scheduling tables' rows with a store of ``n_tasks`` tasks and ``n_results`` finished attempts."""
     from django.db import connection, transaction
@@ -170,7 +176,7 @@ def build(n_tasks: int, n_results: int) -> dict[str, Any]:
     policy, _ = RetryPolicy.objects.get_or_create(name="bench policy", defaults={"max_retries": 3})
     tags = [Tag.objects.get_or_create(name=name)[0] for name in ("NOOP", "team-a", "team-b", "team-c", "team-d")]
 
-    waiting = max(3, n_tasks // 100)  # waiting but not ready: blocked, retrying later, paused
+    waiting = not_ready_count(n_tasks)
     span = 30 * DAY
     ids = [uuid.uuid4() for _ in range(n_tasks)]
     task_rows = []
@@ -318,7 +324,7 @@ def ensure_store(n_tasks: int, n_results: int, keep: bool) -> dict[str, Any]:
     call_command("migrate", verbosity=0)
     if keep:
         tasks, attempts = Task.objects.count(), TaskResult.objects.count()
-        expected = n_results + READY + 2 + max(3, n_tasks // 100)
+        expected = n_results + READY + 2 + not_ready_count(n_tasks)
         if tasks == n_tasks and attempts == expected:
             print(f"reusing the store of {tasks} tasks and {attempts} attempts (--keep)")
             _users()
@@ -521,9 +527,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="requests per API measurement")
     parser.add_argument("--keep", action="store_true", help="reuse a store that already has the requested size")
     parser.add_argument("--explain", action="store_true", help="print the plans of the pick and of slow queries")
+    parser.add_argument(
+        "--not-ready",
+        type=int,
+        help="waiting attempts that are not ready, in both stores (default: 1 %% of each store's tasks)",
+    )
     args = parser.parse_args()
     n_tasks = args.tasks or (10_000 if args.quick else 100_000)
     n_results = args.results or 10 * n_tasks
+    if args.not_ready is not None:
+        os.environ["BENCH_SCALE_NOT_READY"] = str(max(3, args.not_ready))
 
     from bench.common import ensure_postgres_database, metric, write_result
 
@@ -610,6 +623,7 @@ def main() -> None:
             "small_tasks": SMALL_TASKS,
             "small_results": SMALL_RESULTS,
             "ready": READY,
+            "not_ready": {"small": not_ready_count(SMALL_TASKS), "big": not_ready_count(n_tasks)},
             "runs": args.runs,
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "build": builds,
