@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,9 +60,17 @@ def purgeable(cutoff: datetime) -> QuerySet[TaskResult]:
 
 
 def purge_results(
-    now: datetime | None = None, *, days: int | None = None, dry_run: bool = False, batch_size: int = BATCH_SIZE
+    now: datetime | None = None,
+    *,
+    days: int | None = None,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[PurgeReport], None] | None = None,
 ) -> PurgeReport:
-    """Delete (or with ``dry_run`` count) the attempts past retention; ``days`` defaults to the config."""
+    """Delete (or with ``dry_run`` count) the attempts past retention; ``days`` defaults to the config.
+
+    ``progress`` is called after each batch with the report so far.
+    """
     days = settings.TASKHUB["storage"]["result_retention_days"] if days is None else days
     if days < 0:
         raise ValueError(f"days: expected an integer >= 0 (0 keeps results forever), got {days}")
@@ -84,15 +93,19 @@ def purge_results(
         report.batches += 1
         if dry_run:
             _count(report, rows)
+            if progress:
+                progress(report)
             continue
         with transaction.atomic():
             # Re-check inside the transaction: only rows that still qualify go.
             still = list(
                 purgeable(report.cutoff).filter(pk__in=[pk for pk, _, _ in rows]).values_list("pk", "task_id", "status")
             )
-            TaskResult.objects.filter(pk__in=[pk for pk, _, _ in still]).delete()
+            TaskResult.objects.filter(pk__in=[pk for pk, _, _ in still]).only("pk").delete()  # cascades to report items
         _count(report, still)
         _remove_artifacts(still)
+        if progress:
+            progress(report)
     if not dry_run and report.attempts:
         logger.info("result retention: %s", report)
     return report

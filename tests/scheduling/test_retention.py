@@ -192,3 +192,16 @@ def test_celery_task_runs_the_purge() -> None:
     attempt(task, 999)
     # Run the task body as the worker would (NOW-independent: these attempts are past any retention >= 1).
     assert purge_results.run().startswith("removed 1 finished attempt(s)")
+
+
+def test_verbose_command_reports_each_batch() -> None:
+    task = scheduled("chatty")
+    for days in (300, 200, 100, 10):
+        attempt(task, days)
+    err = io.StringIO()
+    call_command("purge_results", "--days", "90", "--batch-size", "1", "-v", "2", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue().splitlines() == [
+        "  batch 1: 1 attempt(s) so far",
+        "  batch 2: 2 attempt(s) so far",
+        "  batch 3: 3 attempt(s) so far",
+    ]

@@ -25,7 +25,14 @@ class Command(BaseCommand):
             raise CommandError(f"--days: expected an integer >= 0 (0 keeps results forever), got {options['days']}")
         if options["batch_size"] < 1:
             raise CommandError(f"--batch-size: expected a positive integer, got {options['batch_size']}")
+
+        def show(report: retention.PurgeReport) -> None:
+            self.stderr.write(f"  batch {report.batches}: {report.attempts} attempt(s) so far")
+
         report = retention.purge_results(
-            days=options["days"], dry_run=options["dry_run"], batch_size=options["batch_size"]
+            days=options["days"],
+            dry_run=options["dry_run"],
+            batch_size=options["batch_size"],
+            progress=show if options["verbosity"] >= 2 else None,
         )
         self.stdout.write(str(report))
