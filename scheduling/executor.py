@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from scheduling import clock, dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
@@ -93,14 +93,18 @@ def reconnecting(step: Callable[[], Any], what: str) -> Any:
     the attempt RUNNING until its deadline. Only outside a transaction (inside one,
     the caller's work went with the connection). The steps are conditional updates,
     so running one again after its reply was lost is safe: it finds the attempt
-    already moved and reports a duplicate or a lost claim.
+    already moved and reports a duplicate or a lost claim. A query interrupted by
+    the soft time limit leaves the connection busy (a ProgrammingError next): that
+    connection is unusable too.
     """
     for attempt in range(1, DB_TRIES + 1):
         try:
             return step()
-        except (OperationalError, InterfaceError) as exc:
+        except (DatabaseError, InterfaceError) as exc:
             if connection.in_atomic_block or attempt == DB_TRIES:
                 raise
+            if not isinstance(exc, (OperationalError, InterfaceError)) and connection.is_usable():
+                raise  # a real error (SQL, constraint), not a broken connection
             logger.warning("%s: database connection lost (%s); reconnecting", what, str(exc).strip()[:200])
             connection.close()
             time.sleep(0.25 * attempt)

@@ -321,6 +321,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "database": {
         "url": Key(_database_url, "sqlite:///db.sqlite3", secret=True),
+        # PostgreSQL ends a session idle inside a transaction this long (seconds; 0: never), so a
+        # client that vanished mid-transaction (host cut off) does not hold its locks until TCP gives up.
+        "idle_transaction_timeout": Key(_int(0), 60),
     },
     "broker": {
         "url": Key(_broker_url, "filesystem://", secret=True),

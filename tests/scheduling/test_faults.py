@@ -15,19 +15,22 @@ them): faults injected, tasks affected, tasks lost, duplicates.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, ProgrammingError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -273,6 +276,15 @@ def test_reconnecting_retries_a_step_only_outside_a_transaction():
         executor.reconnecting(flaky_step, "test step")
     assert len(calls) == 1
 
+    def wrong_sql() -> None:
+        calls.append(1)
+        raise ProgrammingError('relation "nowhere" does not exist')
+
+    calls.clear()
+    with pytest.raises(ProgrammingError):
+        executor.reconnecting(wrong_sql, "test step")  # the connection is fine: a real error, not retried
+    assert len(calls) == 1
+
     def dead() -> None:
         calls.append(1)
         raise InterfaceError("connection already closed")
@@ -435,28 +447,39 @@ def _uts_namespaces() -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == HOST_B
 
 
-class HostWorker(Process):
-    """A worker on "another host": its own UTS namespace, so socket.gethostname() differs."""
+def uts_prefix(hostname: str) -> list[str]:
+    """Run a command in a UTS namespace of its own, where socket.gethostname() is ``hostname``."""
+    return ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$0" "$@"']
 
-    def __init__(self, name: str, env: dict[str, str], log: Path, uts: bool) -> None:
+
+class HostWorker(Process):
+    """A worker on "another host": started behind ``prefix`` (namespaces), its Celery name on HOST_B."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path, prefix: list[str]) -> None:
         self.kind, self.log = "worker", log
         self.handle = log.open("wb")
         celery = [sys.executable, "-m", "celery", "-A", "taskhub", "worker", "--loglevel", "INFO", "--pool"]
         celery += ["prefork", "--concurrency", "2", "--hostname", f"{name}@{HOST_B}", "--without-mingle"]
         celery += ["--without-gossip", "--prefetch-multiplier", "1"]
-        if uts:
-            celery = ["unshare", "--uts", "sh", "-c", f'hostname {HOST_B} && exec "$0" "$@"', *celery]
         self.popen = subprocess.Popen(
-            celery, cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
+            [*prefix, *celery], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
+def b_is_mid_work(rows: list[TaskResult]) -> bool:
+    """Host B has finished some work and has just started more (1.5 s handlers: time left to cut it off)."""
+    just_now = timezone.now() - timedelta(seconds=0.5)
+    return any(r.status == AttemptStatus.DONE for r in rows) and any(
+        r.status == AttemptStatus.RUNNING and r.started_at >= just_now for r in rows
+    )
+
+
 @pytest.fixture
-def start_host_worker(celery_env, tmp_path) -> Iterator[Callable[..., object]]:
+def start_host_worker(celery_env, tmp_path) -> Iterator[Callable[..., HostWorker]]:
     started: list[HostWorker] = []
 
-    def start(name: str, env: dict[str, str], uts: bool) -> HostWorker:
-        worker = HostWorker(name, {**celery_env, **env}, tmp_path / f"{name}.log", uts)
+    def start(name: str, env: dict[str, str], prefix: list[str]) -> HostWorker:
+        worker = HostWorker(name, {**celery_env, **env}, tmp_path / f"{name}.log", prefix)
         started.append(worker)
         worker.wait_for("ready.")
         return worker
@@ -464,6 +487,9 @@ def start_host_worker(celery_env, tmp_path) -> Iterator[Callable[..., object]]:
     yield start
     for worker in started:
         worker.stop()
+    if os.environ.get("TASKHUB_TEST_ARTIFACTS"):
+        for worker in started:
+            shutil.copy(worker.log, Path(os.environ["TASKHUB_TEST_ARTIFACTS"]) / f"{tmp_path.name}-{worker.log.name}")
 
 
 def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
@@ -473,7 +499,7 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
     env = scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2)
     policy = RetryPolicy.objects.create(name="after-cut", max_retries=3, retry_delay=0)
     start_worker("hosta", concurrency=2, env=env)
-    host_b = start_host_worker("hostb", env, uts)
+    host_b = start_host_worker("hostb", env, uts_prefix(HOST_B) if uts else [])
     start_beat(env=env)  # the sweep reclaims host B's attempts at their deadline and re-sends its messages
     tasks = [
         make_task(
@@ -488,12 +514,11 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
     b_pids = set(host_b.child_pids())  # its pool processes (the same set until it is killed)
 
     def on_b(*status: str) -> list[TaskResult]:
-        rows = TaskResult.objects.filter(task__in=tasks, status__in=status).only("worker", "status")
+        rows = TaskResult.objects.filter(task__in=tasks, status__in=status).only("worker", "status", "started_at")
         return [r for r in rows if r.worker.rsplit(":", 1)[0] == b_host and int(r.worker.split(":")[-1]) in b_pids]
 
     b_host = HOST_B if uts else socket.gethostname()
-    # Cut host B off once it has finished some work and is in the middle of more.
-    wait_until(lambda: {r.status for r in on_b(AttemptStatus.DONE, AttemptStatus.RUNNING)} == {"DONE", "RUNNING"})
+    wait_until(lambda: b_is_mid_work(on_b(AttemptStatus.DONE, AttemptStatus.RUNNING)))
     host_b.stop()  # SIGKILL its whole process group: the host is gone
     cut_running = len(on_b(AttemptStatus.RUNNING))
     unfinished = Task.objects.filter(pk__in=[t.pk for t in tasks]).exclude(status=TaskStatus.DONE).count()
@@ -519,6 +544,195 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
     cut = TaskResult.objects.filter(task__in=tasks).exclude(status=AttemptStatus.DONE)
     assert cut_running >= 1 and cut.count() == cut_running
     assert set(cut.values_list("status", flat=True)) == {AttemptStatus.TIMEOUT}
+    runs = runs_per_label(journal())
+    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)  # a handler ran again only after a cut
     # A task's handler ran more than once only after a cut attempt.
     runs = runs_per_label(journal())
     assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)
+
+
+# --- 5b. the same across a real network: host B in a network namespace, its link cut ------
+
+
+class TcpProxy:
+    """Carry TCP from ``listen_host`` (host B's side of the link) to a local service on 127.0.0.1."""
+
+    def __init__(self, listen_host: str, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server((listen_host, 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return
+            self.sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the far end sees the connection end at once
+            except OSError:
+                pass
+            sock.close()
+
+
+class NetworkHost:
+    """A network namespace joined to this machine by a veth pair: a second host, reachable only by TCP."""
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100_000
+        self.ns, self.link, self.peer = f"th9ns{tag}", f"th9h{tag}", f"th9n{tag}"
+        subnet = f"10.209.{tag % 250 + 1}"
+        self.host_ip, self.ns_ip = f"{subnet}.1", f"{subnet}.2"
+        self.proxies: list[TcpProxy] = []
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+    def create(self) -> None:
+        self._ip("netns", "add", self.ns)
+        self._ip("link", "add", self.link, "type", "veth", "peer", "name", self.peer)
+        self._ip("link", "set", self.peer, "netns", self.ns)
+        self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.link)
+        self._ip("link", "set", self.link, "up")
+        self._ip("-n", self.ns, "addr", "add", f"{self.ns_ip}/30", "dev", self.peer)
+        self._ip("-n", self.ns, "link", "set", self.peer, "up")
+        self._ip("-n", self.ns, "link", "set", "lo", "up")
+
+    def expose(self, port: int) -> int:
+        """Make 127.0.0.1:port reachable from the namespace; return the port to use at host_ip."""
+        proxy = TcpProxy(self.host_ip, port)
+        self.proxies.append(proxy)
+        return proxy.port
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.link, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.link, "up")
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns]
+
+    def destroy(self) -> None:
+        for proxy in self.proxies:
+            proxy.close()
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+@pytest.fixture
+def network_host() -> Iterator[NetworkHost]:
+    host = NetworkHost()
+    try:
+        host.create()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        host.destroy()
+        detail = getattr(exc, "stderr", "") or exc
+        pytest.skip(f"network namespaces are not permitted on this machine ({str(detail).strip()})")
+    yield host
+    host.destroy()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql" or not settings.TASKHUB["broker"]["url"].startswith("redis"),
+    reason="PostgreSQL and Redis only: SQLite and the filesystem broker are files, not reached over a network",
+)
+def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicates(
+    start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf, network_host
+):
+    env = {
+        **scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2),
+        # Host B may be cut off inside a transaction (the dispatcher's, holding its lock): the
+        # server ends that session after this long (60 s by default), and dispatch goes on.
+        "TASKHUB_DATABASE_IDLE_TRANSACTION_TIMEOUT": "3",
+    }
+    db = connection.settings_dict
+    broker = urlsplit(settings.TASKHUB["broker"]["url"])
+    # Host B reaches PostgreSQL and Redis only through its link (and a proxy on this side of it).
+    b_side = network_host.host_ip
+    pg_port, redis_port = network_host.expose(int(db["PORT"] or 5432)), network_host.expose(broker.port or 6379)
+    b_env = {
+        **env,
+        "TASKHUB_DATABASE_URL": f"postgresql://{db['USER']}@{b_side}:{pg_port}/{db['NAME']}",
+        "TASKHUB_BROKER_URL": f"redis://{b_side}:{redis_port}{broker.path}",
+    }
+    policy = RetryPolicy.objects.create(name="after-partition", max_retries=3, retry_delay=0)
+    start_worker("hosta", concurrency=2, env=env)
+    prefix = network_host.prefix() + (uts_prefix(HOST_B) if _uts_namespaces() else [])
+    host_b = start_host_worker("hostb", b_env, prefix)
+    start_beat(env=env)
+    tasks = [
+        make_task(
+            f"n{i}",
+            tags=["TEST_SLEEP"],
+            parameters={"label": f"n{i}", "seconds": 1.5},
+            timeout_seconds=3,
+            retry_policy=policy.pk,
+        )
+        for i in range(12)
+    ]
+    b_pids = set(host_b.child_pids())
+
+    def on_b(*status: str) -> list[TaskResult]:
+        rows = TaskResult.objects.filter(task__in=tasks, status__in=status).only("worker", "status", "started_at")
+        return [r for r in rows if int(r.worker.split(":")[-1]) in b_pids]
+
+    wait_until(lambda: b_is_mid_work(on_b(AttemptStatus.DONE, AttemptStatus.RUNNING)))
+    network_host.cut()  # host B keeps running, but nothing it sends arrives
+    cut_running = len(on_b(AttemptStatus.RUNNING))
+    unfinished = Task.objects.filter(pk__in=[t.pk for t in tasks]).exclude(status=TaskStatus.DONE).count()
+    wait_until(lambda: done(*tasks), timeout=180, interval=0.2)
+
+    # The link comes back. Host B works again (its stale deliveries find their attempts taken),
+    # and more work after that is also done once.
+    seen = len(host_b.output())
+    network_host.heal()
+    wait_until(lambda: "succeeded in" in host_b.output()[seen:], timeout=120, interval=0.2)
+    tasks += [
+        make_task(f"n{i}", tags=["TEST_SLEEP"], parameters={"label": f"n{i}", "seconds": 0.2}, retry_policy=policy.pk)
+        for i in range(12, 16)
+    ]
+    wait_until(lambda: done(*tasks), timeout=120, interval=0.2)
+
+    done_rows = TaskResult.objects.filter(task__in=tasks, status=AttemptStatus.DONE)
+    lost = sum(1 for t in tasks if not done_rows.filter(task=t).exists())
+    duplicates = done_rows.count() - len(tasks) + lost
+    report(
+        "host_network_cut",
+        faults=1,
+        affected=unfinished,
+        lost=lost,
+        duplicates=duplicates,
+        note=f"{cut_running} running on the cut host; link restored afterwards, "
+        f"{host_b.output().count('discarded, the claim was lost')} late outcomes refused, 4 more tasks",
+    )
+    assert (lost, duplicates) == (0, 0)
+    assert {w.rsplit(":", 1)[0] for w in done_rows.values_list("worker", flat=True)} >= {socket.gethostname()}
+    cut = TaskResult.objects.filter(task__in=tasks).exclude(status=AttemptStatus.DONE)
+    assert cut_running >= 1 and cut.count() == cut_running
+    assert set(cut.values_list("status", flat=True)) == {AttemptStatus.TIMEOUT}
+    runs = runs_per_label(journal())
+    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)  # a handler ran again only after a cut
