@@ -93,8 +93,9 @@ def run_module(module: str, backend: str, quick: bool, timeout: float) -> dict[s
             process.terminate()
             process.wait()
             raise
-        files = []
+        files, payloads = [], []
         for written in sorted(Path(folder).glob("*.json")):
+            payloads.append(json.loads(written.read_text()))  # kept: bench/results/ may be rewritten meanwhile
             shutil.copyfile(written, RESULTS / written.name)
             files.append(RESULTS / written.name)
     seconds = round(time.monotonic() - started, 1)
@@ -113,6 +114,7 @@ def run_module(module: str, backend: str, quick: bool, timeout: float) -> dict[s
         "error": error,
         "seconds": seconds,
         "files": [str(p.relative_to(ROOT)) for p in files],
+        "results": payloads,
     }
 
 
@@ -209,13 +211,46 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
     return True
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table for the README: one row per metric that has a bar or a baseline
+    (the rest is in the full table), one column per backend."""
+    backends: list[str] = []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in summary["metrics"]:
+        if not (m["bar"] or m["baseline"]):
+            continue
+        if m["backend"] not in backends:
+            backends.append(m["backend"])
+        row = rows.setdefault((m["bench"], m["name"]), {"bar": m["bar"], "cells": {}})
+        cell = f"{_fmt(m['value'])} {m['unit']}"
+        if m["ratio"] is not None and m["bar"]:
+            cell += f" ({_fmt(m['ratio'])}×)"
+        cell += {True: " ✓", False: " ✗ missed", None: ""}[m["ok"]]
+        row["cells"][m["backend"]] = cell
+        row["bar"] = row["bar"] or m["bar"]
+    header = ["benchmark", "metric", *(_backend_label(b) for b in backends), "bar"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for (bench, name), row in rows.items():
+        cells = [row["cells"].get(b, "") for b in backends]
+        lines.append("| " + " | ".join([bench, name, *cells, row["bar"]]) + " |")
+    mode = "quick run" if summary["quick"] else "full run"
+    lines.append(f"\n{mode}, {summary['generated_at'][:16].replace('T', ' ')} UTC, {summary['machine']}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every module at its small sizes")
     parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of: {', '.join(MODULES)}")
     parser.add_argument("--timeout", type=float, help="seconds per module run (default 600; quick 300)")
+    parser.add_argument(
+        "--markdown", action="store_true", help="only print bench/results/summary.json as a Markdown table"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "summary.json").read_text())))
+        return 0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
     for name, given, allowed in (("backend", backends, BACKEND_LABELS), ("module", modules, MODULES)):
@@ -244,10 +279,7 @@ def main() -> int:
                 continue
             runs.append(run_module(module, backend, args.quick, timeout))
 
-    results = []
-    for run in runs:
-        for file in run["files"]:
-            results.append(json.loads((ROOT / file).read_text()))
+    results = [result for run in runs for result in run.pop("results")]
     rows = [
         {"bench": result["bench"], "backend": result["backend"], **m} for result in results for m in result["metrics"]
     ]

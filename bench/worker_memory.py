@@ -34,13 +34,13 @@ def worker_rss_mb(pid: int) -> tuple[float, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes: 100 then 1,000 tasks")
-    parser.add_argument("--first", type=int, help="tasks before the first reading (default 1000; quick 100)")
-    parser.add_argument("--total", type=int, help="tasks before the second reading (default 10000; quick 1000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: 50 then 500 tasks")
+    parser.add_argument("--first", type=int, help="tasks before the first reading (default 1000; quick 50)")
+    parser.add_argument("--total", type=int, help="tasks before the second reading (default 10000; quick 500)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (prefork)")
     args = parser.parse_args()
-    first = args.first or (100 if args.quick else 1000)
-    total = args.total or (1000 if args.quick else 10_000)
+    first = args.first or (50 if args.quick else 1000)
+    total = args.total or (500 if args.quick else 10_000)
     if total <= first:
         parser.error("--total must be larger than --first")
 
