@@ -12,6 +12,7 @@ reads the log file (at DEBUG) and the artifacts. No output may contain any plant
 from __future__ import annotations
 
 import json
+import os
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 
 from tests.fakes.jira_server import FakeJira
 from tests.fakes.mattermost_server import FakeMattermost
@@ -156,6 +158,26 @@ def servers() -> Iterator[dict[str, Any]]:
     echo.server_close()
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A database URL carrying the planted password: PostgreSQL (trust auth ignores it) when the suite runs there."""
+    password = PLANTED["database.url password"]
+    db = settings.DATABASES["default"]
+    if "postgresql" not in db["ENGINE"]:
+        yield f"sqlite://taskhub:{password}@/{tmp_path}/db.sqlite3"  # the password is parsed, then unused
+        return
+    import psycopg
+
+    name = f"{db['NAME']}_leak_{os.getpid()}"
+    server = {"user": db["USER"], "host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432}
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://{db['USER']}:{password}@{server['host']}:{server['port']}/{name}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _readable(path: Path) -> str:
     """Return a file's text; an .xlsx workbook is a zip, so read the XML inside."""
     if path.suffix == ".xlsx":
@@ -164,7 +186,7 @@ def _readable(path: Path) -> str:
     return path.read_bytes().decode("utf-8", "replace")
 
 
-def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, Any]) -> None:
+def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, Any], database_url: str) -> None:
     echo_url = f"http://127.0.0.1:{servers['echo'].server_address[1]}"
     mattermost: FakeMattermost = servers["mattermost"]
     secrets = dict(PLANTED)
@@ -192,7 +214,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
         TASKHUB_CONFLUENCE_TOKEN=PLANTED["confluence.token"],
         TASKHUB_EMAIL_SMTP_PASSWORD=PLANTED["email.smtp_password"],
         TASKHUB_WEB_SECRET_KEY=PLANTED["web.secret_key"],
-        TASKHUB_DATABASE_URL=f"sqlite://taskhub:{PLANTED['database.url password']}@/{tmp_path}/db.sqlite3",
+        TASKHUB_DATABASE_URL=database_url,
         TASKHUB_MATTERMOST_WEBHOOK_URL=mattermost.webhook_url,
         TASKHUB_MATTERMOST_WEBHOOKS=f"ops={ops_hook}",
         TASKHUB_SECURITY_ENCRYPTION_KEYS=PLANTED["security.encryption_keys"],
