@@ -158,6 +158,16 @@ def test_a_listed_name_that_resolves_to_loopback_is_refused_at_connect_time(serv
     assert hits == []
 
 
+def test_https_connections_are_checked_too(server, allow) -> None:
+    address, hits = server
+    port = address.rsplit(":", 1)[1]
+    allow("localhost")
+    result = run_http(f"https://localhost:{port}/ok")
+    assert result.status == AttemptStatus.FAILED
+    assert "'localhost' resolves to" in result.error_message and "http.allowed_hosts" in result.error_message
+    assert hits == []
+
+
 def test_a_cidr_entry_lets_the_name_through(server, allow) -> None:
     address, hits = server
     port = address.rsplit(":", 1)[1]
