@@ -66,8 +66,11 @@ def validate(expr: str) -> str:
     try:
         # Some combinations are only impossible together (e.g. 30 February).
         croniter(normalised, datetime(2000, 1, 1)).get_next(datetime)
-    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        raise CronError(f"{normalised!r} never fires ({exc})") from None
+    except (CroniterBadCronError, CroniterBadDateError, ValueError):
+        # Only a day-of-month that no listed month has can do this (with a day-of-week set, either may match).
+        raise CronError(
+            f"{normalised!r} never fires: day-of-month field {fields[2]!r} names no day of month field {fields[3]!r}"
+        ) from None
     return normalised
 
 
