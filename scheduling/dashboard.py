@@ -8,26 +8,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import BooleanField, Count, Max, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, Max, Q
 from django.db.models.functions import Substr, TruncHour
 from django.utils import timezone
 
-from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType
+from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType, status_in
 
 FAILED_ATTEMPTS = (AttemptStatus.FAILED, AttemptStatus.TIMEOUT)
-
-
-def status_in(statuses: tuple[str, ...]) -> RawSQL:
-    """Filter attempts on status with the values written into the SQL, in the partial index's order.
-
-    SQLite uses a partial index only when the query states the index's condition literally; Django binds
-    ``status__in`` values as parameters, which turns result_inflight_idx / result_pick_idx lookups into
-    scans of the whole results table. The values are our own enum constants, never user input.
-    """
-    assert all(value.isalpha() and value.isupper() for value in statuses)
-    values = ", ".join(f"'{value}'" for value in statuses)
-    return RawSQL(f'"scheduling_taskresult"."status" IN ({values})', [], output_field=BooleanField())
 
 
 @dataclass

@@ -18,7 +18,7 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import clock, lifecycle
-from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
+from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, status_in
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _ready(now: datetime):
     blocked = Task.dependencies.through.objects.filter(from_task_id=OuterRef("task_id")).exclude(
         to_task__status=TaskStatus.DONE
     )
-    ready = TaskResult.objects.filter(status__in=WAITING, available_at__lte=now, task__enabled=True).filter(
+    ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
         ~Exists(blocked)
     )
     aging = settings.TASKHUB["scheduler"]["priority_aging_seconds"]
@@ -53,13 +53,18 @@ def _ready(now: datetime):
     )
 
 
+def in_flight() -> int:
+    """Attempts QUEUED or RUNNING (an index-only count of result_inflight_idx)."""
+    return TaskResult.objects.filter(status_in(IN_FLIGHT)).count()
+
+
 def dispatch(now: datetime | None = None) -> list[TaskResult]:
     """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
     now = now or clock.now()
     conf = settings.TASKHUB["scheduler"]
     with transaction.atomic():
         _lock()
-        free = conf["concurrency"] - TaskResult.objects.filter(status__in=IN_FLIGHT).count()
+        free = conf["concurrency"] - in_flight()
         if free <= 0:
             return []
         candidates = _ready(now).select_related("task")
@@ -134,7 +139,7 @@ def wake() -> None:
     try:
         concurrency = settings.TASKHUB["scheduler"]["concurrency"]
         batch = concurrency // BATCH_SHARE
-        if batch > 1 and concurrency - TaskResult.objects.filter(status__in=IN_FLIGHT).count() < batch:
+        if batch > 1 and concurrency - in_flight() < batch:
             return  # busy: a later completion (or the sweep) dispatches a whole batch
         dispatch()
     except Exception:
@@ -161,14 +166,18 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     conf = settings.TASKHUB["scheduler"]
     stale = list(
         TaskResult.objects.filter(
-            status=AttemptStatus.QUEUED, queued_at__lt=now - timedelta(seconds=conf["requeue_after_seconds"])
+            status_in(IN_FLIGHT),  # lets SQLite use result_inflight_idx
+            status=AttemptStatus.QUEUED,
+            queued_at__lt=now - timedelta(seconds=conf["requeue_after_seconds"]),
         ).select_related("task")
     )
     if stale:
         # Bump queued_at so the same attempt is re-sent once per interval, not on every sweep.
         TaskResult.objects.filter(pk__in=[r.pk for r in stale], status=AttemptStatus.QUEUED).update(queued_at=now)
         send(stale)
-    zombies = TaskResult.objects.filter(status=AttemptStatus.RUNNING, deadline__lt=now).values_list("pk", flat=True)
+    zombies = TaskResult.objects.filter(
+        status_in(IN_FLIGHT), status=AttemptStatus.RUNNING, deadline__lt=now
+    ).values_list("pk", flat=True)
     reclaimed = sum(executor.reclaim(result_id, now=now) for result_id in list(zombies))
     picked = dispatch(now)
     counts = {"resent": len(stale), "reclaimed": reclaimed, "dispatched": len(picked)}

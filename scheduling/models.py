@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils.timezone import now
 
 
@@ -52,6 +53,18 @@ FINISHED = (
     AttemptStatus.CANCELLED,
     AttemptStatus.SKIPPED,
 )
+
+
+def status_in(statuses: tuple[str, ...]) -> RawSQL:
+    """Filter attempts on status with the values written into the SQL, in the partial indexes' order.
+
+    SQLite uses a partial index only when the query states the index's condition literally; Django binds
+    ``status__in`` values as parameters, which turns result_inflight_idx / result_pick_idx lookups into
+    scans of the whole results table. The values are our own enum constants, never user input.
+    """
+    assert all(value.isalpha() and value.isupper() for value in statuses)
+    values = ", ".join(f"'{value}'" for value in statuses)
+    return RawSQL(f'"scheduling_taskresult"."status" IN ({values})', [], output_field=models.BooleanField())
 
 
 #: The task fields a person sets (the services write them; the audit trail records them).

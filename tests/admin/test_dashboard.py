@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from scheduling import dashboard
-from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
+from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus, status_in
 from tests.admin.conftest import create, task_url
 
 pytestmark = pytest.mark.django_db
@@ -149,18 +148,16 @@ def bulk(tasks: int, results_per_task: int) -> None:
 
 
 def test_dashboard_cost_does_not_grow_with_the_tables(client_op: Client, busy: dict[str, Task]) -> None:
-    def measure() -> tuple[int, float]:
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            assert client_op.get(task_url("dashboard")).status_code == 200
-            elapsed = time.perf_counter() - started
-        return len(queries), elapsed
+    """A fixed number of queries, none per row (its time at 100,000 tasks is measured by bench/scale.py)."""
 
-    few, _ = measure()
+    def measure() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client_op.get(task_url("dashboard")).status_code == 200
+        return len(queries)
+
+    few = measure()
     bulk(tasks=2_000, results_per_task=10)
-    many, elapsed = measure()
-    assert many == few  # a fixed number of queries: no per-row queries
-    assert elapsed < 1.0, f"dashboard took {elapsed:.2f}s with 2,000 tasks and 20,000 results"
+    assert measure() == few
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="checks SQLite's plan")
@@ -169,7 +166,7 @@ def test_live_attempt_counts_use_the_partial_indexes_on_sqlite(db: None) -> None
 
     plans = {}
     for name, statuses in (("result_inflight_idx", IN_FLIGHT), ("result_pick_idx", WAITING)):
-        query = TaskResult.objects.filter(dashboard.status_in(statuses)).values("pk").query
+        query = TaskResult.objects.filter(status_in(statuses)).values("pk").query
         sql, params = query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
