@@ -64,7 +64,7 @@ def test_server_errors_and_rate_limits_are_transient_and_not_retried_by_the_libr
     assert "will retry per the task's policy" in str(caught.value)
     # One request only: the library's own retries (sleeping 10 s and more on 429/503) are off.
     assert fake_jira.count("GET", "/search") == 1
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # not the library's back-off of 10 s and more
     if status == 429:
         assert "Retry-After: 1 s" in str(caught.value)
 
@@ -80,12 +80,11 @@ def test_500_then_success_works_on_the_next_try(fake_jira, tmp_path):
 def test_slow_jira_times_out_as_a_transient_error(fake_jira, monkeypatch, tmp_path):
     configure(monkeypatch, ENV1, fake_jira, timeout=0.3)
     fake_jira.delay = 1.5
-    started = time.monotonic()
     with pytest.raises(IntegrationError) as caught:
         export(tmp_path)
     assert not caught.value.permanent and caught.value.status is None
     assert "timed out after 0.3 s (jira.environments.env1.jira.com.timeout)" in str(caught.value)
-    assert time.monotonic() - started < 1.4
+    assert fake_jira.count("GET", "/search") == 1  # recorded on arrival; the library does not repeat it
 
 
 def test_unreachable_jira_is_a_transient_connection_error(monkeypatch, tmp_path):
@@ -109,7 +108,7 @@ def test_unreachable_jira_is_a_transient_connection_error(monkeypatch, tmp_path)
         export(tmp_path)
     assert not caught.value.permanent
     assert f"cannot connect to http://127.0.0.1:{port} (connection refused)" in str(caught.value)
-    assert time.monotonic() - started < 2  # no library back-off of 20 s and more
+    assert time.monotonic() - started < 10  # not the library's back-off of 20 s and more
 
 
 def test_unconfigured_environment_is_permanent_and_lists_configured_ones(fake_jira):
