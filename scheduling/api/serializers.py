@@ -94,6 +94,16 @@ class LastResultSerializer(serializers.ModelSerializer):
         ]
 
 
+def _related(task: Task, name: str) -> Any:
+    """Return the prefetched rows of a many-to-many field without building a related manager per access.
+
+    A manager per field and row is a third of a 100-task page's serialisation; without a prefetch
+    (a task just written) this falls back to the manager.
+    """
+    cache = getattr(task, "_prefetched_objects_cache", {})
+    return cache[name] if name in cache else getattr(task, name).all()
+
+
 class TaskRefSerializer(serializers.Serializer):
     """Another task, by id, name and status."""
 
@@ -153,21 +163,21 @@ class TaskSerializer(serializers.ModelSerializer):
         return Priority(task.priority).name
 
     def get_tags(self, task: Task) -> list[str]:
-        return [tag.name for tag in task.tags.all()]
+        return [tag.name for tag in _related(task, "tags")]
 
     @extend_schema_field({"type": "string", "nullable": True, "description": "Username of the task's creator."})
     def get_owner(self, task: Task) -> str | None:
         return task.owner.get_username() if task.owner is not None else None
 
     def get_dependencies(self, task: Task) -> list[uuid.UUID]:
-        return [dep.pk for dep in task.dependencies.all()]
+        return [dep.pk for dep in _related(task, "dependencies")]
 
     @extend_schema_field(TaskRefSerializer(many=True))
     def get_waiting_on(self, task: Task) -> list[dict[str, Any]]:
         """List the dependencies that are not DONE yet, which is why a PENDING task waits."""
         return [
             {"id": dep.pk, "name": dep.name, "status": dep.status}
-            for dep in task.dependencies.all()
+            for dep in _related(task, "dependencies")
             if dep.status != TaskStatus.DONE
         ]
 
