@@ -156,7 +156,7 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and TASKHUB["database"]
     # A worker cut off inside the dispatcher's transaction would hold its advisory lock, and so stop
     # every dispatcher, until TCP gave up (hours): the server ends such a session, which rolls it back.
     _idle_ms = TASKHUB["database"]["idle_transaction_timeout"] * 1000
-    DATABASES["default"]["OPTIONS"] = {"options": f"-c idle_in_transaction_session_timeout={_idle_ms}"}
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c idle_in_transaction_session_timeout={_idle_ms}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,9 +1,11 @@
 """Fault tests: the engine loses nothing and runs nothing twice when its parts fail.
 
 Real worker and beat processes (tests/conftest.py), a private redis-server that
-a test may kill, PostgreSQL backends terminated under a worker, the dispatcher
-raced from four processes, and a worker on a second host (its own UTS namespace,
-so its own socket.gethostname()) cut off mid-work. Covered elsewhere and not
+a test may kill, PostgreSQL backends terminated under a worker, the leader beat
+killed, the dispatcher raced from four processes, and a worker on a second host
+(its own UTS namespace, so its own socket.gethostname(); on PostgreSQL + Redis
+also its own network namespace behind a veth link) killed or cut off mid-work.
+Covered elsewhere and not
 repeated here (tests/scheduling/test_e2e.py, test_executor.py): a worker process
 SIGKILLed mid-task, a message delivered twice, two beats on SQLite, a late
 completion from a worker that lost its claim.
@@ -258,7 +260,8 @@ def test_run_attempt_survives_its_own_connection_being_terminated(make_task):
     assert attempts(task) == [(1, "DONE")]
 
 
-def test_reconnecting_retries_a_step_only_outside_a_transaction():
+def test_reconnecting_retries_a_step_only_outside_a_transaction(monkeypatch):
+    monkeypatch.setattr(executor.time, "sleep", lambda seconds: None)  # no backoff pauses here
     calls = []
 
     def flaky_step() -> str:
@@ -377,7 +380,7 @@ def test_dispatcher_from_four_processes_keeps_the_cap_and_queues_each_attempt_on
 ):
     cap = 3
     env = {**celery_env, **scheduler_conf(concurrency=cap)}
-    tasks = [make_task(f"d{i}", enabled=False) for i in range(40)]  # not ready until enabled below
+    tasks = [make_task(f"d{i}", enabled=False) for i in range(24)]  # not ready until enabled below
     stop = tmp_path / "stop"
     loops = [
         subprocess.Popen(
@@ -496,7 +499,7 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
     start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf
 ):
     uts = _uts_namespaces()
-    env = scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2)
+    env = scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2, timeout_grace_seconds=1)
     policy = RetryPolicy.objects.create(name="after-cut", max_retries=3, retry_delay=0)
     start_worker("hosta", concurrency=2, env=env)
     host_b = start_host_worker("hostb", env, uts_prefix(HOST_B) if uts else [])
@@ -509,7 +512,7 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
             timeout_seconds=3,
             retry_policy=policy.pk,
         )
-        for i in range(16)
+        for i in range(10)
     ]
     b_pids = set(host_b.child_pids())  # its pool processes (the same set until it is killed)
 
@@ -545,10 +548,8 @@ def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
     assert cut_running >= 1 and cut.count() == cut_running
     assert set(cut.values_list("status", flat=True)) == {AttemptStatus.TIMEOUT}
     runs = runs_per_label(journal())
-    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)  # a handler ran again only after a cut
-    # A task's handler ran more than once only after a cut attempt.
-    runs = runs_per_label(journal())
-    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)
+    # A handler ran again only after a cut (a cut attempt may have died before its handler began).
+    assert all(1 <= runs[t.name] <= 1 + cut.filter(task=t).count() for t in tasks)
 
 
 # --- 5b. the same across a real network: host B in a network namespace, its link cut ------
@@ -664,7 +665,7 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
     start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf, network_host
 ):
     env = {
-        **scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2),
+        **scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2, timeout_grace_seconds=1),
         # Host B may be cut off inside a transaction (the dispatcher's, holding its lock): the
         # server ends that session after this long (60 s by default), and dispatch goes on.
         "TASKHUB_DATABASE_IDLE_TRANSACTION_TIMEOUT": "3",
@@ -692,7 +693,7 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
             timeout_seconds=3,
             retry_policy=policy.pk,
         )
-        for i in range(12)
+        for i in range(8)
     ]
     b_pids = set(host_b.child_pids())
 
@@ -713,7 +714,7 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
     wait_until(lambda: "succeeded in" in host_b.output()[seen:], timeout=120, interval=0.2)
     tasks += [
         make_task(f"n{i}", tags=["TEST_SLEEP"], parameters={"label": f"n{i}", "seconds": 0.2}, retry_policy=policy.pk)
-        for i in range(12, 16)
+        for i in range(8, 10)
     ]
     wait_until(lambda: done(*tasks), timeout=120, interval=0.2)
 
@@ -727,7 +728,7 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
         lost=lost,
         duplicates=duplicates,
         note=f"{cut_running} running on the cut host; link restored afterwards, "
-        f"{host_b.output().count('discarded, the claim was lost')} late outcomes refused, 4 more tasks",
+        f"{host_b.output().count('discarded, the claim was lost')} late outcomes refused, 2 more tasks",
     )
     assert (lost, duplicates) == (0, 0)
     assert {w.rsplit(":", 1)[0] for w in done_rows.values_list("worker", flat=True)} >= {socket.gethostname()}
@@ -735,4 +736,5 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
     assert cut_running >= 1 and cut.count() == cut_running
     assert set(cut.values_list("status", flat=True)) == {AttemptStatus.TIMEOUT}
     runs = runs_per_label(journal())
-    assert all(runs[t.name] == 1 + cut.filter(task=t).count() for t in tasks)  # a handler ran again only after a cut
+    # A handler ran again only after a cut (a cut attempt may have died before its handler began).
+    assert all(1 <= runs[t.name] <= 1 + cut.filter(task=t).count() for t in tasks)
