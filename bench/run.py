@@ -56,7 +56,7 @@ def postgres_reachable() -> str:
 
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except Exception as exc:  # noqa: BLE001
-        return f"Redis at 127.0.0.1:6379 is not reachable ({exc.__class__.__name__}: {exc})"
+        return f"Redis at {REDIS_URL} is not reachable ({exc.__class__.__name__}: {exc})"
     return ""
 
 
