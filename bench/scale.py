@@ -15,6 +15,10 @@ b) ``GET /tasks?page_size=100``, ``GET /tasks/status/PENDING`` and ``GET /task_h
    superuser (every task) and as a plain user (own tasks only): p50 (bar <= 50 ms) and query count
    (bar: the same on both stores).
 c) The admin dashboard (bar <= 1 s) and the admin task and task-result change lists.
+The stores are measured in turn, three rounds each, so load from elsewhere on the machine hits both alike;
+each figure has its p50/p95/p99 and its fastest sample (``min``: the cost without waiting for a core).
+``--not-ready N`` puts the same number of waiting-but-not-ready attempts in both stores, which separates the
+store's size from the queue's (the pick checks every such attempt ahead of the ready ones).
 
 Usage (from the repository root):
     .venv/bin/python -m bench.scale [--quick] [--keep] [--explain]
