@@ -75,6 +75,14 @@ def fire_due(now: datetime | None = None) -> int:
         groups = list(due.order_by().values_list("cron_expr", "timezone", "next_fire_at").annotate(n=Count("pk")))
         if not groups:
             return 0
+        # Due tasks whose dependency already failed: looked up through the due index before the fire
+        # (after it, "fired now" could only be found by status, which every waiting task shares).
+        blocked = list(
+            due.filter(dependencies__status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED))
+            .order_by()
+            .values_list("pk", flat=True)
+            .distinct()
+        )
         active = Counter(
             dict(
                 TaskResult.objects.filter(task__in=due, status__in=WAITING + IN_FLIGHT)
@@ -119,8 +127,8 @@ def fire_due(now: datetime | None = None) -> int:
                 )
             else:
                 group.update(next_fire_at=following)
-        if fired:
-            _fail_blocked(now)
+        if fired and blocked:
+            _fail_blocked(blocked, now)
         transaction.on_commit(dispatcher.wake)
     return fired
 
@@ -185,13 +193,8 @@ def _fire_one(
     return fired
 
 
-def _fail_blocked(now: datetime) -> None:
-    """Fail the new runs of tasks fired at ``now`` whose dependency already FAILED or was CANCELLED."""
-    blocked = Task.objects.filter(
-        dependencies__status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED),
-        task_type=TaskType.SCHEDULED,
-        status=TaskStatus.PENDING,
-        updated_at=now,
-    ).distinct()
-    for task in blocked:
+def _fail_blocked(candidates: list, now: datetime) -> None:
+    """Fail the new runs of the candidates fired at ``now`` if a dependency is (still) FAILED or CANCELLED."""
+    fired = Task.objects.filter(pk__in=candidates, status=TaskStatus.PENDING, updated_at=now)
+    for task in fired:
         services.fail_if_upstream_failed(task)

@@ -27,7 +27,8 @@ def scheduled(make_task, name="cron", cron="* * * * *", **fields) -> Task:
 
 
 def fires(task) -> list:
-    return list(TaskResult.objects.filter(task=task, attempt=1).order_by("fire_time").values_list("fire_time", "status"))
+    runs = TaskResult.objects.filter(task=task, attempt=1).order_by("fire_time")
+    return list(runs.values_list("fire_time", "status"))
 
 
 def test_scheduled_task_is_stored_on_a_shared_crontab(make_task, at):
@@ -62,6 +63,19 @@ def test_same_fire_cannot_be_recorded_twice(make_task, at):
     Task.objects.filter(pk=task.pk).update(next_fire_at=fire_time)
     firing.fire_due()
     assert len(fires(task)) == 1
+
+
+def test_fire_of_a_task_whose_dependency_was_cancelled_fails_at_once(make_task, at):
+    upstream = make_task("extract")
+    services.task_cancel(task=upstream)
+    blocked = scheduled(make_task, "report", dependencies=[upstream.pk])
+    free = scheduled(make_task, "free")
+    at.move_to(blocked.next_fire_at)
+    assert firing.fire_due() == 2
+    run = TaskResult.objects.get(task=blocked)
+    assert run.status == AttemptStatus.FAILED and run.error_message == "dependency 'extract' is CANCELLED"
+    assert Task.objects.get(pk=blocked.pk).status == TaskStatus.FAILED
+    assert fires(free) == [(free.next_fire_at, AttemptStatus.PENDING)]
 
 
 def test_missed_fires_each_run_without_coalesce(make_task, at, scheduler_conf):
