@@ -27,10 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.common import ensure_postgres_database, metric, percentiles, wait_for, write_result
-
-# Older benchmarks import it from here.
-_ensure_postgres_database = ensure_postgres_database
+from bench.common import metric, percentiles, wait_for, write_result
 
 THROUGHPUT_BAR_CELERY = 0.5
 THROUGHPUT_BAR_APSCHEDULER = 1.0
