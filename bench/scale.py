@@ -528,7 +528,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 tasks and 100,000 attempts")
     parser.add_argument("--tasks", type=int, help="tasks in the big store (default 100,000; quick 10,000)")
     parser.add_argument("--results", type=int, help="finished attempts in the big store (default 10 per task)")
-    parser.add_argument("--runs", type=int, default=20, help="requests per API measurement")
+    parser.add_argument("--runs", type=int, help="requests per measurement and round (default 20; quick 7)")
     parser.add_argument("--keep", action="store_true", help="reuse a store that already has the requested size")
     parser.add_argument("--explain", action="store_true", help="print the plans of the pick and of slow queries")
     parser.add_argument(
@@ -539,6 +539,7 @@ def main() -> None:
     args = parser.parse_args()
     n_tasks = args.tasks or (10_000 if args.quick else 100_000)
     n_results = args.results or 10 * n_tasks
+    args.runs = args.runs or (7 if args.quick else 20)
     if args.not_ready is not None:
         os.environ["BENCH_SCALE_NOT_READY"] = str(max(3, args.not_ready))
 
