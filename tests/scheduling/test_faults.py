@@ -137,13 +137,16 @@ REDIS_TRANSPORT = {"visibility_timeout": 7200, "queue_order_strategy": "priority
 @pytest.fixture
 def test_process_broker() -> Iterator[Callable[..., object]]:
     """Point this process's Celery app (which sends after dispatch) at another broker; restored afterwards."""
+    from kombu import pools as kombu_pools
+
     from taskhub.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
 
     def reset_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # Close and forget kombu's shared pools too: a closed pool left in its registry would be
+        # handed to the next test that sends ("Acquire on closed pool").
+        kombu_pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 
