@@ -66,6 +66,22 @@ def install_purge_task() -> PeriodicTask:
     return task
 
 
+#: The leader's lock lives as long as its connection. A leader cut off from the database must
+#: lose it in seconds, not when TCP gives up (hours): keepalives and a TCP user timeout on both
+#: ends, so the server ends the session (releasing the lock for the waiting beat) and the cut-off
+#: beat's next check fails and it stops firing.
+LEADER_CONNECTION = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+    " -c tcp_user_timeout=10000",
+}
+
+
 class LeaderLock:
     """A PostgreSQL session advisory lock on a connection of its own (no-op elsewhere)."""
 
@@ -87,6 +103,7 @@ class LeaderLock:
                     host=db["HOST"] or None,
                     port=db["PORT"] or None,
                     autocommit=True,
+                    **LEADER_CONNECTION,
                 )
                 row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_KEY]).fetchone()
                 if not row[0]:
