@@ -61,3 +61,25 @@ def chain(db: None) -> dict[str, Task]:
 
 def task_url(view: str, *args: Any) -> str:
     return reverse(f"admin:scheduling_task_{view}", args=args)
+
+
+def task_form(**fields: Any) -> dict[str, Any]:
+    """The admin task form as a browser posts it: an IMMEDIATE TEST_RECORD task, ``fields`` changed."""
+    return {
+        "name": "from the form",
+        "handler_tag": "TEST_RECORD",
+        "tag_names": "",
+        "task_type": "IMMEDIATE",
+        "cron_expr": "",
+        "timezone": "UTC",
+        "overlap_policy": "skip",
+        "priority": "2",
+        "parameters": "{}",
+        "metadata": "{}",
+        "enabled": "on",
+        "results-TOTAL_FORMS": "0",
+        "results-INITIAL_FORMS": "0",
+        "results-MIN_NUM_FORMS": "0",
+        "results-MAX_NUM_FORMS": "0",
+        **fields,
+    }

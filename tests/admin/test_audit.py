@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from scheduling import services
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
-from tests.admin.conftest import create, task_url
+from tests.admin.conftest import create, task_form, task_url
 
 pytestmark = pytest.mark.django_db
 
@@ -90,23 +90,7 @@ def test_task_page_shows_the_trail_from_admin_actions(client_op: Client) -> None
 
 
 def test_admin_form_edit_is_audited_with_the_user(client_op: Client) -> None:
-    response = client_op.post(
-        task_url("add"),
-        {
-            "name": "from the form",
-            "handler_tag": "TEST_RECORD",
-            "task_type": "SCHEDULED",
-            "cron_expr": "0 5 * * *",
-            "timezone": "UTC",
-            "overlap_policy": "skip",
-            "priority": "2",
-            "parameters": "{}",
-            "metadata": "{}",
-            "enabled": "on",
-            "results-TOTAL_FORMS": "0",
-            "results-INITIAL_FORMS": "0",
-        },
-    )
+    response = client_op.post(task_url("add"), task_form(task_type="SCHEDULED", cron_expr="0 5 * * *"))
     assert response.status_code == 302
     task = Task.objects.get(name="from the form")
     assert trail(task) == [("created", "operator")]

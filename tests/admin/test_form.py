@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -11,7 +12,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from scheduling.models import Task
-from tests.admin.conftest import create, task_url
+from tests.admin.conftest import create, task_form, task_url
+
+# The add form for a task named 'picked' with an extra tag; tests change fields by keyword.
+add_form = partial(task_form, name="picked", tag_names="team-a")
 
 pytestmark = pytest.mark.django_db
 
@@ -80,28 +84,6 @@ def test_form_offers_the_registered_handlers_and_the_preview_wiring(client_op: C
     assert "scheduling/task-page.js" in page and "https://" not in page.split("</head>")[0]
 
 
-def add_form(**fields: Any) -> dict[str, Any]:
-    data = {
-        "name": "picked",
-        "handler_tag": "TEST_RECORD",
-        "tag_names": "team-a",
-        "task_type": "IMMEDIATE",
-        "cron_expr": "",
-        "timezone": "UTC",
-        "overlap_policy": "skip",
-        "priority": "2",
-        "parameters": "{}",
-        "metadata": "{}",
-        "enabled": "on",
-        "results-TOTAL_FORMS": "0",
-        "results-INITIAL_FORMS": "0",
-        "results-MIN_NUM_FORMS": "0",
-        "results-MAX_NUM_FORMS": "0",
-    }
-    data.update(fields)
-    return data
-
-
 def test_chosen_handler_becomes_the_handler_tag(client_op: Client) -> None:
     response = client_op.post(task_url("add"), add_form())
     assert response.status_code == 302
@@ -113,7 +95,10 @@ def test_chosen_handler_becomes_the_handler_tag(client_op: Client) -> None:
 
 
 def test_parameters_are_checked_against_the_chosen_handlers_schema_inline(client_op: Client) -> None:
-    response = client_op.post(task_url("add"), add_form(handler_tag="HTTP_REQUEST", parameters='{"method": 5}'))
+    response = client_op.post(
+        task_url("add"),
+        add_form(handler_tag="HTTP_REQUEST", parameters='{"method": 5}'),
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert "'url' is a required property" in " ".join(errors["parameters"])
@@ -156,7 +141,10 @@ def test_save_and_continue_opens_the_created_task(client_op: Client) -> None:
 
 def test_a_retry_policy_can_be_typed_in_the_form(client_op: Client) -> None:
     response = client_op.post(
-        task_url("add"), add_form(new_policy_retries="2", new_policy_delay="5", new_policy_backoff="3")
+        task_url("add"),
+        task_form(
+            name="picked", tag_names="team-a", new_policy_retries="2", new_policy_delay="5", new_policy_backoff="3"
+        ),
     )
     assert response.status_code == 302
     policy = Task.objects.get(name="picked").retry_policy

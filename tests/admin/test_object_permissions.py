@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from scheduling import lifecycle, services
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult
+from tests.admin.conftest import task_form
 
 pytestmark = pytest.mark.django_db
 
@@ -146,20 +147,7 @@ def test_another_users_task_cannot_be_made_a_dependency(people: dict[str, Any]) 
     client = login(people["alice"])
     response = client.post(
         reverse("admin:scheduling_task_add"),
-        {
-            "name": "sneaky",
-            "handler_tag": "TEST_RECORD",
-            "task_type": "IMMEDIATE",
-            "timezone": "UTC",
-            "overlap_policy": "skip",
-            "priority": "2",
-            "parameters": "{}",
-            "metadata": "{}",
-            "enabled": "on",
-            "dependencies": [str(people["theirs"].pk)],
-            "results-TOTAL_FORMS": "0",
-            "results-INITIAL_FORMS": "0",
-        },
+        task_form(name="sneaky", dependencies=[str(people["theirs"].pk)]),
     )
     assert response.status_code == 200  # the form again, with the error
     assert "Select a valid choice" in response.content.decode()

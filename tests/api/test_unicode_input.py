@@ -16,6 +16,7 @@ from django.utils.html import escape
 from rest_framework.test import APIClient
 
 from scheduling.models import Task
+from tests.admin.conftest import task_form
 from tests.api.conftest import snapshot, task_body
 
 pytestmark = pytest.mark.django_db
@@ -162,30 +163,11 @@ def test_admin_search_and_filters_with_bad_characters_are_never_a_500(admin_clie
     assert response.status_code in (200, 302, 400)
 
 
-def form(**fields: Any) -> dict[str, Any]:
-    return {
-        "name": "from the form",
-        "handler_tag": "TEST_RECORD",
-        "tag_names": "",
-        "task_type": "IMMEDIATE",
-        "cron_expr": "",
-        "timezone": "UTC",
-        "overlap_policy": "skip",
-        "priority": "2",
-        "parameters": "{}",
-        "metadata": "{}",
-        "enabled": "on",
-        "results-TOTAL_FORMS": "0",
-        "results-INITIAL_FORMS": "0",
-        **fields,
-    }
-
-
 @pytest.mark.parametrize("text", list(FAITHFUL.values()), ids=list(FAITHFUL))
 def test_admin_form_stores_unicode_faithfully(admin_client: Client, text: str) -> None:
     response = admin_client.post(
         reverse("admin:scheduling_task_add"),
-        form(name=text, tag_names=text.replace(",", " ")[:64], parameters=json.dumps({"label": text})),
+        task_form(name=text, tag_names=text.replace(",", " ")[:64], parameters=json.dumps({"label": text})),
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     task = Task.objects.get()
@@ -209,7 +191,7 @@ ADMIN_REFUSALS = {
 @pytest.mark.parametrize("case", list(ADMIN_REFUSALS))
 def test_admin_form_refuses_bad_input_with_a_message_on_the_field(admin_client: Client, case: str) -> None:
     fields, field = ADMIN_REFUSALS[case]
-    response = admin_client.post(reverse("admin:scheduling_task_add"), form(**fields))
+    response = admin_client.post(reverse("admin:scheduling_task_add"), task_form(**fields))
     assert response.status_code == 200, response.status_code  # the form again, with errors
     errors = response.context["adminform"].form.errors
     assert field in errors, errors
@@ -234,7 +216,7 @@ def test_nul_in_a_query_string_is_a_400_naming_the_parameter(api: APIClient, adm
 def test_admin_form_with_parameters_over_the_size_limit_is_a_form_error(admin_client: Client, settings: Any) -> None:
     limit = settings.TASKHUB["security"]["max_parameters_bytes"]
     big = json.dumps({"label": "x" * (limit + 10)})
-    response = admin_client.post(reverse("admin:scheduling_task_add"), form(parameters=big))
+    response = admin_client.post(reverse("admin:scheduling_task_add"), task_form(parameters=big))
     assert response.status_code == 200
     assert "max_parameters_bytes" in " ".join(response.context["adminform"].form.errors["parameters"])
     assert Task.objects.count() == 0
@@ -242,6 +224,6 @@ def test_admin_form_with_parameters_over_the_size_limit_is_a_form_error(admin_cl
 
 def test_admin_form_body_over_the_request_limit_is_a_400_not_a_500(admin_client: Client, settings: Any) -> None:
     huge = json.dumps({"label": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1000)})
-    response = admin_client.post(reverse("admin:scheduling_task_add"), form(metadata=huge))
+    response = admin_client.post(reverse("admin:scheduling_task_add"), task_form(metadata=huge))
     assert response.status_code in (400, 413)
     assert Task.objects.count() == 0

@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from scheduling import services
 from scheduling.models import Task, TaskAudit
+from tests.admin.conftest import task_form
 
 pytestmark = pytest.mark.django_db
 
@@ -78,31 +79,12 @@ def make(**fields: Any) -> Task:
     return services.task_create(data=data)
 
 
-def form_data(**fields: Any) -> dict[str, Any]:
-    """The admin task form as a browser posts it."""
-    return {
-        "name": "audited",
-        "handler_tag": "TEST_RECORD",
-        "task_type": "IMMEDIATE",
-        "cron_expr": "",
-        "timezone": "UTC",
-        "overlap_policy": "skip",
-        "priority": "2",
-        "parameters": "{}",
-        "metadata": "{}",
-        "enabled": "on",
-        "results-TOTAL_FORMS": "0",
-        "results-INITIAL_FORMS": "0",
-        **fields,
-    }
-
-
 def act(source: str, action: str, task: Task | None, web: Client, api: APIClient) -> str:
     """Do ``action`` through ``source``; return the task's id."""
     changelist = reverse("admin:scheduling_task_changelist")
     if action == "created":
         if source == "admin":
-            assert web.post(reverse("admin:scheduling_task_add"), form_data()).status_code == 302
+            assert web.post(reverse("admin:scheduling_task_add"), task_form(name="audited")).status_code == 302
             return str(Task.objects.get(name="audited").pk)
         if source == "api":
             response = api.post("/tasks", {"name": "audited", "tags": ["TEST_RECORD"]}, format="json")
@@ -114,7 +96,9 @@ def act(source: str, action: str, task: Task | None, web: Client, api: APIClient
     pk = str(task.pk)
     if action == "changed":
         if source == "admin":
-            response = web.post(reverse("admin:scheduling_task_change", args=[pk]), form_data(priority="1"))
+            response = web.post(
+                reverse("admin:scheduling_task_change", args=[pk]), task_form(name="audited", priority="1")
+            )
             assert response.status_code == 302, response.content.decode()[:2000]
         elif source == "api":
             assert api.patch(f"/tasks/{pk}", {"priority": "HIGH"}, format="json").status_code == 200
