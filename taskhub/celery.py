@@ -6,7 +6,9 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
+from django.db import close_old_connections
 
 from taskhub import config
 from taskhub.startup import guarded
@@ -26,6 +28,16 @@ def _load_settings(sender: Any = None, **kwargs: Any) -> None:
     """Load Django settings (folders, database URL) under the same guard, before Celery reads them."""
     # Not at import time: this package is imported while settings themselves load.
     guarded(lambda: settings.TASKHUB)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs: Any) -> None:
+    """Around each task, as Django does around each request: drop a connection past CONN_MAX_AGE or broken.
+
+    With CELERY_DB_REUSE_MAX set, Celery's own fixup no longer closes it after every task.
+    """
+    close_old_connections()
 
 
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -256,6 +256,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task unless told to
+# reuse it: a new PostgreSQL session per attempt (connect, then cold catalog caches) cost more than the
+# attempt itself. Reuse it; taskhub/celery.py closes it when Django would (CONN_MAX_AGE, failed check).
+CELERY_DB_REUSE_MAX = 10_000
 # A broker restart must not kill running attempts (Celery 6 will default to cancelling them): the
 # database, not the broker, records their outcome, and a redelivered message for a taken attempt is ignored.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False

@@ -8,11 +8,12 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from scheduling import services
 from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskResult, TaskStatus
-from tests.conftest import attempts, wait_until
+from tests.conftest import attempts, statuses, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -204,3 +205,13 @@ def test_cancel_revokes_a_running_attempt(start_worker, make_task, journal):
     after = make_task("after")
     wait_until(lambda: done(after), timeout=30)
     assert TaskResult.objects.get(task=task).status == AttemptStatus.CANCELLED
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL session is what a reconnect costs")
+def test_a_worker_process_keeps_its_database_session_across_attempts(start_worker, make_task):
+    """Celery's Django fixup reconnected before and after every task: a new session per attempt."""
+    start_worker(concurrency=1)
+    tasks = [make_task(f"s{i}", tags=["TEST_DB_SESSION"], parameters={}) for i in range(4)]
+    wait_until(lambda: all(s == "DONE" for s in statuses(*tasks)))
+    sessions = {tuple(TaskResult.objects.get(task=t).result.values()) for t in tasks}
+    assert len(sessions) == 1, sessions

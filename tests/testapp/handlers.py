@@ -62,6 +62,15 @@ def stubborn(parameters: dict[str, Any], context: HandlerContext) -> dict[str, A
     return {"gave_up": False}
 
 
+def db_session(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Return the database session this worker process uses (PostgreSQL's backend pid)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return {"backend": cursor.fetchone()[0], "pid": os.getpid()}
+
+
 def noop(parameters: dict[str, Any], context: HandlerContext) -> None:
     """Do nothing (for throughput measurements)."""
     return None
@@ -73,3 +82,4 @@ def register() -> None:
     registry.register("TEST_SLEEP", sleepy, schema={"type": "object"})
     registry.register("NOOP", noop, schema={"type": "object"})
     registry.register("TEST_STUBBORN", stubborn, schema={"type": "object"})
+    registry.register("TEST_DB_SESSION", db_session, schema={"type": "object"})
