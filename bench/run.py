@@ -2,8 +2,8 @@
 
 Each module runs as its own process (``python -m bench.<module> [--quick]``) and writes
 ``bench/results/<name>-<backend>.json`` (bench/common.py). Then this prints one table of every
-metric, writes ``bench/results/summary.json`` and draws ``bench/results/chart.png`` (copied to
-``docs/performance.png`` for the README).
+metric, writes ``bench/results/summary.json`` and draws ``bench/results/chart.png`` (a full run's is
+copied to ``docs/performance.png`` for the README).
 
 Backends:
 - ``sqlite``: the embedded default (SQLite + filesystem broker), each module's own temporary files;
@@ -327,9 +327,12 @@ def main() -> int:
     print("written: bench/results/summary.json")
     try:
         if chart(results, RESULTS / "chart.png", this_machine, args.quick):
-            DOCS_CHART.parent.mkdir(exist_ok=True)
-            shutil.copyfile(RESULTS / "chart.png", DOCS_CHART)
-            print(f"written: bench/results/chart.png, {DOCS_CHART.relative_to(ROOT)}")
+            if args.quick:  # the README shows a full run's chart: a quick run does not replace it
+                print("written: bench/results/chart.png")
+            else:
+                DOCS_CHART.parent.mkdir(exist_ok=True)
+                shutil.copyfile(RESULTS / "chart.png", DOCS_CHART)
+                print(f"written: bench/results/chart.png, {DOCS_CHART.relative_to(ROOT)}")
         else:
             print("no throughput result: no chart drawn")
     except Exception as exc:  # noqa: BLE001 - a chart failure is reported; the table and JSON stand
