@@ -282,7 +282,8 @@ def task_delete(*, task: Task, actor: Any = None) -> None:
     dependents = list(task.dependents.values_list("name", flat=True)[:10])
     if dependents:
         raise ConflictError(
-            f"cannot delete {task.name!r}: tasks depend on it: {', '.join(dependents)}; remove those dependencies first",
+            f"cannot delete {task.name!r}: tasks depend on it: {', '.join(dependents)}; "
+            "remove those dependencies first",
             current_status=task.status,
         )
     with transaction.atomic():
