@@ -104,6 +104,7 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
     except ValidationError:
         clean["stored_secret"] = None  # unreadable: replacing it is the way out; keeping it is reported above
     attempt(validation.validate_parameters_size, "parameters", data.get("parameters") or {})
+    attempt(validation.refuse_plain_credentials, data.get("parameters"))
     if tags is not None and isinstance(data.get("parameters", {}), dict):
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})

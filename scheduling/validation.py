@@ -89,6 +89,27 @@ def validate_parameters_size(field: str, value: Any) -> None:
         )
 
 
+#: Request headers that carry a credential: never stored in plain ``parameters``.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
+
+
+def refuse_plain_credentials(parameters: Any) -> None:
+    """Refuse credential headers in plain parameters, which are stored and shown as they are."""
+    headers = parameters.get("headers") if isinstance(parameters, dict) else None
+    if not isinstance(headers, dict):
+        return
+    found = sorted(str(name) for name in headers if str(name).lower() in CREDENTIAL_HEADERS)
+    if found:
+        names = ", ".join(f"headers.{name}" for name in found)
+        raise ValidationError(
+            {
+                "parameters": f"{names} carries a credential, and parameters are stored and shown as they are: "
+                'put it in secret_parameters (e.g. {"headers": {"Authorization": "..."}}), stored encrypted '
+                "and never shown"
+            }
+        )
+
+
 def stored_secret_parameters(task: Task | None) -> dict[str, Any]:
     """Return the task's decrypted secret parameters ({} when it has none)."""
     if task is None or not task.secret_parameters:

@@ -112,6 +112,20 @@ def test_secret_and_plain_headers_merge(api: APIClient, server) -> None:
     assert seen[-1]["Authorization"] == TOKEN and seen[-1]["X-Plain"] == "1"
 
 
+@pytest.mark.parametrize("header", ["Authorization", "cookie", "X-Api-Key"])
+def test_a_credential_header_in_plain_parameters_is_refused_pointing_to_secret_parameters(
+    api: APIClient, header: str
+) -> None:
+    body = http_body("http://127.0.0.1/")
+    body["parameters"]["headers"] = {header: TOKEN, "X-Plain": "1"}
+    response = api.post("/tasks", body, format="json")
+    assert response.status_code == 400
+    (message,) = response.json()["parameters"]
+    assert f"headers.{header} carries a credential" in message and "secret_parameters" in message
+    assert TOKEN not in response.content.decode()
+    assert Task.objects.count() == 0
+
+
 def test_secret_parameters_are_checked_against_the_handler_schema(api: APIClient) -> None:
     response = api.post(
         "/tasks", http_body("http://127.0.0.1/", secret_parameters={"headers": {"Authorization": 5}}), format="json"
