@@ -20,7 +20,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from reporting import schedule as reporting_schedule
 from scheduling import clock, dispatcher, firing
-from scheduling.models import AttemptStatus, TaskResult
+from scheduling.models import WAITING, AttemptStatus, TaskResult, status_in
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,11 @@ class TaskHubScheduler(DatabaseScheduler):
     @staticmethod
     def _retry_due() -> bool:
         """Whether a RETRY attempt's backoff has elapsed (the partial pick index keeps this cheap)."""
-        return TaskResult.objects.filter(status=AttemptStatus.RETRY, available_at__lte=clock.now()).exists()
+        return TaskResult.objects.filter(
+            status_in(WAITING),  # states the index's condition, so SQLite uses it too
+            status=AttemptStatus.RETRY,
+            available_at__lte=clock.now(),
+        ).exists()
 
     def _until_next_fire(self) -> float:
         upcoming = firing.due_tasks(clock.now() + timedelta(seconds=self.fire_resolution)).aggregate(

@@ -60,8 +60,3 @@ def measure() -> timedelta:
         )
     _offset, _measured_at = offset, time.monotonic()
     return offset
-
-
-def offset() -> timedelta:
-    """The last measured offset (database clock minus local clock)."""
-    return _offset
