@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
+from django.test import Client
 
 from scheduling import services
 from scheduling.models import Task, TaskResult
@@ -32,6 +34,20 @@ def make_task(db: None) -> Callable[..., Task]:
         return services.task_create(data=data, owner=fields.pop("owner", None))
 
     return make
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    """A superuser, as the person working in the admin."""
+    return get_user_model().objects.create_superuser("operator", "op@example.com", "operator-pw-1")
+
+
+@pytest.fixture
+def client_op(operator: Any) -> Client:
+    """A browser session logged in as the operator."""
+    client = Client()
+    client.force_login(operator)
+    return client
 
 
 @pytest.fixture

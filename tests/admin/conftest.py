@@ -1,4 +1,4 @@
-"""Fixtures for the admin tests: an operator (superuser), a view-only staff user, and a small dependency chain."""
+"""Admin test fixtures: a view-only staff user, a small dependency chain (operator: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,6 @@ from django.urls import reverse
 
 from scheduling import services
 from scheduling.models import Task
-
-
-@pytest.fixture
-def operator(db: None) -> Any:
-    return get_user_model().objects.create_superuser("operator", "op@example.com", "operator-pw-1")
-
-
-@pytest.fixture
-def client_op(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 @pytest.fixture

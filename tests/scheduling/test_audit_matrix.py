@@ -42,18 +42,6 @@ VERBS = {
 
 
 @pytest.fixture
-def operator(db: None) -> Any:
-    return get_user_model().objects.create_superuser("operator", "op@example.com", "operator-pw-1")
-
-
-@pytest.fixture
-def web(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
-@pytest.fixture
 def api(operator: Any) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
@@ -136,11 +124,11 @@ def _null() -> Any:
 
 @pytest.mark.parametrize(("source", "action"), CASES, ids=[f"{s}-{a}" for s, a in CASES])
 def test_action_is_audited_with_its_actor_and_shown(
-    source: str, action: str, operator: Any, web: Client, api: APIClient
+    source: str, action: str, operator: Any, client_op: Client, api: APIClient
 ) -> None:
     task = prepared(action)
     before = set(TaskAudit.objects.values_list("pk", flat=True))
-    pk = act(source, action, task, web, api)
+    pk = act(source, action, task, client_op, api)
 
     new = list(TaskAudit.objects.filter(task_id=pk).exclude(pk__in=before))
     assert [(e.action, e.actor) for e in new] == [(action, operator)]
@@ -159,12 +147,12 @@ def test_action_is_audited_with_its_actor_and_shown(
     assert (latest["action"], latest["actor"]) == (action, "operator")
     # ... and in the admin: on the task page, or in the audit list once the task is gone.
     if action == "deleted":
-        listing = web.get(reverse("admin:scheduling_taskaudit_changelist"), {"q": pk}).content.decode()
+        listing = client_op.get(reverse("admin:scheduling_taskaudit_changelist"), {"q": pk}).content.decode()
         assert f"{pk} <small>(deleted)</small>" in listing and "audited" in listing
-        detail = web.get(reverse("admin:scheduling_taskaudit_change", args=[entry.pk])).content.decode()
+        detail = client_op.get(reverse("admin:scheduling_taskaudit_change", args=[entry.pk])).content.decode()
         assert "(deleted)" in detail and "operator" in detail
     else:
-        page = web.get(reverse("admin:scheduling_task_change", args=[pk])).content.decode()
+        page = client_op.get(reverse("admin:scheduling_task_change", args=[pk])).content.decode()
         history = page[page.index('id="th-audit"') :]
         assert f"<td>operator</td><td>{action}</td>" in history
 
