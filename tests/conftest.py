@@ -86,11 +86,12 @@ def _clear_broker() -> None:
 class Process:
     """A Celery worker or beat started as a real subprocess, with its output in a file."""
 
-    def __init__(self, kind: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, kind: str, args: list[str], env: dict[str, str], log: Path, prefix: list[str] = ()) -> None:
+        """``prefix``: a command to start it behind, e.g. ``unshare`` for a host of its own."""
         self.kind, self.log = kind, log
         self.handle = log.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "taskhub", kind, *args],
+            [*prefix, sys.executable, "-m", "celery", "-A", "taskhub", kind, *args],
             cwd=ROOT,
             env=env,
             stdout=self.handle,
@@ -141,7 +142,14 @@ def start_worker(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
     """Start real Celery worker processes (prefork) on the configured broker."""
     started: list[Process] = []
 
-    def start(name: str = "w1", concurrency: int = 2, env: dict[str, str] | None = None) -> Process:
+    def start(
+        name: str = "w1",
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        host: str = "%h",
+        prefix: list[str] = (),
+    ) -> Process:
+        """``host`` names its Celery node's host; ``prefix`` starts it behind a command (namespaces)."""
         process = Process(
             "worker",
             [
@@ -152,7 +160,7 @@ def start_worker(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
                 "--concurrency",
                 str(concurrency),
                 "--hostname",
-                f"{name}@%h",
+                f"{name}@{host}",
                 "--without-mingle",
                 "--without-gossip",
                 "--prefetch-multiplier",
@@ -160,6 +168,7 @@ def start_worker(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
             ],
             {**celery_env, **(env or {})},
             tmp_path / f"{name}.log",
+            prefix,
         )
         started.append(process)
         process.wait_for("ready.")

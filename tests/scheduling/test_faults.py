@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from scheduling import executor, lifecycle
 from scheduling.models import IN_FLIGHT, AttemptStatus, RetryPolicy, Task, TaskResult, TaskStatus
-from tests.conftest import ROOT, Process, _clear_broker, attempts, wait_until
+from tests.conftest import ROOT, _clear_broker, attempts, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -458,20 +458,6 @@ def uts_prefix(hostname: str) -> list[str]:
     return ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$0" "$@"']
 
 
-class HostWorker(Process):
-    """A worker on "another host": started behind ``prefix`` (namespaces), its Celery name on HOST_B."""
-
-    def __init__(self, name: str, env: dict[str, str], log: Path, prefix: list[str]) -> None:
-        self.kind, self.log = "worker", log
-        self.handle = log.open("wb")
-        celery = [sys.executable, "-m", "celery", "-A", "taskhub", "worker", "--loglevel", "INFO", "--pool"]
-        celery += ["prefork", "--concurrency", "2", "--hostname", f"{name}@{HOST_B}", "--without-mingle"]
-        celery += ["--without-gossip", "--prefetch-multiplier", "1"]
-        self.popen = subprocess.Popen(
-            [*prefix, *celery], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
 def b_is_mid_work(rows: list[TaskResult]) -> bool:
     """Host B has finished some work and has just started more (1.5 s handlers: time left to cut it off)."""
     just_now = timezone.now() - timedelta(seconds=0.5)
@@ -480,32 +466,14 @@ def b_is_mid_work(rows: list[TaskResult]) -> bool:
     )
 
 
-@pytest.fixture
-def start_host_worker(celery_env, tmp_path) -> Iterator[Callable[..., HostWorker]]:
-    started: list[HostWorker] = []
-
-    def start(name: str, env: dict[str, str], prefix: list[str]) -> HostWorker:
-        worker = HostWorker(name, {**celery_env, **env}, tmp_path / f"{name}.log", prefix)
-        started.append(worker)
-        worker.wait_for("ready.")
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-    if os.environ.get("TASKHUB_TEST_ARTIFACTS"):
-        for worker in started:
-            shutil.copy(worker.log, Path(os.environ["TASKHUB_TEST_ARTIFACTS"]) / f"{tmp_path.name}-{worker.log.name}")
-
-
 def test_two_hosts_share_the_work_and_cutting_one_off_loses_nothing(
-    start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf
+    start_worker, start_beat, make_task, journal, scheduler_conf
 ):
     uts = _uts_namespaces()
     env = scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2, timeout_grace_seconds=1)
     policy = RetryPolicy.objects.create(name="after-cut", max_retries=3, retry_delay=0)
     start_worker("hosta", concurrency=2, env=env)
-    host_b = start_host_worker("hostb", env, uts_prefix(HOST_B) if uts else [])
+    host_b = start_worker("hostb", env=env, host=HOST_B, prefix=uts_prefix(HOST_B) if uts else [])
     start_beat(env=env)  # the sweep reclaims host B's attempts at their deadline and re-sends its messages
     tasks = [
         make_task(
@@ -665,7 +633,7 @@ def network_host() -> Iterator[NetworkHost]:
     reason="PostgreSQL and Redis only: SQLite and the filesystem broker are files, not reached over a network",
 )
 def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicates(
-    start_worker, start_host_worker, start_beat, make_task, journal, scheduler_conf, network_host
+    start_worker, start_beat, make_task, journal, scheduler_conf, network_host
 ):
     env = {
         **scheduler_conf(concurrency=4, poll_interval=1, requeue_after_seconds=2, timeout_grace_seconds=1),
@@ -686,7 +654,7 @@ def test_host_cut_off_by_its_network_loses_nothing_and_rejoins_without_duplicate
     policy = RetryPolicy.objects.create(name="after-partition", max_retries=3, retry_delay=0)
     start_worker("hosta", concurrency=2, env=env)
     prefix = network_host.prefix() + (uts_prefix(HOST_B) if _uts_namespaces() else [])
-    host_b = start_host_worker("hostb", b_env, prefix)
+    host_b = start_worker("hostb", env=b_env, host=HOST_B, prefix=prefix)
     start_beat(env=env)
     tasks = [
         make_task(
