@@ -1,4 +1,8 @@
-"""Shared fixtures: task factory, and real Celery worker / beat processes for end-to-end tests."""
+"""Shared fixtures: task factory, and real Celery worker / beat processes for end-to-end tests.
+
+A test that needs "now" takes it from the controlled clock (time_machine), never from the day it runs:
+the suite passes on any date, time of day and time zone (tests/README.md says how, and how it is checked).
+"""
 
 from __future__ import annotations
 

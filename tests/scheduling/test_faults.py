@@ -95,6 +95,10 @@ class PrivateRedis:
     def start(self) -> None:
         import redis
 
+        # Like the shared Redis and PostgreSQL, the server runs on the machine's own clock: a test run under
+        # libfaketime (a moved clock, tests/README.md) must not preload it into redis-server, which cannot start
+        # with it (jemalloc's first clock_gettime recurses into libfaketime).
+        env = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
         with (self.folder / "redis-server.log").open("ab") as log:
             self.popen = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
@@ -102,6 +106,7 @@ class PrivateRedis:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=env,
             )
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
 
