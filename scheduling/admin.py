@@ -19,7 +19,7 @@ from scheduling import cron, selectors, services, validation
 from scheduling.admin_views import TaskPagesMixin
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
+from scheduling.models import FINISHED, RetryPolicy, Tag, Task, TaskAudit, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
@@ -569,6 +569,34 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """Refuse up front what services.results_delete keeps: unfinished attempts and each task's last result.
+
+        (Not has_delete_permission per attempt: deleting a task through the task admin removes its attempts.)
+        """
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        objs = list(objs)
+        for result in objs:
+            if result.status not in FINISHED:
+                protected.append(f"{result}: waiting or running; cancel the task first (through the lifecycle)")
+        for task_id in {result.task_id for result in objs}:
+            last = (
+                TaskResult.objects.filter(task_id=task_id, status__in=FINISHED)
+                .order_by("-created_at", "-id")
+                .first()
+            )
+            if last is not None and any(result.pk == last.pk for result in objs):
+                protected.append(f"{last}: the task's last result (kept, as by result retention)")
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: TaskResult) -> None:
+        self.delete_queryset(request, TaskResult.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
+        _, refused = services.results_delete(results=list(queryset.values_list("pk", flat=True)), actor=request.user)
+        for line in refused:
+            self.message_user(request, f"Not deleted: {line}", messages.ERROR)
 
 
 @admin.register(Tag)
