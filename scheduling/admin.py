@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxLengthValidator
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -122,6 +123,9 @@ class TaskForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The name's length is the service's limit (validation.NAME_MAX_LENGTH), answered as on the API and CLI.
+        name = self.fields["name"]
+        name.validators = [v for v in name.validators if not isinstance(v, MaxLengthValidator)]
         self.fields["handler_tag"].choices = [("", "---------")] + [
             (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
             for spec in registry.all()
