@@ -31,6 +31,8 @@ CRON_MAX_LENGTH = Task._meta.get_field("cron_expr").max_length
 
 def validate_name(name: Any) -> str:
     """Return the stripped task name: 1-NAME_MAX_LENGTH printable characters."""
+    if isinstance(name, int | float) and not isinstance(name, bool):
+        name = str(name)  # e.g. the CLI's --set name=2024, read as JSON
     if name is not None and not isinstance(name, str):
         raise ValidationError({"name": f"must be a string, got a {type(name).__name__}"})
     name = (name or "").strip()
