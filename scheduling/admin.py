@@ -124,8 +124,9 @@ class TaskForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The name's length is the service's limit (validation.NAME_MAX_LENGTH), answered as on the API and CLI.
-        name = self.fields["name"]
-        name.validators = [v for v in name.validators if not isinstance(v, MaxLengthValidator)]
+        if "name" in self.fields:  # not on a view-only page
+            name = self.fields["name"]
+            name.validators = [v for v in name.validators if not isinstance(v, MaxLengthValidator)]
         self.fields["handler_tag"].choices = [("", "---------")] + [
             (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
             for spec in registry.all()
@@ -479,7 +480,7 @@ class OwnedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         # The change list, the change page and the autocomplete of the task form all read this.
-        return selectors._visible(self.model, request.user, super().get_queryset(request))
+        return selectors.visible(self.model, request.user, super().get_queryset(request))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -504,7 +505,8 @@ class OwnedAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         saved = form.save_through_service()
-        obj.pk = saved.pk  # the admin's message, log entry and redirect use obj
+        for field in saved._meta.concrete_fields:  # the admin's message, log entry and redirect use obj
+            setattr(obj, field.attname, getattr(saved, field.attname))
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pass

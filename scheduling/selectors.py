@@ -23,7 +23,8 @@ def _person(user: Any) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) and user.pk else None
 
 
-def _visible(model: type[Model], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
+def visible(model: type[Model], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
+    """The rows of ``model`` (RetryPolicy or Tag) that ``user`` may see."""
     queryset = model.objects.all() if queryset is None else queryset
     person = _person(user)
     if user is None or (person is not None and person.has_perm(VIEW_ALL)):
@@ -35,12 +36,12 @@ def _visible(model: type[Model], user: Any, queryset: QuerySet[Any] | None = Non
 
 def visible_policies(user: Any, queryset: QuerySet[RetryPolicy] | None = None) -> QuerySet[RetryPolicy]:
     """Retry policies ``user`` may see, list, autocomplete and name: their own and the shared ones."""
-    return _visible(RetryPolicy, user, queryset)
+    return visible(RetryPolicy, user, queryset)
 
 
 def visible_tags(user: Any, queryset: QuerySet[Tag] | None = None) -> QuerySet[Tag]:
     """Tags ``user`` may see, list and filter on: their own and the shared ones."""
-    return _visible(Tag, user, queryset)
+    return visible(Tag, user, queryset)
 
 
 def may_share(user: Any, model: type[Model]) -> bool:

@@ -479,7 +479,7 @@ def _owner_for_new(actor: Any, shared: bool, model: type) -> Any:
 
 def _check_manage(actor: Any, obj: RetryPolicy | Tag) -> None:
     what = obj._meta.verbose_name
-    if not selectors._visible(type(obj), actor).filter(pk=obj.pk).exists():
+    if not selectors.visible(type(obj), actor).filter(pk=obj.pk).exists():
         raise ValidationError({"id": f"unknown {what} {obj.pk}"})
     if not selectors.may_manage(actor, obj):
         whose = "a shared" if obj.owner_id is None else "another user's"

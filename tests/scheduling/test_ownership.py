@@ -186,6 +186,8 @@ def test_admin_lists_autocompletes_and_filters_only_own_and_shared(team: dict[st
     client = web(team["alice"])
     policies = client.get(reverse("admin:scheduling_retrypolicy_changelist")).context["cl"].result_list
     assert sorted(p.name for p in policies) == sorted([shared.name, own.name])
+    searched = client.get(reverse("admin:scheduling_retrypolicy_changelist"), {"q": "bobs"}).context["cl"]
+    assert list(searched.result_list) == []
     tags = client.get(reverse("admin:scheduling_tag_changelist")).context["cl"].result_list
     assert "bobs-tag" not in [t.name for t in tags] and "shared-tag" in [t.name for t in tags]
     found = client.get(
@@ -206,6 +208,7 @@ def test_admin_pages_of_anothers_policy_and_tag_are_not_found(team: dict[str, An
     for url in (
         reverse("admin:scheduling_retrypolicy_change", args=[policy.pk]),
         reverse("admin:scheduling_retrypolicy_delete", args=[policy.pk]),
+        reverse("admin:scheduling_retrypolicy_history", args=[policy.pk]),
         reverse("admin:scheduling_tag_change", args=[tag.pk]),
         reverse("admin:scheduling_tag_delete", args=[tag.pk]),
     ):
