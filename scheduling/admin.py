@@ -9,17 +9,18 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxLengthValidator
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from scheduling import cron, services
+from scheduling import cron, selectors, services, validation
 from scheduling.admin_views import TaskPagesMixin
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
+from scheduling.models import FINISHED, RetryPolicy, Tag, Task, TaskAudit, TaskResult
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
@@ -63,6 +64,9 @@ class BoundedJSONField(forms.JSONField):
 
 class TaskForm(forms.ModelForm):
     """Task form whose clean() runs the same validation as the API and the CLI."""
+
+    #: Who fills the form in (set by TaskAdmin.get_form): the service checks what they may see and use.
+    actor: Any = None
 
     handler_tag = forms.ChoiceField(
         label="Handler",
@@ -119,6 +123,10 @@ class TaskForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The name's length is the service's limit (validation.NAME_MAX_LENGTH), answered as on the API and CLI.
+        if "name" in self.fields:  # not on a view-only page
+            name = self.fields["name"]
+            name.validators = [v for v in name.validators if not isinstance(v, MaxLengthValidator)]
         self.fields["handler_tag"].choices = [("", "---------")] + [
             (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
             for spec in registry.all()
@@ -157,7 +165,12 @@ class TaskForm(forms.ModelForm):
         if self.errors:
             return cleaned
         try:
-            services.task_validate(data=self.service_data(), task=self.instance if self.instance.pk else None)
+            services.task_validate(
+                data=self.service_data(),
+                task=self.instance if self.instance.pk else None,
+                actor=self.actor,
+                owner=None if self.instance.pk else self.actor,
+            )
         except ValidationError as exc:
             renamed = {"tags": "tag_names", "secret_parameters": "secrets"}
             field_errors = {renamed.get(field, field): msgs for field, msgs in exc.errors.items()}
@@ -194,7 +207,9 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in Tag.objects.values_list("name", flat=True)[:100]]
+        # The user's own and the shared tags only (scheduling.selectors): never other users' tag names.
+        names = selectors.visible_tags(request.user).order_by("name").values_list("name", flat=True).distinct()
+        return [(name, name) for name in names[:100]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
         if self.value():
@@ -304,6 +319,15 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
             kwargs["queryset"] = visible_tasks(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "retry_policy":  # the editor's own and the shared policies (the service checks again)
+            kwargs["queryset"] = selectors.visible_policies(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
     @admin.display(description="schedule")
     def cron_description(self, task: Task) -> str:
         if not task.cron_expr:
@@ -336,8 +360,13 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         selected = {task.pk for task in objs}
         for task in objs:
-            for dependent in task.dependents.exclude(pk__in=selected).only("name")[:10]:
-                protected.append(f"Task: {dependent.name} (depends on {task.name})")
+            dependents = list(task.dependents.exclude(pk__in=selected).values_list("pk", "name"))
+            seen = selectors.visible_task_ids(request.user, [pk for pk, _ in dependents])
+            for _, name in [d for d in dependents if d[0] in seen][:10]:
+                protected.append(f"Task: {name} (depends on {task.name})")
+            hidden = len(dependents) - len(seen)
+            if hidden:  # counted, never named
+                protected.append(f"{hidden} task(s) you cannot see (depend on {task.name})")
         return deleted, model_count, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: Task) -> None:
@@ -363,10 +392,166 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
             self.message_user(request, f"Not deleted: {task.name} (other tasks depend on it)", messages.ERROR)
 
 
-@admin.register(RetryPolicy)
-class RetryPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout"]
+class SharedFieldForm(forms.ModelForm):
+    """A retry policy or tag form with a "shared" box (shown to users allowed to share only).
+
+    clean() asks the service whether the change may be made; OwnedAdmin.save_model makes it through the service.
+    """
+
+    shared = forms.BooleanField(
+        label="Shared",
+        required=False,
+        help_text="Every user's tasks may use it (only users allowed to share may set this); else it is yours.",
+    )
+    actor: Any = None
+
+    def _post_clean(self) -> None:
+        # No model validation here: names are unique per owner, which the service checks (the model's
+        # unique check would tell whether another user has that name).
+        pass
+
+    def service_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        validate = services.policy_validate if self._meta.model is RetryPolicy else services.tag_validate
+        try:
+            validate(**self.service_kwargs())
+        except ValidationError as exc:
+            errors: dict[str, list[str]] = {}
+            for field, msgs in exc.errors.items():
+                for msg in msgs:
+                    # validate_retry_policy says "backoff_factor: ..." under retry_policy: put it on its field.
+                    name, sep, rest = msg.partition(": ")
+                    if field == "retry_policy" and sep and name in self.fields:
+                        errors.setdefault(name, []).append(rest)
+                    elif field == "retry_policy" and "named" in msg:
+                        errors.setdefault("name", []).append(msg)
+                    else:
+                        errors.setdefault(field if field in self.fields else "__all__", []).append(msg)
+            raise DjangoValidationError(errors) from None
+        return cleaned
+
+    def save_through_service(self) -> Any:
+        save = services.policy_save if self._meta.model is RetryPolicy else services.tag_save
+        return save(**self.service_kwargs())
+
+
+class RetryPolicyForm(SharedFieldForm):
+    class Meta:
+        model = RetryPolicy
+        fields = list(validation.RETRY_POLICY_FIELDS)
+
+    def service_kwargs(self) -> dict[str, Any]:
+        return {
+            "data": {f: self.cleaned_data.get(f) for f in self.Meta.fields},
+            "policy": self.instance if self.instance.pk else None,
+            "actor": self.actor,
+            "shared": bool(self.cleaned_data.get("shared")),
+        }
+
+
+class TagForm(SharedFieldForm):
+    class Meta:
+        model = Tag
+        fields = ["name"]
+
+    def service_kwargs(self) -> dict[str, Any]:
+        return {
+            "name": self.cleaned_data.get("name"),
+            "tag": self.instance if self.instance.pk else None,
+            "actor": self.actor,
+            "shared": bool(self.cleaned_data.get("shared")),
+        }
+
+
+class OwnedAdmin(admin.ModelAdmin):
+    """Retry policies and tags: a user sees their own and the shared ones, and changes only what they manage.
+
+    Every rule is scheduling.selectors' and the services'; writes go through services (audited on the tasks).
+    """
+
+    list_select_related = ["owner"]
     search_fields = ["name"]
+    readonly_fields = ["owner"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # The change list, the change page and the autocomplete of the task form all read this.
+        return selectors.visible(self.model, request.user, super().get_queryset(request))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        fields = form.base_fields
+        if "shared" in fields and not selectors.may_share(request.user, self.model):
+            fields = {k: v for k, v in fields.items() if k != "shared"}
+        return type(form.__name__, (form,), {"actor": request.user, "base_fields": fields})
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = [f for f in super().get_fields(request, obj) if f not in ("owner", "shared")]
+        if obj is None:
+            return [*fields, "shared"] if selectors.may_share(request.user, self.model) else fields
+        return [*fields, "owner"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or selectors.may_manage(request.user, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or selectors.may_manage(request.user, obj))
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        saved = form.save_through_service()
+        for field in saved._meta.concrete_fields:  # the admin's message, log entry and redirect use obj
+            setattr(obj, field.attname, getattr(saved, field.attname))
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """List what deleting removes without naming tasks the user cannot see; refuse what they may not delete."""
+        deleted = [str(obj) for obj in objs]
+        protected: list[str] = []
+        for obj in objs:
+            if not selectors.may_manage(request.user, obj):
+                protected.append(f"{obj} (not yours: you may delete only your own)")
+            elif isinstance(obj, RetryPolicy):
+                users = list(obj.tasks.values_list("pk", "name"))
+                if users:
+                    protected.append(f"{obj} (used by {selectors.describe_tasks(request.user, users)})")
+            elif obj.name in registry and Task.objects.filter(handler=obj.name, tags=obj).exists():
+                protected.append(f"{obj} (a handler's tag, in use)")
+        return deleted, {self.model._meta.verbose_name_plural: len(deleted)}, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_queryset(request, self.model.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        delete = services.policy_delete if self.model is RetryPolicy else services.tag_delete
+        keyword = "policy" if self.model is RetryPolicy else "tag"
+        for obj in queryset:
+            try:
+                delete(**{keyword: obj}, actor=request.user)
+            except TaskHubError as exc:
+                self.message_user(request, f"Not deleted: {exc}", messages.ERROR)
+
+
+@admin.register(RetryPolicy)
+class RetryPolicyAdmin(OwnedAdmin):
+    form = RetryPolicyForm
+    list_display = [
+        "name",
+        "owner",
+        "max_retries",
+        "retry_delay",
+        "backoff_factor",
+        "max_delay",
+        "jitter",
+        "retry_on_timeout",
+    ]
 
 
 @admin.register(TaskResult)
@@ -391,10 +576,39 @@ class TaskResultAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """Refuse up front what services.results_delete keeps: unfinished attempts and each task's last result.
+
+        (Not has_delete_permission per attempt: deleting a task through the task admin removes its attempts.)
+        """
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        objs = list(objs)
+        for result in objs:
+            if result.status not in FINISHED:
+                protected.append(f"{result}: waiting or running; cancel the task first (through the lifecycle)")
+        for task_id in {result.task_id for result in objs}:
+            last = (
+                TaskResult.objects.filter(task_id=task_id, status__in=FINISHED)
+                .order_by("-created_at", "-id")
+                .first()
+            )
+            if last is not None and any(result.pk == last.pk for result in objs):
+                protected.append(f"{last}: the task's last result (kept, as by result retention)")
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: TaskResult) -> None:
+        self.delete_queryset(request, TaskResult.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
+        _, refused = services.results_delete(results=list(queryset.values_list("pk", flat=True)), actor=request.user)
+        for line in refused:
+            self.message_user(request, f"Not deleted: {line}", messages.ERROR)
+
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
-    search_fields = ["name"]
+class TagAdmin(OwnedAdmin):
+    form = TagForm
+    list_display = ["name", "owner"]
 
 
 @admin.register(TaskAudit)

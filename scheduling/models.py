@@ -102,9 +102,22 @@ class OverlapPolicy(models.TextChoices):
 
 
 class RetryPolicy(models.Model):
-    """A reusable retry rule: how many retries and how long to wait before each."""
+    """A reusable retry rule: how many retries and how long to wait before each.
 
-    name = models.CharField("name", max_length=100, unique=True)
+    Owned by the user who made it (only their tasks use it) or shared (``owner`` empty: made on purpose by
+    a user with ``share_retrypolicy``); names are unique per owner and among the shared ones.
+    """
+
+    name = models.CharField("name", max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="owner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: shared with every user (set by a user allowed to share retry policies).",
+    )
     max_retries = models.PositiveIntegerField(
         "max retries", default=3, help_text="Retries after the first attempt; 0 means never retry."
     )
@@ -137,7 +150,12 @@ class RetryPolicy(models.Model):
         verbose_name = "retry policy"
         verbose_name_plural = "retry policies"
         ordering = ["name"]
+        permissions = [("share_retrypolicy", "Can create, change and delete shared retry policies")]
         constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="retrypolicy_owner_name_uniq"),
+            models.UniqueConstraint(
+                fields=["name"], name="retrypolicy_shared_name_uniq", condition=Q(owner__isnull=True)
+            ),
             models.CheckConstraint(condition=Q(retry_delay__gte=0), name="retrypolicy_delay_gte_0"),
             models.CheckConstraint(condition=Q(backoff_factor__gte=1), name="retrypolicy_backoff_gte_1"),
             models.CheckConstraint(condition=Q(max_delay__gte=0), name="retrypolicy_max_delay_gte_0"),
@@ -162,12 +180,30 @@ class RetryPolicy(models.Model):
 
 
 class Tag(models.Model):
-    """A label on tasks; one of a task's tags names its handler."""
+    """A label on tasks; one of a task's tags names its handler.
 
-    name = models.CharField("name", max_length=64, unique=True)
+    Owned by the user whose tasks carry it, or shared (``owner`` empty: handler tags, and tags an operator
+    shares on purpose); names are unique per owner and among the shared ones.
+    """
+
+    name = models.CharField("name", max_length=64)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="owner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: shared with every user (handler tags, or set by a user allowed to share tags).",
+    )
 
     class Meta:
         ordering = ["name"]
+        permissions = [("share_tag", "Can create, change and delete shared tags")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="tag_owner_name_uniq"),
+            models.UniqueConstraint(fields=["name"], name="tag_shared_name_uniq", condition=Q(owner__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -388,6 +424,7 @@ class AuditAction(models.TextChoices):
     PAUSED = "paused", "Paused"
     RESUMED = "resumed", "Resumed"
     DELETED = "deleted", "Deleted"
+    ATTEMPTS_DELETED = "attempts_deleted", "Attempts deleted"
 
 
 class TaskAudit(models.Model):

@@ -13,9 +13,11 @@ from typing import Any
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule
 
-from scheduling import audit, clock, cron, dispatcher, lifecycle, validation
+from scheduling import audit, clock, cron, dispatcher, lifecycle, retention, selectors, validation
+from scheduling.handlers import registry
 from scheduling.models import (
     EDITABLE_FIELDS,
+    FINISHED,
     IN_FLIGHT,
     WAITING,
     AttemptStatus,
@@ -51,20 +53,42 @@ def _choice(field: str, value: Any, choices: type) -> str:
     return value
 
 
-def _retry_policy(value: Any) -> RetryPolicy | None:
-    if value is None or isinstance(value, RetryPolicy):
-        return value
+def _retry_policy(value: Any, *, actor: Any, owner: Any, current: int | None) -> RetryPolicy | None:
+    """Resolve the policy a task of ``owner`` will use: a stored one ``actor`` may see and the task may use.
+
+    A policy ``actor`` cannot see is answered exactly like one that does not exist; ``current`` (the
+    task's policy id) is kept as it is.
+    """
+    if value is None:
+        return None
     if isinstance(value, dict):
-        return validation.validate_retry_policy(value)
+        return validation.validate_retry_policy(value, owner=owner)
+    pk = value.pk if isinstance(value, RetryPolicy) else value
+    if isinstance(value, RetryPolicy) and pk is None:
+        return value
     try:
-        return RetryPolicy.objects.get(pk=value)
+        policy = selectors.visible_policies(actor).get(pk=pk)
     except (RetryPolicy.DoesNotExist, ValueError, TypeError):
-        raise ValidationError({"retry_policy": f"unknown retry policy {value!r}"}) from None
+        raise ValidationError({"retry_policy": f"unknown retry policy {value if pk is None else pk!r}"}) from None
+    if policy.pk != current and not selectors.attachable(policy, owner):
+        raise ValidationError(
+            {
+                "retry_policy": f"retry policy {policy.pk} ({policy.name!r}) belongs to another user: a task uses "
+                "a shared policy or one of its owner's"
+            }
+        )
+    return policy
 
 
-def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
-    """Validate a full set of task fields; collect every field's error before raising."""
+def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner: Any = None) -> dict[str, Any]:
+    """Validate a full set of task fields; collect every field's error before raising.
+
+    ``actor`` (None: the system) is who asks: dependencies and retry policies they cannot see are unknown.
+    ``owner`` is the owner of a new task (a stored task's own owner otherwise): whose policies it may use.
+    """
     errors: dict[str, list[str]] = {}
+    if task is not None:
+        owner = task.owner
 
     def attempt(func: Any, *args: Any) -> Any:
         try:
@@ -75,10 +99,7 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
             return None
 
     clean = dict(data)
-    name = str(data.get("name") or "").strip()
-    if not name or len(name) > 200 or validation.has_control_characters(name):
-        errors["name"] = ["is required: 1-200 printable characters (no control characters)"]
-    clean["name"] = name
+    clean["name"] = attempt(validation.validate_name, data.get("name")) or ""
     clean["task_type"] = attempt(_choice, "task_type", data.get("task_type", TaskType.IMMEDIATE), TaskType)
     clean["priority"] = attempt(_priority, data.get("priority", Priority.MEDIUM))
     clean["overlap_policy"] = attempt(
@@ -109,8 +130,15 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
         clean["handler"] = attempt(validation.validate_handler, tags, parameters)
-    clean["dependencies"] = attempt(validation.validate_dependencies, task, data.get("dependencies", [])) or []
-    clean["retry_policy"] = attempt(_retry_policy, data.get("retry_policy"))
+    clean["dependencies"] = (
+        attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
+    )
+    clean["retry_policy"] = attempt(
+        lambda value: _retry_policy(
+            value, actor=actor, owner=owner, current=task.retry_policy_id if task is not None else None
+        ),
+        data.get("retry_policy"),
+    )
     if not isinstance(data.get("enabled", True), bool):
         errors["enabled"] = ["must be true or false"]
     if errors and secret:  # a schema error quotes the value it refused: never a secret one
@@ -121,9 +149,11 @@ def _clean(data: dict[str, Any], task: Task | None) -> dict[str, Any]:
     return clean
 
 
-def task_validate(*, data: dict[str, Any], task: Task | None = None) -> dict[str, Any]:
+def task_validate(
+    *, data: dict[str, Any], task: Task | None = None, actor: Any = None, owner: Any = None
+) -> dict[str, Any]:
     """Check a complete set of task fields without writing; raise ValidationError listing every problem."""
-    return _clean(data, task)
+    return _clean(data, task, actor=actor, owner=owner)
 
 
 def _sync_schedule(task: Task, now: datetime) -> None:
@@ -137,13 +167,27 @@ def _sync_schedule(task: Task, now: datetime) -> None:
     task.next_fire_at = cron.next_fire(task.cron_expr, task.timezone, now) if task.enabled else None
 
 
+def _tags_of(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
+    """The tags these names mean on a task of ``owner_id``: the owner's own, else the shared one."""
+    found = {tag.name: tag for tag in Tag.objects.filter(name__in=names, owner__isnull=True)}
+    if owner_id is not None:
+        found.update({tag.name: tag for tag in Tag.objects.filter(name__in=names, owner_id=owner_id)})
+    return found
+
+
 def _set_tags(task: Task, names: list[str], *, new: bool = False) -> None:
-    """Give ``task`` exactly these tags, creating missing ones; ``new``: the task has none yet."""
-    existing = {tag.name: tag for tag in Tag.objects.filter(name__in=names)}
-    missing = [Tag(name=name) for name in names if name not in existing]
+    """Give ``task`` exactly these tags, creating missing ones; ``new``: the task has none yet.
+
+    A name means the task owner's tag, else the shared one; a new tag is the owner's (shared when the
+    task has no owner or the name is a handler's tag). Another user's tags are never used.
+    """
+    existing = _tags_of(task.owner_id, names)
+    missing = [
+        Tag(name=name, owner_id=None if name in registry else task.owner_id) for name in names if name not in existing
+    ]
     if missing:
         Tag.objects.bulk_create(missing, ignore_conflicts=True)
-        existing = {tag.name: tag for tag in Tag.objects.filter(name__in=names)}
+        existing = _tags_of(task.owner_id, names)
     if new:  # one INSERT instead of set()'s read-compare-write
         through = Task.tags.through
         through.objects.bulk_create([through(task_id=task.pk, tag_id=existing[name].pk) for name in names])
@@ -176,12 +220,13 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
 
     ``actor`` (default: the owner) is who the audit trail names.
     """
-    clean = _clean(data, None)
+    clean = _clean(data, None, actor=actor or owner, owner=owner)
     now = clock.now()
     with transaction.atomic():
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
-            policy.name = policy.name or validation.free_policy_name(f"policy for {clean['name']}")
+            policy.owner = owner
+            policy.name = policy.name or validation.free_policy_name(f"policy for {clean['name']}", owner)
             policy.full_clean()
             policy.save()
         task = Task(
@@ -232,7 +277,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE}}
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
-    clean = _clean(merged, task)
+    clean = _clean(merged, task, actor=actor)
     now = clock.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
@@ -256,7 +301,8 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
         task.enabled = merged.get("enabled", True)
         policy = clean["retry_policy"]
         if policy is not None and policy.pk is None:
-            policy.name = policy.name or validation.free_policy_name(f"policy for {task.name}")
+            policy.owner = task.owner
+            policy.name = policy.name or validation.free_policy_name(f"policy for {task.name}", task.owner)
             policy.full_clean()
             policy.save()
         task.retry_policy = policy
@@ -279,11 +325,14 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
 
 
 def task_delete(*, task: Task, actor: Any = None) -> None:
-    """Delete a task unless other tasks depend on it; in-flight attempts are revoked first."""
-    dependents = list(task.dependents.values_list("name", flat=True)[:10])
+    """Delete a task unless other tasks depend on it; in-flight attempts are revoked first.
+
+    The refusal names the dependents ``actor`` may see and only counts the others.
+    """
+    dependents = list(task.dependents.values_list("pk", "name"))
     if dependents:
         raise ConflictError(
-            f"cannot delete {task.name!r}: tasks depend on it: {', '.join(dependents)}; "
+            f"cannot delete {task.name!r}: tasks depend on it: {selectors.describe_tasks(actor, dependents)}; "
             "remove those dependencies first",
             current_status=task.status,
         )
@@ -410,3 +459,215 @@ def fail_dependents(task: Task, *, reason: str) -> None:
             seen.add(dependent.pk)
             if _fail_waiting(dependent, why):
                 frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
+
+
+# Retry policies and tags: owned or shared (scheduling.selectors); a change is audited on every task it affects.
+
+
+def _person(actor: Any) -> Any:
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) and actor.pk else None
+
+
+def _owner_for_new(actor: Any, shared: bool, model: type) -> Any:
+    if shared:
+        if not selectors.may_share(actor, model):
+            what = model._meta.verbose_name_plural
+            raise ValidationError({"owner": f"only a user allowed to share {what} may create a shared one"})
+        return None
+    return _person(actor)
+
+
+def _check_manage(actor: Any, obj: RetryPolicy | Tag) -> None:
+    what = obj._meta.verbose_name
+    if not selectors.visible(type(obj), actor).filter(pk=obj.pk).exists():
+        raise ValidationError({"id": f"unknown {what} {obj.pk}"})
+    if not selectors.may_manage(actor, obj):
+        whose = "a shared" if obj.owner_id is None else "another user's"
+        raise ValidationError({"id": f"{obj.name!r} is {whose} {what}: you may change only your own"})
+
+
+def _affected(obj: RetryPolicy | Tag) -> list[Task]:
+    return list(obj.tasks.select_for_update().order_by("pk")) if obj.pk else []
+
+
+def policy_validate(
+    *, data: dict[str, Any], policy: RetryPolicy | None = None, actor: Any = None, shared: bool = False
+) -> RetryPolicy:
+    """Return the policy ``policy_save`` would write (unsaved); raise ValidationError if the actor may not."""
+    values = {k: v for k, v in data.items() if k in validation.RETRY_POLICY_FIELDS}
+    if policy is None:
+        owner = _owner_for_new(actor, shared, RetryPolicy)
+        if not values.get("name"):
+            raise ValidationError({"name": "is required"})
+        return validation.validate_retry_policy(values, owner=owner)
+    _check_manage(actor, policy)
+    return validation.validate_retry_policy(values, instance=RetryPolicy.objects.get(pk=policy.pk))
+
+
+def policy_save(
+    *, data: dict[str, Any], policy: RetryPolicy | None = None, actor: Any = None, shared: bool = False
+) -> RetryPolicy:
+    """Create a retry policy (the actor's, or shared when ``shared``) or change one the actor manages.
+
+    A change writes an audit entry on every task that uses the policy, with the fields that changed.
+    """
+    if policy is None:
+        new = policy_validate(data=data, actor=actor, shared=shared)
+        new.save()
+        return new
+    _check_manage(actor, policy)
+    values = {k: v for k, v in data.items() if k in validation.RETRY_POLICY_FIELDS}
+    with transaction.atomic():
+        stored = RetryPolicy.objects.select_for_update().get(pk=policy.pk)
+        before = {f: getattr(stored, f) for f in validation.RETRY_POLICY_FIELDS}
+        changed = validation.validate_retry_policy(values, instance=stored)
+        after = {f: getattr(changed, f) for f in validation.RETRY_POLICY_FIELDS}
+        delta = {f: [before[f], after[f]] for f in validation.RETRY_POLICY_FIELDS if before[f] != after[f]}
+        changed.save()
+        if delta:
+            for task in _affected(changed):
+                audit.record(
+                    task,
+                    AuditAction.CHANGED,
+                    actor=actor,
+                    changes={f"retry_policy.{f}": v for f, v in delta.items()},
+                    detail=f"retry policy {before['name']!r} changed",
+                )
+    return changed
+
+
+def policy_delete(*, policy: RetryPolicy, actor: Any = None) -> None:
+    """Delete a retry policy the actor manages, unless tasks use it (the refusal counts the ones they cannot see)."""
+    _check_manage(actor, policy)
+    users = list(policy.tasks.values_list("pk", "name"))
+    if users:
+        raise ConflictError(
+            f"cannot delete retry policy {policy.name!r}: tasks use it: {selectors.describe_tasks(actor, users)}; "
+            "give those tasks another policy first"
+        )
+    policy.delete()
+
+
+def tag_validate(*, name: Any, tag: Tag | None = None, actor: Any = None, shared: bool = False) -> tuple[str, Any]:
+    """Return (name, owner id) that ``tag_save`` would write; raise ValidationError if the actor may not."""
+    try:
+        cleaned = validation.clean_tags([name] if isinstance(name, str) else name)
+    except ValidationError as exc:
+        raise ValidationError({"name": exc.errors["tags"]}) from None
+    if len(cleaned) != 1:
+        raise ValidationError({"name": "must be one tag name"})
+    name = cleaned[0]
+    if tag is None:
+        owner = _owner_for_new(actor, shared, Tag)
+        owner_id = owner.pk if owner is not None else None
+    else:
+        _check_manage(actor, tag)
+        owner_id = tag.owner_id
+        if tag.name in registry and name != tag.name:
+            raise ValidationError({"name": f"{tag.name!r} is a handler's tag: it names what tasks run, keep it"})
+    if name in registry and owner_id is not None:
+        raise ValidationError({"name": f"{name!r} is a handler's tag: handler tags are shared"})
+    if Tag.objects.filter(name=name, owner_id=owner_id).exclude(pk=tag.pk if tag else None).exists():
+        whose = "a shared tag" if owner_id is None else "a tag of the same owner"
+        raise ValidationError({"name": f"{whose} is already named {name!r}"})
+    return name, owner_id
+
+
+def tag_save(*, name: Any, tag: Tag | None = None, actor: Any = None, shared: bool = False) -> Tag:
+    """Create a tag (the actor's, or shared) or rename one the actor manages; a rename is audited on its tasks."""
+    name, owner_id = tag_validate(name=name, tag=tag, actor=actor, shared=shared)
+    with transaction.atomic():
+        if tag is None:
+            return Tag.objects.create(name=name, owner_id=owner_id)
+        stored = Tag.objects.select_for_update().get(pk=tag.pk)
+        before = stored.name
+        stored.name = name
+        stored.save(update_fields=["name"])
+        if before != name:
+            for task in _affected(stored):
+                names = sorted(task.tags.values_list("name", flat=True))
+                old = sorted(before if n == name else n for n in names)
+                audit.record(
+                    task,
+                    AuditAction.CHANGED,
+                    actor=actor,
+                    changes={"tags": [old, names]},
+                    detail=f"tag {before!r} renamed",
+                )
+    return stored
+
+
+def tag_delete(*, tag: Tag, actor: Any = None) -> None:
+    """Delete a tag the actor manages; each task that carried it gets an audit entry. A handler's tag stays."""
+    _check_manage(actor, tag)
+    handled = list(Task.objects.filter(handler=tag.name, tags=tag).values_list("pk", "name"))
+    if handled:
+        raise ConflictError(
+            f"cannot delete tag {tag.name!r}: it is the handler of {selectors.describe_tasks(actor, handled)}"
+        )
+    with transaction.atomic():
+        for task in _affected(tag):
+            names = sorted(task.tags.values_list("name", flat=True))
+            audit.record(
+                task,
+                AuditAction.CHANGED,
+                actor=actor,
+                changes={"tags": [names, [n for n in names if n != tag.name]]},
+                detail=f"tag {tag.name!r} deleted",
+            )
+        tag.delete()
+
+
+# Attempts: only finished ones are deleted, never a task's latest result, and every deletion is audited.
+
+
+def results_delete(*, results: Any, actor: Any = None) -> tuple[int, list[str]]:
+    """Delete the given attempts that may go; return (how many went, why the others stayed).
+
+    Waiting and in-flight attempts (PENDING, RETRY, QUEUED, RUNNING) stay: cancel the task first, through
+    the lifecycle. The latest finished attempt of each task stays too (its last result, which its status
+    comes from: the rule of result retention). The task rows are locked, so a worker's outcome cannot slip in between.
+    """
+    ids = [r.pk if isinstance(r, TaskResult) else r for r in results]
+    refused: list[str] = []
+    deleted = 0
+    with transaction.atomic():
+        rows = list(TaskResult.objects.filter(pk__in=ids).values_list("pk", "task_id"))
+        task_ids = sorted({task_id for _, task_id in rows}, key=str)
+        tasks = {t.pk: t for t in Task.objects.select_for_update().filter(pk__in=task_ids).order_by("pk")}
+        for task_id in task_ids:
+            task = tasks[task_id]
+            wanted = [pk for pk, t in rows if t == task_id]
+            latest = (
+                TaskResult.objects.filter(task_id=task_id, status__in=FINISHED)
+                .order_by("-created_at", "-id")
+                .values("pk")
+                .first()
+            )
+            chosen = TaskResult.objects.filter(pk__in=wanted)
+            unfinished = chosen.exclude(status__in=FINISHED).count()
+            if unfinished:
+                refused.append(
+                    f"{task.name}: {unfinished} attempt(s) waiting or running; cancel the task first, then delete them"
+                )
+            deletable = chosen.filter(status__in=FINISHED)
+            if latest is not None and deletable.filter(pk=latest["pk"]).exists():
+                refused.append(f"{task.name}: the latest finished attempt is its last result and stays")
+                deletable = deletable.exclude(pk=latest["pk"])
+            gone = list(deletable.values_list("pk", "task_id", "status"))
+            if not gone:
+                continue
+            TaskResult.objects.filter(pk__in=[pk for pk, _, _ in gone]).delete()
+            by_status: dict[str, int] = {}
+            for _, _, status in gone:
+                by_status[status] = by_status.get(status, 0) + 1
+            audit.record(
+                task,
+                AuditAction.ATTEMPTS_DELETED,
+                actor=actor,
+                detail=f"{len(gone)} finished attempt(s) deleted: "
+                + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())),
+            )
+            deleted += len(gone)
+            transaction.on_commit(lambda gone=gone: retention._remove_artifacts(gone))
+    return deleted, refused

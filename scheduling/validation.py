@@ -12,14 +12,37 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from scheduling import cron
+from scheduling import cron, selectors
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Task, TaskType
+from scheduling.models import RetryPolicy, Tag, Task, TaskType
 from taskhub import encryption
 from taskhub.exceptions import ConfigError, ValidationError
 
+# The limits on one task, the same for the admin form, the API, the CLI and bulk creation (seed_examples):
+# every path calls services._clean(), which applies them here. Parameters size and the timeout ceiling
+# are configuration (security.max_parameters_bytes, scheduler.max_timeout_seconds); the lengths are the
+# database columns'. The API's serializer only checks JSON types.
+MAX_TAGS = 50
 MAX_DEPENDENCIES = 100
+NAME_MAX_LENGTH = Task._meta.get_field("name").max_length
+TAG_MAX_LENGTH = Tag._meta.get_field("name").max_length
 CRON_MAX_LENGTH = Task._meta.get_field("cron_expr").max_length
+
+
+def validate_name(name: Any) -> str:
+    """Return the stripped task name: 1-NAME_MAX_LENGTH printable characters."""
+    if isinstance(name, int | float) and not isinstance(name, bool):
+        name = str(name)  # e.g. the CLI's --set name=2024, read as JSON
+    if name is not None and not isinstance(name, str):
+        raise ValidationError({"name": f"must be a string, got a {type(name).__name__}"})
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": f"is required: 1-{NAME_MAX_LENGTH} printable characters"})
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationError({"name": f"must be at most {NAME_MAX_LENGTH} characters, got {len(name)}"})
+    if has_control_characters(name):
+        raise ValidationError({"name": "must not contain control characters (line breaks, escape, NUL...)"})
+    return name
 
 
 def validate_cron(task_type: str, cron_expr: str, tz_name: str) -> str:
@@ -140,8 +163,13 @@ def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[
     return value
 
 
-def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str]) -> list[Task]:
-    """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle)."""
+def validate_dependencies(
+    task: Task | None, dependency_ids: Iterable[UUID | str], actor: Any = None
+) -> list[Task]:
+    """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle).
+
+    A task ``actor`` may not see is unknown to them, and is "a task you cannot see" in a cycle.
+    """
     if dependency_ids is None:
         dependency_ids = []
     if isinstance(dependency_ids, str | bytes | dict) or not isinstance(dependency_ids, Iterable):
@@ -157,20 +185,22 @@ def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str
         raise ValidationError({"dependencies": f"at most {MAX_DEPENDENCIES} dependencies, got {len(ids)}"})
     if task is not None and task.pk in ids:
         raise ValidationError({"dependencies": f"a task cannot depend on itself ({task.name})"})
-    found = {t.pk: t for t in Task.objects.filter(pk__in=ids)}
+    visible = selectors.visible_task_ids(actor, ids)
+    found = {t.pk: t for t in Task.objects.filter(pk__in=[i for i in ids if i in visible])}
     unknown = [str(i) for i in ids if i not in found]
     if unknown:
         raise ValidationError({"dependencies": f"unknown task id(s): {', '.join(unknown)}"})
     if task is not None and ids:
         cycle = _find_cycle(task, ids)
         if cycle:
-            names = " -> ".join(cycle)
+            seen = selectors.visible_task_ids(actor, [pk for pk, _ in cycle])
+            names = " -> ".join(name if pk in seen else "(a task you cannot see)" for pk, name in cycle)
             raise ValidationError({"dependencies": f"would create a cycle: {names}"})
     return [found[i] for i in ids]
 
 
-def _find_cycle(task: Task, new_ids: list[UUID]) -> list[str] | None:
-    """Return the names along a path from a new dependency back to ``task``, if one exists."""
+def _find_cycle(task: Task, new_ids: list[UUID]) -> list[tuple[UUID, str]] | None:
+    """Return (id, name) along a path from a new dependency back to ``task``, if one exists."""
     edges: dict[UUID, list[UUID]] = {}
     through = Task.dependencies.through
     # Walk upstream from the new dependencies, one query per level of the graph.
@@ -186,7 +216,7 @@ def _find_cycle(task: Task, new_ids: list[UUID]) -> list[str] | None:
                 while path[-1] != task.pk:
                     path.append(parent[path[-1]])
                 names = dict(Task.objects.filter(pk__in=path).values_list("pk", "name"))
-                return [names[i] for i in reversed(path)]
+                return [(i, names[i]) for i in reversed(path)]
             if target not in seen:
                 seen.add(target)
                 parent[target] = source
@@ -233,15 +263,21 @@ def validate_json_object(field: str, value: Any) -> None:
 
 
 def clean_tags(tags: Any) -> list[str]:
+    """Return the stripped, de-duplicated tags: at most MAX_TAGS, each 1-TAG_MAX_LENGTH printable characters."""
     if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
         raise ValidationError({"tags": "must be a list of strings"})
-    cleaned = [t.strip() for t in tags]
-    bad = [t for t in cleaned if not t or len(t) > 64 or has_control_characters(t)]
+    cleaned = list(dict.fromkeys(t.strip() for t in tags))
+    if len(cleaned) > MAX_TAGS:
+        raise ValidationError({"tags": f"at most {MAX_TAGS} tags per task, got {len(cleaned)}"})
+    bad = [t for t in cleaned if not t or len(t) > TAG_MAX_LENGTH or has_control_characters(t)]
     if bad:
         raise ValidationError(
-            {"tags": f"each tag must be 1-64 printable characters (no control characters), got {bad[0][:64]!r}"}
+            {
+                "tags": f"each tag must be 1-{TAG_MAX_LENGTH} printable characters (no control characters), "
+                f"got {bad[0][:TAG_MAX_LENGTH]!r}" + (f" ({len(bad[0])} characters)" if bad[0] else "")
+            }
         )
-    return list(dict.fromkeys(cleaned))
+    return cleaned
 
 
 RETRY_POLICY_FIELDS = (
@@ -255,8 +291,14 @@ RETRY_POLICY_FIELDS = (
 )
 
 
-def validate_retry_policy(values: dict[str, Any]) -> RetryPolicy:
-    """Return an unsaved RetryPolicy from a dict of its fields; refuse unknown fields and out-of-range values."""
+def validate_retry_policy(
+    values: dict[str, Any], owner: Any = None, instance: RetryPolicy | None = None
+) -> RetryPolicy:
+    """Return an unsaved RetryPolicy of ``owner`` (None: shared) from a dict of its fields.
+
+    Refuses unknown fields, out-of-range values and a name ``owner`` already uses (the names of other
+    users' policies are theirs: they neither clash nor show). ``instance``: the policy being changed.
+    """
     unknown = sorted(str(key) for key in values if key not in RETRY_POLICY_FIELDS)
     if unknown:
         raise ValidationError(
@@ -266,25 +308,31 @@ def validate_retry_policy(values: dict[str, Any]) -> RetryPolicy:
     bad = [key for key, value in values.items() if isinstance(value, float) and not math.isfinite(value)]
     if bad:
         raise ValidationError({"retry_policy": [f"{key}: must be a finite number" for key in bad]})
-    policy = RetryPolicy(**values)
+    if instance is not None:
+        policy = instance
+        for key, value in values.items():
+            setattr(policy, key, value)
+    else:
+        policy = RetryPolicy(**values, owner=owner)
     try:
         # An empty name is filled in by the service; uniqueness is checked below with a clearer message.
-        policy.full_clean(exclude=[] if policy.name else ["name"], validate_unique=False)
+        policy.full_clean(exclude=[] if policy.name else ["name"], validate_unique=False, validate_constraints=False)
     except DjangoValidationError as exc:
         raise ValidationError(
             {"retry_policy": [f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]}
         ) from None
-    if policy.name and RetryPolicy.objects.filter(name=policy.name).exists():
+    same_name = RetryPolicy.objects.filter(name=policy.name, owner=policy.owner_id).exclude(pk=policy.pk)
+    if policy.name and same_name.exists():
         raise ValidationError(
             {"retry_policy": f"a retry policy named {policy.name!r} exists; pass its id to share it, or another name"}
         )
     return policy
 
 
-def free_policy_name(base: str) -> str:
-    """Return ``base`` (cut to fit), or it with a number, so that no retry policy has that name yet."""
+def free_policy_name(base: str, owner: Any = None) -> str:
+    """Return ``base`` (cut to fit), or it with a number, so that ``owner`` has no retry policy of that name yet."""
     base = base[:90]
     name, number = base, 2
-    while RetryPolicy.objects.filter(name=name).exists():
+    while RetryPolicy.objects.filter(name=name, owner=owner).exists():
         name, number = f"{base} ({number})", number + 1
     return name

@@ -10,11 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduling import cron
+from scheduling import cron, selectors, validation
 from scheduling.models import (
     AttemptStatus,
     AuditAction,
@@ -268,7 +267,8 @@ def check_json_value(value: Any, depth: int = 0) -> None:
 class TaskWriteSerializer(serializers.Serializer):
     """The JSON a client sends to create or change a task; rules are checked by scheduling.services."""
 
-    name = serializers.CharField(max_length=200)
+    # Lengths and counts (name, tags, dependencies) are checked by the service: scheduling.validation's limits.
+    name = serializers.CharField()
     task_type = choice(TaskType.choices, required=False)
     cron_expr = serializers.CharField(required=False, allow_blank=True, max_length=120, trim_whitespace=True)
     timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone, e.g. Europe/Paris.")
@@ -287,11 +287,13 @@ class TaskWriteSerializer(serializers.Serializer):
         "Leave out to keep the stored ones; {} clears them.",
     )
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=64),
-        max_length=50,
-        help_text="Exactly one must be a registered handler tag (see /handlers).",
+        child=serializers.CharField(),
+        help_text=f"At most {validation.MAX_TAGS}, each up to {validation.TAG_MAX_LENGTH} characters; exactly one "
+        "must be a registered handler tag (see /handlers).",
     )
-    dependencies = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    dependencies = serializers.ListField(
+        child=serializers.UUIDField(), required=False, help_text=f"At most {validation.MAX_DEPENDENCIES} task ids."
+    )
     timeout_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     retry_policy = RetryPolicyInputSerializer(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False)
@@ -315,23 +317,16 @@ class TaskWriteSerializer(serializers.Serializer):
             raise serializers.ValidationError(errors)
         return value
 
-    def validate_dependencies(self, value: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Refuse ids the requesting user cannot see, as if they did not exist."""
-        visible: QuerySet[Task] = self.context["visible_tasks"]
-        ids = list(dict.fromkeys(value))
-        found = set(visible.filter(pk__in=ids).values_list("pk", flat=True))
-        unknown = [str(i) for i in ids if i not in found]
-        if unknown:
-            raise serializers.ValidationError(f"unknown task id(s): {', '.join(unknown)}")
-        return ids
-
     def validate_retry_policy(self, value: dict[str, Any] | None) -> RetryPolicy | dict[str, Any] | None:
         """Resolve the nested policy to a stored one (by id, or unchanged) or a new one's fields."""
         if value is None:
             return None
         values = {k: v for k, v in value.items() if k not in ("id", "name")}
         if "id" in value:
-            policy = RetryPolicy.objects.filter(pk=value["id"]).first()
+            # Only the requesting user's own and the shared policies exist for them (scheduling.selectors);
+            # the service checks again that the task may use it.
+            request = self.context.get("request")
+            policy = selectors.visible_policies(getattr(request, "user", None)).filter(pk=value["id"]).first()
             if policy is None:
                 raise serializers.ValidationError({"id": [f"unknown retry policy {value['id']}"]})
             different = sorted(k for k, v in values.items() if getattr(policy, k) != v)
@@ -344,12 +339,8 @@ class TaskWriteSerializer(serializers.Serializer):
             full = {f: value.get(f, RetryPolicy._meta.get_field(f).get_default()) for f in POLICY_FIELDS}
             if all(getattr(current.retry_policy, k) == v for k, v in full.items()) and not value.get("name"):
                 return current.retry_policy
-        name = value.get("name") or ""
-        if name and RetryPolicy.objects.filter(name=name).exists():
-            raise serializers.ValidationError(
-                {"name": [f"a retry policy named {name!r} exists; send its id to reuse it, or choose another name"]}
-            )
-        return {**values, "name": name}
+        # A name already taken among the owner's policies is refused by the service (validation.validate_retry_policy).
+        return {**values, "name": value.get("name") or ""}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         policy = attrs.get("retry_policy")

@@ -143,11 +143,12 @@ def test_retry_policy_id_with_different_values_is_refused(api: APIClient) -> Non
     assert "leave out id" in response.json()["retry_policy"]["max_retries"][0]
 
 
-def test_retry_policy_with_a_taken_name_is_refused(api: APIClient) -> None:
-    RetryPolicy.objects.create(name="shared")
-    response = api.post("/tasks", task_body(retry_policy={"name": "shared", "max_retries": 5}), format="json")
+def test_retry_policy_with_a_taken_name_is_refused(api: APIClient, alice: User) -> None:
+    """Names are unique among the owner's policies (another user's or a shared one's name is not taken)."""
+    RetryPolicy.objects.create(name="mine", owner=alice)
+    response = api.post("/tasks", task_body(retry_policy={"name": "mine", "max_retries": 5}), format="json")
     assert response.status_code == 400
-    assert "exists" in response.json()["retry_policy"]["name"][0]
+    assert "exists" in response.json()["retry_policy"][0]
     assert RetryPolicy.objects.count() == 1 and Task.objects.count() == 0
 
 
