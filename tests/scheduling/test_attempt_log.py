@@ -117,7 +117,7 @@ def test_an_oversized_line_is_cut_not_the_whole_log():
 
 @pytest.mark.django_db
 def test_lines_are_buffered_not_written_one_row_or_statement_per_line(make_task):
-    task = make_task("many", tags=["TEST_LOG"], parameters={"lines": 2000})
+    make_task("many", tags=["TEST_LOG"], parameters={"lines": 2000})
     (result,) = dispatcher.dispatch()
     with CaptureQueriesContext(connection) as queries:
         executor.run_attempt(result.pk)
@@ -217,7 +217,7 @@ def test_result_page_and_task_page_show_the_log_in_a_preformatted_block(make_tas
 
 @pytest.mark.django_db
 def test_result_page_of_a_running_attempt_follows_it_live(make_task, client_op: Client):
-    task = make_task("running")
+    make_task("running")
     (result,) = dispatcher.dispatch()
     executor.claim(result.pk)
     html = client_op.get(reverse("admin:scheduling_taskresult_change", args=[result.pk])).content.decode()
