@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +67,10 @@ class AttemptLogBuffer(logging.Handler):
         super().__init__()
         self.result_id = result_id
         self.secrets = tuple(secrets)
-        self.setFormatter(logging.Formatter(FORMAT))
+        formatter = logging.Formatter(FORMAT)
+        formatter.converter = time.gmtime  # the same time on every host, whatever its time zone
+        formatter.default_msec_format = "%s.%03d UTC"
+        self.setFormatter(formatter)
         self._lines: deque[tuple[str, int]] = deque()  # (line, UTF-8 bytes), the kept tail
         self._bytes = 0
         self._total_lines = 0
