@@ -70,7 +70,7 @@ _LATEST_RESULT = TaskResult.objects.only(
 
 
 class PlainTextLogRenderer(BaseRenderer):
-    """An attempt's log as plain text (``?format=text``); an error answers its detail."""
+    """An attempt's log as plain text (``?format=text`` or ``Accept: text/plain``); errors stay JSON."""
 
     media_type = "text/plain"
     format = "text"
@@ -98,6 +98,12 @@ class TaskViewSet(viewsets.ModelViewSet):
     ordering = ["priority", "created_at"]
     # Any segment reaches the view, so a malformed id is a JSON 404 rather than Django's HTML page.
     lookup_value_regex = "[^/]+"
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors answer JSON (the Error schema), also when an attempt's log was asked for as text.
+        if isinstance(getattr(self.request, "accepted_renderer", None), PlainTextLogRenderer):
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().handle_exception(exc)
 
     def get_queryset(self) -> QuerySet[Task]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no user

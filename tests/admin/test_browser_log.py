@@ -27,7 +27,11 @@ pytestmark = [
 
 
 def test_attempt_and_task_pages_follow_a_running_attempts_log(
-    live_server: Any, page: Any, step: Any, start_worker: Any, tmp_path: Path  # noqa: F811
+    live_server: Any,
+    page: Any,
+    step: Any,
+    start_worker: Any,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     base = live_server.url
     get_user_model().objects.create_superuser("op", "op@example.com", "browser-pw-1")
@@ -61,5 +65,5 @@ def test_attempt_and_task_pages_follow_a_running_attempts_log(
 
     with step("log-03-task-page"):
         page.goto(f"{base}/admin/scheduling/task/{task.pk}/change/")
-        page.locator("#th-attempt-log-%d pre.th-log" % result.pk, has_text="INFO finished").wait_for()
+        page.locator(f"#th-attempt-log-{result.pk} pre.th-log", has_text="INFO finished").wait_for()
         assert page.js_errors == []

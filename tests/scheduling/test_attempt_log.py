@@ -172,6 +172,8 @@ def test_api_serves_the_log_with_the_tasks_visibility_rules(make_task, operator)
     assert text.status_code == 200 and text["Content-Type"].startswith("text/plain")
     assert text.content.decode() == body["text"]
 
+    missing = api_for(other).get(log_url(result) + "?format=text")
+    assert missing.status_code == 404 and missing.json() == {"detail": "No Task matches the given query."}
     assert api_for(other).get(log_url(result)).status_code == 404  # someone else's task
     assert APIClient().get(log_url(result)).status_code == 401
     assert api_for(operator).get(log_url(result)).status_code == 200  # view_all_tasks
