@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from reporting import channels
 from reporting import content as report_content
 from reporting.models import Channel, ChannelState, Report, ReportedResult, ReportOutcome
 from scheduling.models import FINISHED, TaskResult
@@ -100,43 +101,68 @@ SENDERS: dict[str, Sender] = {
 # --- the service ------------------------------------------------------------------------
 
 
-def report_run(*, channel: str | None = None, now: datetime | None = None) -> list[Report]:
-    """Report to every channel of reporting.report_types, or only to ``channel`` (then at once, no backoff)."""
+def report_run(
+    *, channel: str | None = None, now: datetime | None = None, reasons: dict[str, str] | None = None
+) -> list[Report]:
+    """Report to every configured channel of reporting.report_types, or only to ``channel`` (at once, no backoff).
+
+    Channels that are not configured (reporting.channels) are skipped, never failed. ``reasons``, when
+    given, receives why each channel that got no report got none (not configured, backing off, nothing new...).
+    """
     if channel is not None and channel not in SENDERS:
         raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(SENDERS)}")
-    channels = [channel] if channel else settings.TASKHUB["reporting"]["report_types"]
+    reasons = {} if reasons is None else reasons
+    if channel:
+        why = channels.missing(channel)
+        if why:
+            reasons[channel] = f"not configured ({why})"
+            return []
+        names = [channel]
+    else:
+        names, skipped = channels.split()
+        reasons.update({name: f"not configured ({why})" for name, why in skipped.items()})
     reports = []
-    for name in channels:
-        report = report_channel(name, now=now, force=channel is not None)
+    for name in names:
+        report = report_channel(name, now=now, force=channel is not None, reasons=reasons)
         if report is not None:
             reports.append(report)
     return reports
 
 
-def report_channel(channel: str, *, now: datetime | None = None, force: bool = False) -> Report | None:
+def report_channel(
+    channel: str, *, now: datetime | None = None, force: bool = False, reasons: dict[str, str] | None = None
+) -> Report | None:
     """Send ``channel`` what it has not reported yet; return the Report, or None if there was nothing to do."""
     now = now or timezone.now()
+    reasons = {} if reasons is None else reasons
     state, _ = ChannelState.objects.get_or_create(channel=channel)
     if not force and state.next_try_at and state.next_try_at > now:
+        reasons[channel] = (
+            f"backing off after {state.failures} failed report(s) until {state.next_try_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(last error: {state.last_error[:200] or 'none recorded'}); --channel {channel} reports at once"
+        )
         return None
     lease = now + LEASE
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     if ChannelState.objects.filter(free, pk=state.pk).update(lease_until=lease) != 1:
         logger.info("%s: another report is being sent; skipping", channel)
+        reasons[channel] = "another report to it is being sent right now"
         return None
     try:
         state.refresh_from_db()  # another run may have moved the watermark before we took the lease
-        return _report(state, now)
+        return _report(state, now, reasons)
     finally:
         ChannelState.objects.filter(pk=state.pk, lease_until=lease).update(lease_until=None)
 
 
-def _report(state: ChannelState, now: datetime) -> Report | None:
+def _report(state: ChannelState, now: datetime, reasons: dict[str, str]) -> Report | None:
     channel = state.channel
     picked = list(pending(channel, watermark=state.watermark, now=now).values_list("pk", "finished_at")[:MAX_BATCH])
     ChannelState.objects.filter(pk=state.pk).update(last_run_at=now)
     if not picked:
         ChannelState.objects.filter(pk=state.pk).update(watermark=now)
+        since = f" since {state.watermark:%Y-%m-%d %H:%M:%S} UTC" if state.watermark else ": no attempt has finished"
+        reasons[channel] = f"nothing new{since}"
         return None
     ids = [pk for pk, _ in picked]
     # A capped backlog ends at its last attempt; the rest follows in the next run.

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from scheduling import cron, selectors, services, validation
+from scheduling import attempt_log, cron, selectors, services, validation
 from scheduling.admin_views import TaskPagesMixin
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
@@ -603,6 +603,11 @@ class TaskResultAdmin(admin.ModelAdmin):
         _, refused = services.results_delete(results=list(queryset.values_list("pk", flat=True)), actor=request.user)
         for line in refused:
             self.message_user(request, f"Not deleted: {line}", messages.ERROR)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        result = self.get_object(request, object_id)  # None (not visible): Django's "doesn't exist" follows
+        extra = {**(extra_context or {}), "attempt_log": attempt_log.admin_context(result)}
+        return super().change_view(request, object_id, form_url, extra)
 
 
 @admin.register(Tag)

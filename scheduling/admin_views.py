@@ -22,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from scheduling import admin_graph, cron, dashboard, services
+from scheduling import admin_graph, attempt_log, cron, dashboard, services
 from scheduling.api.permissions import VIEW_ALL, visible_tasks
 from scheduling.handlers import registry
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
@@ -198,8 +198,10 @@ class TaskPagesMixin:
         """Return what the task page shows besides the form: timeline, reason line, graph, buttons."""
         can_change = self.has_change_permission(request, task)  # type: ignore[attr-defined]
         graph = admin_graph.neighbourhood(task)
+        attempts = timeline(task)
         return {
-            "attempts": timeline(task),
+            "attempts": attempts,
+            "attempt_log": attempt_log.admin_context(attempt_log.shown_attempt(attempts)),
             "timeline_limit": TIMELINE_LIMIT,
             "waiting_reason": waiting_reason(task),
             "task_active": task.status in ACTIVE,

@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from scheduling import clock, dispatcher, lifecycle, services
+from scheduling import attempt_log, clock, dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub import encryption
@@ -131,18 +131,32 @@ def call_handler(
     *,
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
     progress_listener: ProgressCallback | None = None,
+    live_log: bool = False,
 ) -> Outcome:
-    """Run the attempt's handler and turn whatever happens into an Outcome; no secret survives in it."""
+    """Run the attempt's handler and turn whatever happens into an Outcome; no secret survives in it.
+
+    What the handler logs through ``context.logger`` is kept with the attempt (see attempt_log);
+    ``live_log`` writes it every second while the handler runs (the worker), else at the end.
+    """
     task = result.task
     try:
         secret = encryption.decrypt_json(task.secret_parameters)
     except ConfigError as exc:
         return Outcome(AttemptStatus.FAILED, error=f"secret_parameters: {exc}", permanent=True)
     hidden = encryption.leaves(secret)
-    with encryption.secrets_in_use(hidden):
-        outcome = _call_handler(result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener)
-    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result.
+    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result or log.
     secrets = [*settings.TASKHUB.secret_values(), *hidden]
+    with (
+        encryption.secrets_in_use(hidden),
+        attempt_log.capture(result.pk, task.handler, secrets, live=live_log) as (handler_logger, log),
+    ):
+        outcome = _call_handler(
+            result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener, handler_logger
+        )
+    try:
+        reconnecting(log.write, f"attempt {result.pk} log")
+    except DatabaseError as exc:  # the outcome matters more than the log: record it anyway
+        logger.warning("attempt %s: log not stored (%s)", result.pk, str(exc).strip()[:200])
     outcome.error = encryption.scrub_text(outcome.error, secrets)
     outcome.traceback = encryption.scrub_text(outcome.traceback, secrets)
     outcome.result = encryption.scrub(outcome.result, secrets)
@@ -154,6 +168,7 @@ def _call_handler(
     parameters: dict[str, Any],
     soft_timeout_exc: tuple[type[BaseException], ...],
     progress_listener: ProgressCallback | None,
+    handler_logger: logging.Logger,
 ) -> Outcome:
     task = result.task
     context = HandlerContext(
@@ -161,7 +176,7 @@ def _call_handler(
         task_name=task.name,
         attempt=result.attempt,
         result_id=result.pk,
-        logger=logging.getLogger(f"taskhub.handler.{task.handler}"),
+        logger=handler_logger,
         progress=_progress_callback(result, progress_listener),
     )
     try:
@@ -249,6 +264,7 @@ def run_attempt(
     celery_task_id: str = "",
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
     progress_listener: ProgressCallback | None = None,
+    live_log: bool = False,
 ) -> str:
     """Claim, run and complete one attempt; return what happened (for logs and tests)."""
     result = reconnecting(lambda: claim(result_id, celery_task_id=celery_task_id), f"attempt {result_id} claim")
@@ -256,7 +272,9 @@ def run_attempt(
         logger.info("attempt %s is not QUEUED: duplicate delivery ignored", result_id)
         return "ignored"
     logger.info("attempt %s of %s (%s) started", result.attempt, result.task.name, result.task.handler)
-    outcome = call_handler(result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener)
+    outcome = call_handler(
+        result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener, live_log=live_log
+    )
     running = result.status
 
     def record() -> bool:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, QuerySet, Value, When
 
-from scheduling import clock, cron, dispatcher, services
+from scheduling import clock, cron, dispatcher, lifecycle, services
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def fire_due(now: datetime | None = None) -> int:
         # Due tasks whose dependency already failed: looked up through the due index before the fire
         # (after it, "fired now" could only be found by status, which every waiting task shares).
         blocked = list(
-            due.filter(dependencies__status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED))
+            due.filter(dependencies__status__in=lifecycle.TASK_FAILED)
             .order_by()
             .values_list("pk", flat=True)
             .distinct()

@@ -36,6 +36,17 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     A.SKIPPED: frozenset(),
 }
 
+#: The task's status once its latest attempt has finished and none is active: the attempt's own.
+TASK_STATUS_AFTER: dict[str, str] = {
+    A.DONE: TaskStatus.DONE,
+    A.FAILED: TaskStatus.FAILED,
+    A.TIMEOUT: TaskStatus.TIMEOUT,
+    A.CANCELLED: TaskStatus.CANCELLED,
+}
+
+#: Task statuses that end a run badly: dependents of a task in one of them fail instead of waiting.
+TASK_FAILED = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED)
+
 # Which timestamp a move stamps.
 _STAMPS = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
 
@@ -129,9 +140,9 @@ def task_status_for(active: list[str], latest: TaskResult | None) -> str | None:
             return status
     if latest is None or latest.status == A.SKIPPED:
         return None
-    if latest.status == A.TIMEOUT:
-        return TaskStatus.FAILED  # a timeout with no retry left ends the run
-    return latest.status
+    # A run that ended with a timeout reads TIMEOUT (one whose timeout is being retried has a RETRY
+    # attempt, which is active, so it reads RETRY above).
+    return TASK_STATUS_AFTER[latest.status]
 
 
 def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str | None = None) -> str | None:

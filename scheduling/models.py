@@ -459,3 +459,28 @@ class TaskAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}: {self.action}"
+
+
+class AttemptLog(models.Model):
+    """What an attempt's handler logged through ``context.logger``: the last 1 MiB, secrets scrubbed.
+
+    One row per attempt that logged anything, rewritten by its worker about once a second while it
+    runs (see scheduling/attempt_log.py); deleted with its attempt (retention, task deletion).
+    Kept out of TaskResult so the results lists and the dispatcher never read it.
+    """
+
+    result = models.OneToOneField(
+        TaskResult, verbose_name="attempt", primary_key=True, on_delete=models.CASCADE, related_name="log"
+    )
+    text = models.TextField("log", blank=True, default="")
+    lines = models.PositiveIntegerField("lines logged", default=0, help_text="Every line, the dropped ones too.")
+    dropped_lines = models.PositiveIntegerField(
+        "lines dropped", default=0, help_text="Oldest lines dropped to keep the log within its bound."
+    )
+    updated_at = models.DateTimeField("updated", default=now)
+
+    class Meta:
+        verbose_name = "attempt log"
+
+    def __str__(self) -> str:
+        return f"log of attempt {self.result_id}"

@@ -394,7 +394,7 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
 
 def task_retry(*, task: Task, actor: Any = None) -> TaskResult:
     """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
-    if task.status not in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
+    if task.status not in lifecycle.TASK_FAILED:
         raise ConflictError(
             f"only a FAILED, TIMEOUT or CANCELLED task can be retried; {task.name!r} is {task.status}",
             current_status=task.status,
@@ -433,7 +433,7 @@ def waiting_on(task: Task) -> list[Task]:
 
 
 def fail_if_upstream_failed(task: Task) -> None:
-    bad = task.dependencies.filter(status__in=(TaskStatus.FAILED, TaskStatus.CANCELLED)).first()
+    bad = task.dependencies.filter(status__in=lifecycle.TASK_FAILED).first()
     if bad is not None:
         _fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
 

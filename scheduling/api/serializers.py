@@ -282,7 +282,7 @@ class TaskWriteSerializer(serializers.Serializer):
         allow_null=True,
         write_only=True,
         validators=[check_json_value],
-        help_text="Parameters that must stay secret (e.g. {\"headers\": {\"Authorization\": \"Bearer ...\"}}): "
+        help_text='Parameters that must stay secret (e.g. {"headers": {"Authorization": "Bearer ..."}}): '
         "stored encrypted, merged over parameters when the handler runs, never returned. "
         "Leave out to keep the stored ones; {} clears them.",
     )
@@ -432,3 +432,17 @@ class HandlerSerializer(serializers.Serializer):
     tag = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.JSONField(help_text="JSON schema the task's parameters must satisfy.")
+
+
+class AttemptLogSerializer(serializers.Serializer):
+    """What one attempt's handler logged (the last 1 MiB, secrets hidden); ``finished``: no more lines will come."""
+
+    task = serializers.UUIDField()
+    attempt_id = serializers.IntegerField(help_text="The attempt's id, as in /tasks/{id}/results.")
+    attempt = serializers.IntegerField(help_text="The attempt's number within its run (1 = first try).")
+    status = serializers.ChoiceField(choices=AttemptStatus.choices)
+    finished = serializers.BooleanField()
+    text = serializers.CharField(help_text="The log lines; a first line says how many older lines were dropped.")
+    lines = serializers.IntegerField(help_text="Lines logged in all, the dropped ones included.")
+    dropped_lines = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When the worker last wrote the log.")

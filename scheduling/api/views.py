@@ -10,22 +10,25 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scheduling import services
+from scheduling import attempt_log, services
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.pagination import CappedCountPagination
 from scheduling.api.parsers import LimitedJSONParser
 from scheduling.api.permissions import VIEW_ALL, TaskPermission, WriteRateThrottle, visible_results, visible_tasks
 from scheduling.api.serializers import (
     PUT_DEFAULTS,
+    AttemptLogSerializer,
     CancelSerializer,
     HandlerSerializer,
     LastResultSerializer,
@@ -66,6 +69,21 @@ _LATEST_RESULT = TaskResult.objects.only(
 )
 
 
+class PlainTextLogRenderer(BaseRenderer):
+    """An attempt's log as plain text (``?format=text`` or ``Accept: text/plain``); errors stay JSON."""
+
+    media_type = "text/plain"
+    format = "text"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        if isinstance(data, dict) and "text" in data:
+            return str(data["text"]).encode("utf-8")
+        if isinstance(data, dict) and "detail" in data:
+            return f"{data['detail']}\n".encode()
+        return str(data).encode("utf-8")
+
+
 class TaskViewSet(viewsets.ModelViewSet):
     """Tasks: list, create, read, change, delete, and the run/cancel/retry/pause/resume actions."""
 
@@ -80,6 +98,12 @@ class TaskViewSet(viewsets.ModelViewSet):
     ordering = ["priority", "created_at"]
     # Any segment reaches the view, so a malformed id is a JSON 404 rather than Django's HTML page.
     lookup_value_regex = "[^/]+"
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors answer JSON (the Error schema), also when an attempt's log was asked for as text.
+        if isinstance(getattr(self.request, "accepted_renderer", None), PlainTextLogRenderer):
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().handle_exception(exc)
 
     def get_queryset(self) -> QuerySet[Task]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no user
@@ -175,6 +199,38 @@ class TaskViewSet(viewsets.ModelViewSet):
         queryset = TaskResult.objects.filter(task=task).select_related("task").order_by("-created_at", "-id")
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskResultSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "attempt", int, OpenApiParameter.PATH, description="The attempt's id (`id` in /tasks/{id}/results)."
+            )
+        ],
+        responses={200: AttemptLogSerializer, (200, "text/plain"): OpenApiTypes.STR},
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"results/(?P<attempt>[0-9]{1,18})/log",
+        url_name="attempt-log",
+        filter_backends=[],
+        pagination_class=None,
+        renderer_classes=[JSONRenderer, BrowsableAPIRenderer, PlainTextLogRenderer],
+    )
+    def log(self, request: Request, pk: str | None = None, attempt: str = "") -> Response:
+        """What one attempt's handler logged (its last 1 MiB, secrets hidden); a running attempt's so far.
+
+        Poll it while ``finished`` is false to follow a running attempt (the worker writes new lines
+        about once a second). ``Accept: text/plain`` or ``?format=text`` answers the text alone.
+        """
+        task = self.get_object()
+        result = (
+            TaskResult.objects.filter(task=task, pk=int(attempt)).only("id", "task_id", "attempt", "status").first()
+        )
+        if result is None:
+            raise Http404("no such attempt of this task")
+        return Response(AttemptLogSerializer(attempt_log.payload(result)).data)
 
     @extend_schema(responses=TaskAuditSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])

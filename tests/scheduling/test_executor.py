@@ -86,7 +86,36 @@ def test_timeout_not_retried_when_policy_says_so(make_task):
     executor.complete(claimed, executor.Outcome(AttemptStatus.TIMEOUT, error="timed out"))
     task.refresh_from_db()
     assert TaskResult.objects.get(task=task).status == AttemptStatus.TIMEOUT
-    assert task.status == TaskStatus.FAILED
+    assert task.status == TaskStatus.TIMEOUT  # the run ended with a timeout: it reads TIMEOUT, not FAILED
+    assert task.status_reason == "timed out"
+
+
+def test_timeout_after_last_retry_reads_timeout_and_fails_dependents(make_task):
+    policy = RetryPolicy.objects.create(name="one-retry", max_retries=1, retry_delay=0)
+    task = make_task("slow", retry_policy=policy.pk)
+    child = make_task("child", dependencies=[task.pk])
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    executor.complete(claimed, executor.Outcome(AttemptStatus.TIMEOUT, error="timed out"))
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RETRY  # its timeout is being retried
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    executor.complete(claimed, executor.Outcome(AttemptStatus.TIMEOUT, error="timed out again"))
+    task.refresh_from_db()
+    child.refresh_from_db()
+    assert task.status == TaskStatus.TIMEOUT
+    assert child.status == TaskStatus.FAILED and "'slow' failed" in child.status_reason
+    # A TIMEOUT task can be retried like a FAILED one.
+    services.task_retry(task=task)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PENDING
+
+
+def test_task_status_after_each_finished_attempt_status():
+    for status in (AttemptStatus.DONE, AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.CANCELLED):
+        assert lifecycle.task_status_for([], TaskResult(status=status)) == status
+    assert lifecycle.task_status_for([], TaskResult(status=AttemptStatus.SKIPPED)) is None
+    # An active retry outranks the timed-out attempt before it.
+    assert lifecycle.task_status_for([AttemptStatus.RETRY], TaskResult(status=AttemptStatus.TIMEOUT)) == "RETRY"
 
 
 def test_timeout_is_retried_by_default(make_task, policy):

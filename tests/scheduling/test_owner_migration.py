@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("scheduling", "0006_scale_owner_index")]
-AFTER = [("scheduling", "0007_secown_owned_shared_objects")]
+AFTER = [("scheduling", "0007_owned_shared_objects")]
 
 
 def _migrate(targets: list[tuple[str, str]]) -> Any:

@@ -76,7 +76,30 @@ def noop(parameters: dict[str, Any], context: HandlerContext) -> None:
     return None
 
 
+def chatty(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+    """Log ``lines`` lines, a DEBUG line and the ``secret`` parameter; optionally wait for a ``go`` file in between.
+
+    ``wait_for``: a path; the handler logs "waiting" and sleeps until the file exists (a test reads the
+    log of the running attempt meanwhile), then logs "finished".
+    """
+    for number in range(parameters.get("lines", 3)):
+        context.logger.info("line %d of %s %s", number, context.task_name, parameters.get("pad", ""))
+    context.logger.debug("a debug line below the configured level")
+    if parameters.get("secret"):
+        context.logger.warning("calling with token %s", parameters["secret"])
+    if parameters.get("wait_for"):
+        context.logger.info("waiting")
+        deadline = time.monotonic() + parameters.get("seconds", 60)
+        while not Path(parameters["wait_for"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        context.logger.info("finished")
+    if parameters.get("fail"):
+        raise RuntimeError("chatty failed")
+    return {"lines": parameters.get("lines", 3)}
+
+
 def register() -> None:
+    registry.register("TEST_LOG", chatty, schema={"type": "object"})
     registry.register("TEST_RECORD", record, schema={"type": "object"})
     registry.register("TEST_FLAKY", flaky, schema={"type": "object"})
     registry.register("TEST_SLEEP", sleepy, schema={"type": "object"})

@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from reporting import channels
+
 
 class Command(BaseCommand):
     help = "Validate the configuration and print where TaskHub keeps its data (secrets are never printed)."
@@ -17,3 +19,4 @@ class Command(BaseCommand):
         self.stdout.write(f"  broker:   {broker}")
         self.stdout.write(f"  storage:  {settings.STORAGE_DIR}")
         self.stdout.write(f"  jira environments: {', '.join(config.jira_environments) or 'none'}")
+        self.stdout.write(f"  {channels.summary()}")

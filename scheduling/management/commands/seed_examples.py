@@ -1,7 +1,13 @@
-"""Create the seed's two example Jira extraction tasks (idempotent)."""
+"""Create the seed's two example Jira extraction tasks (idempotent).
+
+They export from the Jira environments ``env1.jira.com`` and ``env2.jira.com``; ``--env NAME`` points
+both at one configured environment instead. Without the environments it creates nothing and says, in
+one line, what to configure.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -43,6 +49,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--owner", help="username to own the tasks (default: the first superuser)")
+        parser.add_argument(
+            "--env",
+            metavar="NAME",
+            help="configured Jira environment both examples export from (default: env1.jira.com and env2.jira.com)",
+        )
         add_actor_argument(parser)
 
     def handle(self, *args: object, **options: object) -> None:
@@ -55,7 +66,8 @@ class Command(BaseCommand):
         if options["owner"] and owner is None:
             raise CommandError(f"no user named {options['owner']!r}")
         actor, note = cli_actor("seed_examples", options["user"])  # type: ignore[arg-type]
-        for example in EXAMPLES:
+        examples = _examples(options["env"])  # type: ignore[arg-type]
+        for example in examples:
             if Task.objects.filter(name=example["name"]).exists():
                 self.stdout.write(f"exists: {example['name']}")
                 continue
@@ -65,3 +77,22 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError(f"{example['name']}: {exc}") from None
             self.stdout.write(self.style.SUCCESS(f"created: {task.name} ({task.pk})"))
+
+
+def _examples(env: str | None) -> list[dict[str, object]]:
+    """The examples, on ``env`` if given; a one-line CommandError when their Jira environments are not configured."""
+    configured = settings.TASKHUB.jira_environments
+    known = ", ".join(sorted(configured)) or "none"
+    if env is not None:
+        if env not in configured:
+            raise CommandError(f"--env: no Jira environment named {env!r} is configured (configured: {known})")
+        return [{**e, "parameters": {**e["parameters"], "jira_envs": [env]}} for e in EXAMPLES]  # type: ignore[dict-item]
+    needed = sorted({name for e in EXAMPLES for name in e["parameters"]["jira_envs"]})  # type: ignore[index]
+    missing = [name for name in needed if name not in configured]
+    if missing:
+        raise CommandError(
+            f"nothing created: the examples export from Jira environments {', '.join(missing)}, which are not "
+            f"configured; add them under jira.environments in config.yaml (see config.yaml.example), "
+            f"or pass --env NAME (configured: {known})"
+        )
+    return EXAMPLES
