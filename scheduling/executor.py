@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from scheduling import clock, dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
-from taskhub import encryption
+from taskhub import encryption, scrubbing
 from taskhub.exceptions import ConfigError, HandlerError
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def _progress_callback(result: TaskResult, listener: ProgressCallback | None = N
         value = None if percent is None else max(0, min(100, int(percent)))
         reconnecting(
             lambda: TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
-                progress=value, progress_message=str(message)[:500]
+                progress=value, progress_message=scrubbing.cut(str(message), 500)
             ),
             f"attempt {result.pk} progress",
         )
@@ -141,11 +140,11 @@ def call_handler(
     hidden = encryption.leaves(secret)
     with encryption.secrets_in_use(hidden):
         outcome = _call_handler(result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener)
-    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result.
-    secrets = [*settings.TASKHUB.secret_values(), *hidden]
-    outcome.error = encryption.scrub_text(outcome.error, secrets)
-    outcome.traceback = encryption.scrub_text(outcome.traceback, secrets)
-    outcome.result = encryption.scrub(outcome.result, secrets)
+    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result:
+    # scrubbed in every form, and before the cut, so that no part of one straddling MAX_ERROR survives.
+    outcome.error = scrubbing.cut(outcome.error, MAX_ERROR, hidden)
+    outcome.traceback = scrubbing.cut(outcome.traceback, MAX_ERROR, hidden, keep="end")
+    outcome.result = scrubbing.scrub(outcome.result, hidden)
     return outcome
 
 
@@ -174,13 +173,13 @@ def _call_handler(
         return Outcome(
             AttemptStatus.TIMEOUT,
             error=f"timed out after {task.effective_timeout()} s (timeout_seconds)",
-            traceback=traceback.format_exc()[-MAX_ERROR:],
+            traceback=traceback.format_exc(),  # cut by call_handler, after scrubbing
         )
     except Exception as exc:  # noqa: BLE001 - every handler failure is recorded on the attempt
         return Outcome(
             AttemptStatus.FAILED,
-            error=f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR],
-            traceback=traceback.format_exc()[-MAX_ERROR:],
+            error=f"{exc.__class__.__name__}: {exc}",  # cut by call_handler, after scrubbing
+            traceback=traceback.format_exc(),
             permanent=isinstance(exc, HandlerError) and exc.permanent,
         )
     result.artifacts = context.artifacts
