@@ -140,6 +140,19 @@ def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[
     return value
 
 
+def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[str, Any]) -> bool:
+    """Whether an update points the task's ``url`` at another origin (scheme, host, port) than it had."""
+    from scheduling.http_guard import origin
+
+    if task is None or not isinstance(data.get("parameters"), dict):
+        return False
+    before = encryption.merge(task.parameters or {}, secret).get("url")
+    after = encryption.merge(data["parameters"], secret).get("url")
+    if before == after:
+        return False
+    return before is not None and origin(before) != origin(after)
+
+
 def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str]) -> list[Task]:
     """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle)."""
     if dependency_ids is None:
