@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,6 +105,8 @@ def parse(url: Any) -> Target:
     # with urljoin on the original: every reading must be the same.
     for reading, text in (("urllib3", url), ("urlsplit", url), ("urlsplit", prepared.url)):
         seen = _read(reading, text)
+        if not 1 <= seen[2] <= 65535:
+            raise UrlRefused(f"port {seen[2]}: expected 1-65535")
         if seen != (scheme, bare, port):
             raise UrlRefused(
                 f"the URL reads as {scheme}://{host}:{port} to the HTTP client but as "
@@ -153,20 +155,30 @@ def allowed_rule(host: str, port: int) -> allowlist.Rule | None:
     return allowlist.name_rule(host, port, rules, defaults)
 
 
+def _ports_text(ranges: allowlist.PortRanges) -> str:
+    return ", ".join(f"{low}" if low == high else f"{low}-{high}" for low, high in ranges)
+
+
 def _not_listed(target: Target) -> str:
     shown = ", ".join(settings.TASKHUB["http"]["allowed_hosts"]) or "none configured"
     rules, defaults = _rules()
+    any_port = [replace(rule, ports=((1, 65535),)) for rule in rules]
     address = allowlist.ip_of(target.host)
     listed = (
-        allowlist.covering(address, target.port, rules, ((1, 65535),))
+        allowlist.covering(address, target.port, any_port, defaults)
         if address is not None
-        else allowlist.name_rule(target.host, target.port, rules, ((1, 65535),))
+        else allowlist.name_rule(target.host, target.port, any_port, defaults)
     )
     if listed is not None:
-        ports = ", ".join(f"{low}" if low == high else f"{low}-{high}" for low, high in defaults)
+        ports = next(r.ports for r in rules if r.entry == listed.entry)
+        allows = (
+            f"it allows {_ports_text(ports)}"
+            if ports is not None
+            else f"an entry without :PORTS allows http.default_ports ({_ports_text(defaults)})"
+        )
         return (
             f"port {target.port} of host {target.host!r} is not allowed by http.allowed_hosts entry "
-            f"{listed.entry!r}: an entry without :PORTS allows http.default_ports ({ports})"
+            f"{listed.entry!r}: {allows}"
         )
     if address is not None and allowlist.embedded(address) != [address]:
         embedded = ", ".join(map(str, allowlist.embedded(address)))
