@@ -7,9 +7,9 @@ that straddles the cut cannot survive in part.
 The secrets are the configuration's (``settings.TASKHUB.secret_values()``), the running handler's task
 ``secret_parameters`` (:func:`taskhub.encryption.secrets_in_use`) and any passed in. Each is removed as
 itself; for a credential header value (``Bearer T``, ``Basic b64``) also the token alone and, for Basic,
-the decoded ``user:password`` and the password; and each of those URL-encoded (either hex case), JSON- and
-HTML-escaped, and base64-encoded (standard and URL-safe, with or without padding, and at the three byte
-alignments it can take inside a longer base64 text, such as ``Basic base64(user:T)``).
+the decoded ``user:password`` and the password; and each of those URL-encoded, JSON- and HTML-escaped, and
+base64-encoded (standard and URL-safe, with or without padding, and at the three byte alignments it can take
+inside a longer base64 text, such as ``Basic base64(user:T)``), in any letter case.
 """
 
 from __future__ import annotations
@@ -75,18 +75,6 @@ def forms(secret: str) -> set[str]:
     return {f for f in found if len(f) >= MIN_LENGTH}
 
 
-def _pattern_of(form: str) -> str:
-    # %2f and %2F are the same byte: match percent-escapes in either case.
-    parts = re.split(r"(%[0-9A-Fa-f]{2})", form)
-    out = []
-    for part in parts:
-        if re.fullmatch(r"%[0-9A-Fa-f]{2}", part):
-            out.append("%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in part[1:]))
-        else:
-            out.append(re.escape(part))
-    return "".join(out)
-
-
 @functools.lru_cache(maxsize=64)
 def _compiled(secrets: tuple[str, ...]) -> tuple[re.Pattern[str] | None, int]:
     every: set[str] = set()
@@ -95,7 +83,8 @@ def _compiled(secrets: tuple[str, ...]) -> tuple[re.Pattern[str] | None, int]:
     if not every:
         return None, 0
     ordered = sorted(every, key=lambda f: (-len(f), f))  # longest first: a form may contain another
-    return re.compile("|".join(_pattern_of(f) for f in ordered)), len(ordered[0])
+    # Case-insensitive: %2f is %2F, and a server that upper- or lower-cases a token still shows it.
+    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE), len(ordered[0])
 
 
 def _secrets(extra: Iterable[str] | None) -> tuple[str, ...]:
