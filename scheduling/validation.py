@@ -144,9 +144,11 @@ def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[st
     """Whether an update points the task's ``url`` at another origin (scheme, host, port) than it had."""
     from scheduling.http_guard import origin
 
-    if task is None or not isinstance(data.get("parameters"), dict):
+    if task is None or task.pk is None or not isinstance(data.get("parameters"), dict):
         return False
-    before = encryption.merge(task.parameters or {}, secret).get("url")
+    # From the database: a model form has already copied the new parameters onto the instance.
+    stored = Task.objects.filter(pk=task.pk).values_list("parameters", flat=True).first()
+    before = encryption.merge(stored or {}, secret).get("url")
     after = encryption.merge(data["parameters"], secret).get("url")
     if before == after:
         return False

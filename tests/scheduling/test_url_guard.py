@@ -6,13 +6,16 @@ Every attack is judged by what reached 127.0.0.2: nothing, ever.
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError
 
 from scheduling import dispatcher, executor, services
 from scheduling.http_guard import AddressRefused, address_allowed, check_url, guarded_session
@@ -371,3 +374,15 @@ def test_the_same_origin_keeps_the_secrets_and_new_ones_given_with_the_move_are_
     assert _secrets_of(task) == again
     run(task)
     assert [headers["Authorization"] for _, headers in listed.hits] == ["Bearer sk-for-the-new-host"]
+
+
+def test_the_command_line_drops_the_secrets_on_a_move_too(listed: Server) -> None:
+    from django.core.management import call_command
+
+    task = create(f"http://{listed.netloc}/ok", secret_parameters={"headers": {"Authorization": "Bearer sk-cli-77"}})
+    moved = json.dumps({"url": f"http://localhost:{listed.port}/ok"})
+    call_command("task_action", "change", str(task.pk), "--set", f"parameters={moved}", stdout=io.StringIO())
+    assert _secrets_of(task) == {}
+    with pytest.raises(CommandError, match="backslash"):
+        bad = json.dumps({"url": f"http://{listed.netloc}\\@127.0.0.2/"})
+        call_command("task_action", "change", str(task.pk), "--set", f"parameters={bad}", stdout=io.StringIO())
