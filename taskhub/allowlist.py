@@ -41,6 +41,11 @@ class Rule:
         return ranges is None or any(low <= port <= high for low, high in ranges)
 
 
+def _shown(text: str) -> str:
+    """Quote a bad entry for an error message, cut so that a huge value makes a one-line message."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
 def parse_ports(text: str) -> PortRanges:
     """Read ``*``, ``N`` or ``LOW-HIGH`` (1-65535)."""
     text = text.strip()
@@ -48,10 +53,10 @@ def parse_ports(text: str) -> PortRanges:
         return ((1, 65535),)
     match = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", text)
     if not match:
-        raise ValueError(f"ports {text!r}: expected a port (8080), a range (8000-8999) or *")
+        raise ValueError(f"ports {_shown(text)}: expected a port (8080), a range (8000-8999) or *")
     low, high = int(match.group(1)), int(match.group(2) or match.group(1))
     if not 1 <= low <= high <= 65535:
-        raise ValueError(f"ports {text!r}: expected ports between 1 and 65535, the lower first")
+        raise ValueError(f"ports {_shown(text)}: expected ports between 1 and 65535, the lower first")
     return ((low, high),)
 
 
@@ -62,7 +67,7 @@ def parse_rule(entry: str) -> Rule:
     if text.startswith("["):
         inner, close, rest = text[1:].partition("]")
         if not close or (rest and not rest.startswith(":")):
-            raise ValueError(f"{entry!r}: expected [IPv6 address or network] optionally followed by :PORTS")
+            raise ValueError(f"{_shown(entry)}: expected [IPv6 address or network] optionally followed by :PORTS")
         if rest:
             ports = parse_ports(rest[1:])
         host = inner
@@ -78,7 +83,9 @@ def parse_rule(entry: str) -> Rule:
         pass
     name = host.rstrip(".")
     if ":" in name or "/" in name or not NAME.fullmatch(name):
-        raise ValueError(f"{entry!r}: expected a host name, an IP address or a CIDR network, optionally with :PORTS")
+        raise ValueError(
+            f"{_shown(entry)}: expected a host name, an IP address or a CIDR network, optionally with :PORTS"
+        )
     return Rule(entry, name=name, ports=ports)
 
 
