@@ -79,7 +79,8 @@ class Echo(BaseHTTPRequestHandler):
                 f" b64 {base64.urlsafe_b64encode(token.encode()).decode().rstrip('=')}; json {json.dumps(received)}",
             )
         elif url.path == "/hop":  # a redirect that puts the secret in the next URL, padded to reach a cut
-            self._reply(302, headers={"Location": f"/deny?long={'a' * int(query.get('before', 0))}&t={secret}"})
+            before, after = "a" * int(query.get("before", 0)), "b" * int(query.get("after", 0))
+            self._reply(302, headers={"Location": f"/deny?long={before}&t={secret}&more={after}"})
         else:
             self._reply(404)
 
@@ -159,8 +160,8 @@ def _calibrate(base: str) -> tuple[int, int]:
     return result.error_message.index("long=") + len("long=&t="), len(result.traceback)
 
 
-def test_a_secret_straddling_the_error_and_traceback_cuts_leaves_no_part(echo) -> None:
-    """The token sits in the redirected URL; the padding before it moves it across MAX_ERROR in error and traceback."""
+def test_a_secret_straddling_the_error_cut_leaves_no_part(echo) -> None:
+    """The token sits in the redirected URL; the padding before it moves it across the error's MAX_ERROR cut."""
     base, _ = echo
     start, _ = _calibrate(base)
     pads = range(MAX_ERROR - start - len(TOKEN) - 2, MAX_ERROR - start + 2)
@@ -168,9 +169,22 @@ def test_a_secret_straddling_the_error_and_traceback_cuts_leaves_no_part(echo) -
         result = attempt(f"{base}/hop?before={pad}")
         text = stored(result)
         assert len(result.error_message) == MAX_ERROR  # the cut really fell in the token
-        assert len(result.traceback) == MAX_ERROR
-        assert leaked(text, TOKEN) == [], (pad, result.error_message[-40:], result.traceback[:40])
+        assert leaked(text, TOKEN) == [], (pad, result.error_message[-40:])
         assert "/deny?long=" in result.error_message
+
+
+def test_a_secret_straddling_the_traceback_cut_leaves_no_part(echo) -> None:
+    """The traceback keeps its last MAX_ERROR characters: padding after the token moves it across that cut."""
+    base, _ = echo
+    first = attempt(f"{base}/hop?after=0")
+    first.refresh_from_db()
+    at, length = first.traceback.index("t=<hidden>") + 2, len(first.traceback)
+    # The window starts at len - MAX_ERROR: sweep it over the token, in scrubbed and in raw (longer) coordinates.
+    centre = MAX_ERROR - length + at
+    for after in range(centre - len(TOKEN) - 16, centre + 16):
+        result = attempt(f"{base}/hop?after={after}")
+        assert len(result.traceback) == MAX_ERROR
+        assert leaked(stored(result), TOKEN) == [], (after, result.traceback[:40])
 
 
 # --- the one scrubber ----------------------------------------------------------------------------------------
