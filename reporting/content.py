@@ -20,6 +20,7 @@ from django.db.models.functions import Substr
 from django.urls import reverse
 
 from scheduling.models import AttemptStatus, Priority, TaskResult
+from taskhub import scrubbing
 
 A = AttemptStatus
 ERROR_SUMMARY = 200
@@ -40,9 +41,13 @@ STATUS_COLOURS = {
 }
 
 
-def clean_text(value: Any, limit: int | None = None) -> str:
-    """Return ``value`` as one-line-safe text without characters XML cannot carry, cut to ``limit``."""
+def clean_text(value: Any, limit: int | None = None, *, complete: bool = True) -> str:
+    """Return ``value`` as text without characters XML cannot carry and without secrets, cut to ``limit``.
+
+    Scrubbed before it is cut; ``complete=False``: ``value`` is itself a cut excerpt (a partial secret may end it).
+    """
     text = _NOT_XML.sub("", "" if value is None else str(value))
+    text = scrubbing.cut(text, len(text), complete=complete)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
@@ -162,7 +167,11 @@ def _rows(results: QuerySet[TaskResult]) -> list[Row]:
             duration=v["duration"],
             attempt=v["attempt"],
             # The first line says what went wrong; the traceback stays in the admin.
-            error=clean_text((v["error"] or "").strip().splitlines()[0] if v["error"] else "", ERROR_SUMMARY),
+            error=clean_text(
+                (v["error"] or "").strip().splitlines()[0] if v["error"] else "",
+                ERROR_SUMMARY,
+                complete=len(v["error"] or "") < ERROR_SUMMARY * 2 or "\n" in v["error"],
+            ),
             url=admin_url(v["task_id"]),
         )
         for v in values

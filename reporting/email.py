@@ -7,6 +7,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from reporting.content import Content
+from taskhub import scrubbing
 from taskhub.exceptions import IntegrationError
 
 SYSTEM = "Email"
@@ -41,4 +42,4 @@ def report_send(content: Content) -> None:
     try:
         message.send(fail_silently=False)
     except (OSError, ValueError) as exc:  # smtplib errors are OSErrors
-        raise IntegrationError(SYSTEM, "send report", f"{exc.__class__.__name__}: {exc}"[:300]) from None
+        raise IntegrationError(SYSTEM, "send report", scrubbing.cut(f"{exc.__class__.__name__}: {exc}", 300)) from None

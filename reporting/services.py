@@ -26,6 +26,7 @@ from reporting import channels
 from reporting import content as report_content
 from reporting.models import Channel, ChannelState, Report, ReportedResult, ReportOutcome
 from scheduling.models import FINISHED, TaskResult
+from taskhub import scrubbing
 from taskhub.exceptions import TaskHubError
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def _failed(
 ) -> Report:
     """Record a failed report and back the channel off; the watermark stays where it was."""
     error = str(exc) if isinstance(exc, TaskHubError) else f"{exc.__class__.__name__}: {exc}"
+    error = scrubbing.cut(error, 5000)  # scrubbed before it is cut, stored or logged
     failures = state.failures + 1
     interval = settings.TASKHUB["reporting"]["interval"]
     # The first failure retries on the next tick; further ones wait 1, 3, 7... intervals more.
@@ -215,12 +217,10 @@ def _failed(
             period_end=period_end,
             count=count,
             outcome=ReportOutcome.FAILED,
-            error=error[:5000],
+            error=error,
             created_at=now,
             duration=duration,
         )
-        ChannelState.objects.filter(pk=state.pk).update(
-            failures=failures, next_try_at=now + backoff, last_error=error[:5000]
-        )
+        ChannelState.objects.filter(pk=state.pk).update(failures=failures, next_try_at=now + backoff, last_error=error)
     logger.warning("%s report of %d attempts failed (retry in %s): %s", state.channel, count, backoff, error)
     return report

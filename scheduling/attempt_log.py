@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, connection, transaction
 
 from scheduling import clock
-from taskhub import encryption
+from taskhub import scrubbing
 
 if TYPE_CHECKING:
     from scheduling.models import TaskResult
@@ -41,8 +41,11 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def scrub(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """The one place attempt logs are scrubbed: the same rule as errors and tracebacks."""
-    return encryption.scrub_text(text, secrets)
+    """The one place attempt logs are scrubbed: the same rule as errors and tracebacks.
+
+    ``secrets`` are the task's own; the configuration's secrets are always added (taskhub.scrubbing).
+    """
+    return scrubbing.scrub_text(text, secrets)
 
 
 def marker(dropped_lines: int, dropped_bytes: int) -> str:

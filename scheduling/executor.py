@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from scheduling import attempt_log, clock, dispatcher, lifecycle, services
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
-from taskhub import encryption
+from taskhub import encryption, scrubbing
 from taskhub.exceptions import ConfigError, HandlerError
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def _progress_callback(result: TaskResult, listener: ProgressCallback | None = N
         value = None if percent is None else max(0, min(100, int(percent)))
         reconnecting(
             lambda: TaskResult.objects.filter(pk=result.pk, status=AttemptStatus.RUNNING, claim=result.claim).update(
-                progress=value, progress_message=str(message)[:500]
+                progress=value, progress_message=scrubbing.cut(str(message), 500)
             ),
             f"attempt {result.pk} progress",
         )
@@ -144,11 +143,9 @@ def call_handler(
     except ConfigError as exc:
         return Outcome(AttemptStatus.FAILED, error=f"secret_parameters: {exc}", permanent=True)
     hidden = encryption.leaves(secret)
-    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result or log.
-    secrets = [*settings.TASKHUB.secret_values(), *hidden]
     with (
         encryption.secrets_in_use(hidden),
-        attempt_log.capture(result.pk, task.handler, secrets, live=live_log) as (handler_logger, log),
+        attempt_log.capture(result.pk, task.handler, hidden, live=live_log) as (handler_logger, log),
     ):
         outcome = _call_handler(
             result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener, handler_logger
@@ -156,10 +153,12 @@ def call_handler(
     try:
         reconnecting(log.write, f"attempt {result.pk} log")
     except DatabaseError as exc:  # the outcome matters more than the log: record it anyway
-        logger.warning("attempt %s: log not stored (%s)", result.pk, str(exc).strip()[:200])
-    outcome.error = encryption.scrub_text(outcome.error, secrets)
-    outcome.traceback = encryption.scrub_text(outcome.traceback, secrets)
-    outcome.result = encryption.scrub(outcome.result, secrets)
+        logger.warning("attempt %s: log not stored (%s)", result.pk, scrubbing.cut(str(exc).strip(), 200, hidden))
+    # Config secrets (Jira tokens, webhook URLs...) and the task's own must not reach the stored result:
+    # scrubbed in every form, and before the cut, so that no part of one straddling MAX_ERROR survives.
+    outcome.error = scrubbing.cut(outcome.error, MAX_ERROR, hidden)
+    outcome.traceback = scrubbing.cut(outcome.traceback, MAX_ERROR, hidden, keep="end")
+    outcome.result = scrubbing.scrub(outcome.result, hidden)
     return outcome
 
 
@@ -189,13 +188,13 @@ def _call_handler(
         return Outcome(
             AttemptStatus.TIMEOUT,
             error=f"timed out after {task.effective_timeout()} s (timeout_seconds)",
-            traceback=traceback.format_exc()[-MAX_ERROR:],
+            traceback=traceback.format_exc(),  # cut by call_handler, after scrubbing
         )
     except Exception as exc:  # noqa: BLE001 - every handler failure is recorded on the attempt
         return Outcome(
             AttemptStatus.FAILED,
-            error=f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR],
-            traceback=traceback.format_exc()[-MAX_ERROR:],
+            error=f"{exc.__class__.__name__}: {exc}",  # cut by call_handler, after scrubbing
+            traceback=traceback.format_exc(),
             permanent=isinstance(exc, HandlerError) and exc.permanent,
         )
     result.artifacts = context.artifacts

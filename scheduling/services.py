@@ -119,11 +119,14 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
     tags = attempt(validation.clean_tags, data.get("tags", []))
     clean["tags"] = tags or []
     secret = attempt(validation.validate_secret_parameters, task, data)
-    clean["secret_parameters"] = secret
     try:
         clean["stored_secret"] = validation.stored_secret_parameters(task)
     except ValidationError:
         clean["stored_secret"] = None  # unreadable: replacing it is the way out; keeping it is reported above
+    clean["secrets_dropped"] = False
+    if secret and data.get("secret_parameters") is None and validation.destination_changed(task, data, secret):
+        secret, clean["secrets_dropped"] = {}, True  # not sent to another host unless given again
+    clean["secret_parameters"] = secret
     attempt(validation.validate_parameters_size, "parameters", data.get("parameters") or {})
     attempt(validation.refuse_plain_credentials, data.get("parameters"))
     if tags is not None and isinstance(data.get("parameters", {}), dict):
@@ -295,7 +298,9 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
             setattr(task, field, clean[field])
         task.metadata = merged.get("metadata") or {}
         task.parameters = merged.get("parameters") or {}
-        secret_changed = "secret_parameters" in merged and clean["secret_parameters"] != clean["stored_secret"]
+        secret_changed = ("secret_parameters" in merged or clean["secrets_dropped"]) and clean[
+            "secret_parameters"
+        ] != clean["stored_secret"]
         if secret_changed:
             task.secret_parameters = encryption.encrypt_json(clean["secret_parameters"])
         task.enabled = merged.get("enabled", True)

@@ -163,6 +163,21 @@ def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[
     return value
 
 
+def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[str, Any]) -> bool:
+    """Whether an update points the task's ``url`` at another origin (scheme, host, port) than it had."""
+    from scheduling.http_guard import origin
+
+    if task is None or task.pk is None or not isinstance(data.get("parameters"), dict):
+        return False
+    # From the database: a model form has already copied the new parameters onto the instance.
+    stored = Task.objects.filter(pk=task.pk).values_list("parameters", flat=True).first()
+    before = encryption.merge(stored or {}, secret).get("url")
+    after = encryption.merge(data["parameters"], secret).get("url")
+    if before == after:
+        return False
+    return before is not None and origin(before) != origin(after)
+
+
 def validate_dependencies(
     task: Task | None, dependency_ids: Iterable[UUID | str], actor: Any = None
 ) -> list[Task]:

@@ -129,6 +129,32 @@ def _str_list(value: Any) -> list[str]:
     return value
 
 
+def _allowed_hosts(value: Any) -> list[str]:
+    """Check http.allowed_hosts: names, IP addresses or CIDR networks, each optionally with :PORTS."""
+    from taskhub.allowlist import parse_rule
+
+    items = _str_list(value)
+    for item in items:
+        parse_rule(item)  # its ValueError names the entry and what an entry looks like
+    return items
+
+
+def _ports(value: Any) -> list[int]:
+    """Check a list of TCP ports (1-65535); comma-separated from the environment."""
+    if isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list):
+        raise ValueError("expected a list of ports (1-65535)")
+    ports = []
+    for item in value:
+        if isinstance(item, str) and item.isdigit():
+            item = int(item)
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 65535:
+            raise ValueError("expected a list of ports (1-65535)")
+        ports.append(item)
+    return ports
+
+
 def _subset_of(*choices: str) -> Callable[[Any], list[str]]:
     def check(value: Any) -> list[str]:
         items = _str_list(value)
@@ -329,7 +355,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "url": Key(_broker_url, "filesystem://", secret=True),
     },
     "http": {
-        "allowed_hosts": Key(_str_list, []),
+        "allowed_hosts": Key(_allowed_hosts, []),
+        "default_ports": Key(_ports, [80, 443]),
     },
     "security": {
         # First key encrypts, every key decrypts: prepend a new key to rotate (see README, Security).

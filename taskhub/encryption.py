@@ -133,20 +133,14 @@ def secrets_in_use(values: list[str]) -> Iterator[None]:
 
 
 def scrub_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: a secret may contain another
-        if len(secret) >= 4 and secret in text:
-            text = text.replace(secret, HIDDEN)
-    return text
+    """Replace every form of these secrets in ``text`` (see :func:`taskhub.scrubbing.scrub`, the one scrubber)."""
+    from taskhub import scrubbing
+
+    return scrubbing.scrub_text(text, secrets, defaults=False)
 
 
 def scrub(value: Any, secrets: list[str] | tuple[str, ...]) -> Any:
-    """Return a JSON value with every secret replaced by ``<hidden>`` in its strings."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return scrub_text(value, secrets)
-    if isinstance(value, dict):
-        return {scrub_text(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]
-    return value
+    """Return a JSON value with every form of these secrets replaced by ``<hidden>`` in its strings."""
+    from taskhub import scrubbing
+
+    return scrubbing.scrub(value, secrets, defaults=False)

@@ -24,19 +24,19 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from taskhub.encryption import active_secrets  # the running handler's secret parameters
+        from taskhub.scrubbing import scrub_text
 
-        secrets = sorted({*self.secrets, *active_secrets()}, key=len, reverse=True)
+        secrets = [*self.secrets, *active_secrets()]
         if not secrets:
             return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         text = record.exc_text or ""
-        if any(secret in message or secret in text for secret in secrets):
-            for secret in secrets:
-                message = message.replace(secret, "<hidden>")
-                text = text.replace(secret, "<hidden>")
-            record.msg, record.args, record.exc_text = message, None, text or None
+        # Every form (the token inside "Bearer T", URL-encoded, base64...), by the one scrubber.
+        clean, clean_text = scrub_text(message, secrets, defaults=False), scrub_text(text, secrets, defaults=False)
+        if clean != message or clean_text != text:
+            record.msg, record.args, record.exc_text = clean, None, clean_text or None
         return True
 
 

@@ -258,3 +258,90 @@ def test_zero_ranges_that_croniter_read_as_every_are_refused(expr: str, field: s
 def test_zero_delay_stays_zero_for_huge_retry_numbers() -> None:
     policy = RetryPolicy(retry_delay=0, backoff_factor=2, max_delay=3600)
     assert policy.delay_for(10**6) == 0.0
+
+
+# --- URLs: the allow-list check and the HTTP client read the same host ----------------------------------------
+
+URL_HOSTS = ["127.0.0.1", "127.0.0.2", "localhost", "evil.example", "[::1]", "[::ffff:127.0.0.2]", "[::ffff:7f00:1]"]
+URL_HOSTS += ["2130706434", "0x7f.1", "127.1", "LOCALHOST", "localhost.", "xn--80ak6aa92e.com", "[fe80::1%25lo]"]
+URL_PIECES = ["@", "\\", ":", ":80", ":8080", ":0", ":65536", "%40", "%2f", "%5c", "#", "?", "/", "//", ";", "."]
+URL_PIECES += ["\t", " ", "\n", "\r", "\x00", "\x7f", "。", "．", "％", "[", "]", "%00", "ⓛ", "\u200b", "\u2028", "ß"]
+URL_PIECES += ["user:pw@", "a@", "&", "=", "..", "%", "%%", "+", "-", "_", "~", "!", "$", "'", "(", ")", "*", ","]
+
+
+@st.composite
+def hostile_url(draw: Any) -> str:
+    """An http URL built from hosts and the characters that parsers are known to read differently."""
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "hTtPs", "ftp", "http", "https"]))
+    slashes = draw(st.sampled_from(["://", "://", "://", ":/", ":", ":///", ":\\\\", "://\\", ":\\/"]))
+    authority = "".join(draw(st.lists(st.sampled_from(URL_HOSTS + URL_PIECES), min_size=1, max_size=6)))
+    tail = draw(st.one_of(st.just(""), st.text(max_size=12), st.sampled_from(["/", "/x?y=1#z", "/@a", "\\@b/"])))
+    return f"{scheme}{slashes}{authority}{tail}"
+
+
+@st.composite
+def near_valid_url(draw: Any) -> str:
+    """A usable URL with, now and then, one hostile piece before or after the host, in the port or the path."""
+    scheme = draw(st.sampled_from(["http", "https", "HTTP"]))
+    maybe = st.one_of(st.just(""), st.just(""), st.sampled_from(URL_PIECES + URL_HOSTS))
+    port = draw(st.one_of(st.just(""), st.integers(0, 70000).map(lambda p: f":{p}"), st.just(":")))
+    path = draw(st.one_of(st.just(""), st.text(max_size=15).map(lambda t: "/" + t), st.sampled_from(URL_PIECES)))
+    return f"{scheme}://{draw(maybe)}{draw(st.sampled_from(URL_HOSTS))}{draw(maybe)}{port}{path}"
+
+
+URLS = st.one_of(hostile_url(), near_valid_url(), near_valid_url(), st.text(max_size=40).map(lambda t: "http://" + t))
+
+
+def _client_reading(target_url: str) -> tuple[str, str, int]:
+    """Return (scheme, host, port) as requests' adapter and urllib3's pool manager will connect."""
+    import requests
+    from requests.adapters import _urllib3_request_context
+    from urllib3 import PoolManager
+
+    manager = PoolManager()
+    prepared = requests.Request("GET", target_url).prepare()
+    params, _ = _urllib3_request_context(prepared, True, None, manager)
+    pool = manager.connection_from_host(**params)
+    assert prepared.url == target_url  # preparing again changes nothing
+    return pool.scheme, pool.host.removeprefix("[").removesuffix("]").rstrip("."), pool.port
+
+
+@examples(600)
+@given(url=URLS)
+def test_an_accepted_url_is_read_alike_by_the_check_and_the_client(url: str) -> None:
+    """Whatever a URL holds, the guard's reading is the HTTP client's: it is refused (with a message) otherwise."""
+    from urllib.parse import urlsplit
+
+    from scheduling.http_guard import UrlRefused, parse
+
+    try:
+        target = parse(url)
+    except UrlRefused as exc:
+        assert str(exc)
+        return
+    assert _client_reading(target.url) == (target.scheme, target.host, target.port)
+    requests_url = __import__("requests").Request("GET", url).prepare().url
+    assert requests_url == target.url  # what requests makes of the task's own text
+    plain = urlsplit(url)
+    assert (plain.hostname or "").rstrip(".") == target.host and "@" not in plain.netloc
+
+
+@examples(600)
+@given(url=URLS)
+def test_the_allow_list_check_passes_only_hosts_it_lists(url: str) -> None:
+    """With http.allowed_hosts = [127.0.0.1:*, localhost], an accepted URL connects to one of those two."""
+    import ipaddress
+
+    from scheduling.http_guard import check_url
+
+    try:
+        target = check_url(url)
+    except ValidationError as exc:
+        assert all(m.startswith("url: ") for m in exc.errors["parameters"]), exc.errors
+        return
+    scheme, host, port = _client_reading(target.url)
+    if host != "localhost":
+        address = ipaddress.ip_address(host)
+        mapped = getattr(address, "ipv4_mapped", None)
+        assert str(mapped or address) == "127.0.0.1", host
+    assert (scheme, host, port) == (target.scheme, target.host, target.port)

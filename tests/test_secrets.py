@@ -11,6 +11,7 @@ reads the log file (at DEBUG) and the artifacts. No output may contain any plant
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from cryptography.fernet import Fernet
@@ -132,8 +134,12 @@ class Echo(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         received = self.headers.get("Authorization", "")
         self.server.received.append(received)  # type: ignore[attr-defined]
-        status = 500 if self.path.startswith("/fail") else 200
-        body = json.dumps({"you sent": received, "path": self.path}).encode()
+        status = 500 if self.path.startswith("/fail") else 401 if self.path.startswith("/deny") else 200
+        token = received.removeprefix("Bearer ")
+        if status == 401:  # "401 invalid token T", the token alone, just across the 200-character error excerpt
+            body = ("x" * (200 - len("invalid token ") - len(token) // 2) + f"invalid token {token}").encode()
+        else:
+            body = json.dumps({"you sent": received, "token": token, "path": self.path}).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -200,7 +206,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
         f"    env1.jira.com:\n      url: {servers['env1'].url!r}\n      username: taskhub-bot\n"
         f"    env2.jira.com:\n      url: {servers['env2'].url!r}\n"
         f"confluence:\n  url: 'http://127.0.0.1:9'\n  username: bot\n"
-        f"http:\n  allowed_hosts: ['127.0.0.1']\n"
+        f"http:\n  allowed_hosts: ['127.0.0.1:*']\n"
         f"log:\n  level: DEBUG\n"
     )
     env = clean_env(
@@ -220,15 +226,16 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
         TASKHUB_SECURITY_ENCRYPTION_KEYS=PLANTED["security.encryption_keys"],
         LEAK_OUT=str(tmp_path / "out"),
         LEAK_ECHO=echo_url,
-        LEAK_BEARER=TASK_BEARER,
+        LEAK_BEARER=f"Bearer {TASK_BEARER}",
     )
-    bearer = {"headers": {"Authorization": TASK_BEARER}}
+    bearer = {"headers": {"Authorization": f"Bearer {TASK_BEARER}"}}  # the token alone must not come back out
     http = {"tags": ["HTTP_REQUEST"], "secret_parameters": bearer}
     export = {"tags": ["JIRA_TASK_EXP"]}
     env["LEAK_TASKS"] = json.dumps(
         [
             {"name": "http ok echoes the header", **http, "parameters": {"url": f"{echo_url}/ok"}},
             {"name": "http 500 echoes the header", **http, "parameters": {"url": f"{echo_url}/fail"}},
+            {"name": "http 401 echoes the token", **http, "parameters": {"url": f"{echo_url}/deny"}},
             {"name": "http connection refused", **http, "parameters": {"url": "http://127.0.0.1:9/closed"}},
             {
                 "name": "jira env1 export ok",
@@ -282,7 +289,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
     assert state["http ok echoes the header"]["status"] == "DONE", state
     assert state["jira env1 export ok"]["status"] == "DONE", state
     assert state["mattermost ok"]["status"] == "DONE", state
-    assert TASK_BEARER in servers["echo"].received and mattermost.texts() == ["hello"]
+    assert f"Bearer {TASK_BEARER}" in servers["echo"].received and mattermost.texts() == ["hello"]
     assert any("401" in e for e in state["jira default 401"]["errors"]), state
     assert any("500" in e for e in state["jira env2 500"]["errors"]), state
     assert state["http 500 echoes the header"]["status"] == "FAILED"
@@ -290,8 +297,19 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, servers: dict[str, 
     assert any(name.startswith("file storage/artifacts") for name in outputs), list(outputs)
     assert "api POST /tasks (with secret_parameters)" in outputs and len(outputs) > 60
 
+    # Each secret, its URL-encoded and base64 forms, and any 8-character piece of it (a cut that left part).
+    # (A webhook URL is checked whole: its secret part, the key, is planted and checked on its own.)
+    def forms(secret: str) -> list[str]:
+        encoded = [secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()]
+        if "://" in secret:
+            return encoded
+        return [form[i : i + 8] for form in encoded for i in range(len(form) - 7)]
+
     leaks = [
-        f"{label} in {where}" for where, text in outputs.items() for label, secret in secrets.items() if secret in text
+        f"{label} in {where}"
+        for where, text in outputs.items()
+        for label, secret in secrets.items()
+        if any(piece in text for piece in forms(secret))
     ]
     assert leaks == [], leaks
     print(f"\n{len(secrets)} planted secrets x {len(outputs)} outputs grepped: no leak")

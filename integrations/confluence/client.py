@@ -18,6 +18,7 @@ from atlassian import Confluence
 from atlassian.errors import ApiError
 from django.conf import settings
 
+from taskhub import scrubbing
 from taskhub.exceptions import IntegrationError
 
 SYSTEM = "Confluence"
@@ -52,7 +53,7 @@ def _explain(status: int | None, operation: str, exc: BaseException) -> str:
         return "permission denied: the Confluence user may not do this (space or page permissions)"
     if status == 404:
         return "not found (or not visible to the Confluence user)"
-    text = " ".join(str(exc).split())[:300]
+    text = scrubbing.cut(" ".join(str(exc).split()), 300)
     return text or exc.__class__.__name__
 
 

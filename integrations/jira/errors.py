@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from jira.exceptions import JIRAError
 
+from taskhub import scrubbing
 from taskhub.config import _env_name
 from taskhub.exceptions import IntegrationError
 
@@ -44,7 +45,7 @@ def _jira_text(exc: JIRAError) -> str:
             parts += [f"{field}: {message}" for field, message in errors.items()]
     elif exc.text and "<html" not in str(exc.text).lower():
         parts.append(str(exc.text))
-    return " ".join(" ".join(parts).split())[:MAX_TEXT]
+    return scrubbing.cut(" ".join(" ".join(parts).split()), MAX_TEXT)
 
 
 def _credentials_hint(env: str) -> str:
@@ -65,7 +66,7 @@ def explain(env: str, status: int | None, exc: JIRAError) -> str:
         response = getattr(exc, "response", None)
         if response is not None and response.headers.get("X-Authentication-Denied-Reason"):
             # Jira Server locks an account behind a CAPTCHA after failed logins.
-            denied = " (login denied: " + response.headers["X-Authentication-Denied-Reason"][:100] + ")"
+            denied = " (login denied: " + scrubbing.cut(response.headers["X-Authentication-Denied-Reason"], 100) + ")"
         return f"permission denied{denied}: the Jira user may not do this" + (f"; Jira says: {text}" if text else "")
     if status == 404:
         return "not found, or not visible to the Jira user" + (f"; Jira says: {text}" if text else "")
@@ -109,7 +110,9 @@ def translate(
     if isinstance(exc, requests.RequestException):
         return IntegrationError(system, operation, f"request failed ({exc.__class__.__name__})")
     # A proxy's HTML page instead of JSON, or JSON without the fields we read.
-    return IntegrationError(system, operation, f"unexpected answer ({exc.__class__.__name__}: {str(exc)[:200]})")
+    return IntegrationError(
+        system, operation, f"unexpected answer ({exc.__class__.__name__}: {scrubbing.cut(str(exc), 200)})"
+    )
 
 
 def _reason(exc: requests.ConnectionError) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from taskhub import scrubbing
 from taskhub.exceptions import IntegrationError
 
 SYSTEM = "Mattermost"
@@ -71,5 +72,5 @@ def _error_text(response: requests.Response) -> str:
     except ValueError:
         data = None
     if isinstance(data, dict) and data.get("message"):
-        return str(data["message"])[:300]
-    return " ".join(response.text.split())[:300] or f"HTTP {response.status_code}"
+        return scrubbing.cut(str(data["message"]), 300)
+    return scrubbing.cut(" ".join(response.text.split()), 300) or f"HTTP {response.status_code}"

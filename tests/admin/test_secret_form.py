@@ -71,3 +71,21 @@ def test_a_refused_form_does_not_show_the_typed_secret_again(client_op: Client) 
     page = response.content.decode()
     assert "timeout" in page and TOKEN not in page
     assert not Task.objects.filter(name="crm sync").exists()
+
+
+def test_moving_the_url_to_another_host_in_the_form_drops_the_secret(client_op: Client) -> None:
+    client_op.post(
+        reverse("admin:scheduling_task_add"), form(secrets=json.dumps({"headers": {"Authorization": TOKEN}}))
+    )
+    task = Task.objects.get(name="crm sync")
+    change = reverse("admin:scheduling_task_change", args=[task.pk])
+    moved = form(parameters='{"url": "http://localhost:9/sync"}', secrets="")
+    assert client_op.post(change, moved).status_code == 302
+    task.refresh_from_db()
+    assert task.secret_parameters == ""  # not sent to the new host unless typed again
+
+
+def test_a_url_with_a_backslash_is_refused_in_the_form(client_op: Client) -> None:
+    bad = form(parameters=json.dumps({"url": "http://127.0.0.1:9\\@127.0.0.2:9/"}))
+    page = client_op.post(reverse("admin:scheduling_task_add"), bad).content.decode()
+    assert "backslash" in page and not Task.objects.exists()

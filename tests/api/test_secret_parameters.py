@@ -159,6 +159,45 @@ def test_patch_keeps_secrets_unless_given_and_empty_object_clears(api: APIClient
     assert task.secret_parameters == ""
 
 
+def test_moving_the_url_to_another_host_drops_the_secrets_unless_given_again(api: APIClient, server) -> None:
+    url, seen = server
+    created = api.post(
+        "/tasks", http_body(f"{url}/a", secret_parameters={"headers": {"Authorization": TOKEN}}), format="json"
+    ).json()
+    task_id = created["id"]
+    response = api.patch(f"/tasks/{task_id}", {"parameters": {"url": f"{url}/b?page=2"}}, format="json")
+    assert response.json()["secret_parameters"] == "<hidden>"  # same host: kept
+
+    moved = url.replace("127.0.0.1", "localhost")
+    response = api.patch(f"/tasks/{task_id}", {"parameters": {"url": f"{moved}/c"}}, format="json")
+    assert response.status_code == 200 and response.json()["secret_parameters"] is None
+    assert Task.objects.get(pk=task_id).secret_parameters == ""
+    audit = TaskAudit.objects.filter(task_id=task_id, action="changed").order_by("-id").first()
+    assert audit.changes["secret_parameters"] == [{"headers": {"Authorization": "<hidden>"}}, {}]
+
+    again = {"headers": {"Authorization": "Bearer for-localhost-only-51"}}
+    body = {"parameters": {"url": f"{url}/d"}, "secret_parameters": again}
+    assert api.patch(f"/tasks/{task_id}", body, format="json").json()["secret_parameters"] == "<hidden>"
+    assert encryption.decrypt_json(Task.objects.get(pk=task_id).secret_parameters) == again
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1\\@127.0.0.2/", "backslash"),
+        ("http://user:pw@127.0.0.1/", "user names and passwords"),
+        ("http://127.0.0.1/\r\nX-Injected: 1", "control or whitespace"),
+        ("http://0x7f.0.0.1/", "four decimal numbers"),
+    ],
+)
+def test_ambiguous_urls_are_a_400_naming_the_field(api: APIClient, url: str, problem: str) -> None:
+    response = api.post("/tasks", http_body(url), format="json")
+    assert response.status_code == 400
+    messages = " ".join(response.json()["parameters"])
+    assert messages.startswith("url: ") and problem in messages
+    assert not Task.objects.exists()
+
+
 def test_a_refused_secret_value_is_not_quoted_in_the_error(api: APIClient) -> None:
     bad = {"headers": {"Authorization": TOKEN}, "timeout": TOKEN}  # timeout must be a number
     response = api.post("/tasks", http_body("http://127.0.0.1/", secret_parameters=bad), format="json")

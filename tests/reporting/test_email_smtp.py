@@ -84,3 +84,28 @@ def test_smtp_settings_come_from_the_email_section():
         "True",
         "False",
     ]
+
+
+def test_report_content_is_scrubbed_before_it_is_cut(smtp, make_task, monkeypatch):
+    """Errors stored before scrubbing ran first (older data) hold config secrets: the report shows none of them."""
+    import base64
+    from urllib.parse import quote
+
+    secret = "PLNT-smtp-report-6c2d91ab"
+    monkeypatch.setitem(settings.TASKHUB["email"], "smtp_password", secret)
+    t0 = timezone.now()
+    encoded = f"token {quote(secret, safe='')} b64 {base64.b64encode(secret.encode()).decode()} "
+    finish(make_task("forms"), AttemptStatus.FAILED, at=t0, error=encoded)
+    # The report reads the first 400 characters; the secret straddles that and the 200-character summary cut.
+    for pad in (200 - 10, 400 - 10):
+        finish(make_task(f"straddle {pad}"), AttemptStatus.FAILED, at=t0, error="x" * pad + secret + "y" * 500)
+
+    [report] = report_run(now=t0 + timedelta(seconds=1))
+
+    assert report.outcome == "SENT", report.error
+    [(_, _, message)] = smtp.messages
+    text = "".join(part.get_payload(decode=True).decode() for part in message.get_payload())
+    assert "forms: FAILED" in text and "<hidden>" in text
+    pieces = [secret[i : i + 6] for i in range(len(secret) - 5)]
+    assert [p for p in pieces if p in text] == []
+    assert quote(secret, safe="") not in text and base64.b64encode(secret.encode()).decode() not in text
