@@ -936,7 +936,8 @@ class Jql:
             "issuekey": lambda i: i.key,
             "issue": lambda i: i.key,
             "id": lambda i: str(i.id),
-            "parent": lambda i: i.parent,
+            # Cloud: an epic is its issues' parent.
+            "parent": (lambda i: i.parent or i.epic) if self.server.cloud else (lambda i: i.parent),
             "status": lambda i: i.status.upper(),
             "assignee": lambda i: (i.assignee or "").upper(),
             "reporter": lambda i: (i.reporter or "").upper(),
