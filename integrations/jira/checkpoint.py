@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,26 @@ class Checkpoint:
     def discard(self) -> None:
         """Delete the checkpoint (the export finished: the workbook is the record)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: A run's checkpoint untouched this long belongs to a run that ended without finishing (failed for good).
+STALE_SECONDS = 7 * 86400
+
+
+def prune(task_folder: Path, *, keep: Path, now: float | None = None) -> None:
+    """Delete the task's other checkpoints left untouched for STALE_SECONDS (runs that failed for good)."""
+    now = time.time() if now is None else now
+    try:
+        folders = [f for f in Path(task_folder).iterdir() if f.is_dir() and f != Path(keep)]
+    except OSError:
+        return
+    for folder in folders:
+        try:
+            touched = max((f.stat().st_mtime for f in folder.iterdir()), default=folder.stat().st_mtime)
+        except OSError:
+            continue
+        if now - touched > STALE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def fingerprint(request: Any) -> str:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.text import slugify
 
-from integrations.jira.checkpoint import Checkpoint, fingerprint
+from integrations.jira.checkpoint import Checkpoint, fingerprint, prune
 from integrations.jira.client import attempt_deadline, configured_environments
 from integrations.jira.services import (
     DEFAULT_MAX_DEPTH,
@@ -243,7 +243,9 @@ def export(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
     path = context.artifact_dir / _file_name(parameters, now)
     checkpoint = None
     if request.key_type == "project":
-        checkpoint = Checkpoint(checkpoint_dir(context), fingerprint(request))
+        folder = checkpoint_dir(context)
+        prune(folder.parent, keep=folder)
+        checkpoint = Checkpoint(folder, fingerprint(request))
         if checkpoint.resumed:
             context.logger.info("resuming the export from the run's checkpoint")
     with attempt_deadline(seconds_left(context)):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from integrations.jira.checkpoint import Checkpoint
+from integrations.jira.checkpoint import STALE_SECONDS, Checkpoint, prune
 from integrations.jira.client import RATE_LIMIT_WAITS, attempt_deadline, get_client
 from integrations.jira.services import ExportRequest, export_issues
 from integrations.jira.updates import UpdateRequest, update_issues
@@ -280,3 +280,12 @@ def test_a_half_written_page_is_cut_off_when_resuming(tmp_path):
     again = Checkpoint(folder, "f")
     assert [issue["id"] for issue in again.spooled_issues("e")] == ["1", "2"]
     assert again.state("e").cursor == {"startAt": 2}
+
+
+def test_checkpoints_of_runs_that_ended_unfinished_are_pruned_after_a_week(tmp_path):
+    task = tmp_path / "task"
+    for run in ("1", "2", "3"):
+        Checkpoint(task / run, "f").page_done("e", [{"id": run}], {"startAt": 1})
+    now = (task / "1" / "state.json").stat().st_mtime + STALE_SECONDS + 60
+    prune(task, keep=task / "3", now=now)
+    assert sorted(p.name for p in task.iterdir()) == ["3"]
