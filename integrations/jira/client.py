@@ -73,6 +73,7 @@ EXPORT_FIELDS = [
     "fixVersions",
     "issuelinks",
     "subtasks",
+    "description",
 ]
 EPIC_LINK_SCHEMA = "com.pyxis.greenhopper.jira:gh-epic-link"
 STORY_POINT_NAMES = ("story points", "story point estimate")

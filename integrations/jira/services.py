@@ -46,6 +46,8 @@ COLUMNS = [
     Column("Fix Versions", 16),
     Column("Story Points", 8, "number"),
     Column("Links", 40),
+    # Rich text: ADF on Cloud's REST v3, wiki text on Server's v2; plain text in both workbooks.
+    Column("Description", 50),
     # Who people are, beyond their display name: the account id on Cloud, the user name on Server.
     Column("Assignee ID", 20),
     Column("Reporter ID", 20),
@@ -154,6 +156,7 @@ def issue_row(issue: dict[str, Any], client: JiraClient, tz: zoneinfo.ZoneInfo, 
         ", ".join(_name(v) for v in fields.get("fixVersions") or []),
         points if isinstance(points, int | float) and not isinstance(points, bool) else None,
         _links(fields),
+        client.text(fields.get("description")),
         _user_id(fields.get("assignee")),
         _user_id(fields.get("reporter")),
         *(extra or []),

@@ -46,6 +46,7 @@ def build_env1(jira: FakeJira) -> None:
         story_points=5.0,
         created=at(2),
         updated=at(6, 10, 15),
+        description="As a shopper I pay with a card I saved before.\nNo card number is shown in full.",
     )
     jira.add_issue("PROJ-125", "Card form", type="Sub-task", parent="PROJ-124", assignee="bob", created=at(3))
     jira.add_issue(

@@ -104,6 +104,8 @@ def test_cloud_rows_match_server_rows_except_people(fake_cloud, fake_jira, tmp_p
     story = next(row for row in cloud if row["Key"] == "PROJ-124")
     assert story["Epic"] == "PROJ-123" and story["Parent"] is None  # the epic came through parent
     assert story["Story Points"] == 5  # found by its name, "Story point estimate"
+    # Rich text: ADF on Cloud (REST v3), text on Server (v2), the same plain text in both workbooks.
+    assert story["Description"] == "As a shopper I pay with a card I saved before.\nNo card number is shown in full."
     assert story["Assignee"] == "Bob Baker" and story["Assignee ID"] == fake_cloud.account_id("bob")
     assert next(row for row in server if row["Key"] == "PROJ-124")["Assignee ID"] == "bob"
     assert CLOUD_STORY_POINTS in ",".join(fake_cloud.searches()[0]["fields"])
