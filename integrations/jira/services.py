@@ -7,6 +7,7 @@ not grow with the size of the project.
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from django.utils import timezone
 from integrations.jira.checkpoint import Checkpoint
 from integrations.jira.client import JiraClient, get_client
 from integrations.jira.excel import Column, ExportWorkbook
+from taskhub.exceptions import IntegrationError
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 KEY_BATCH = 50  # keys per "key in (...)" / "parent in (...)" query: keeps URLs well under proxy limits
@@ -232,8 +236,18 @@ def iter_project(
         if state.done:
             return
         cursor = state.cursor
+    resumed_cursor = cursor
     while True:
-        page = client.search_page(walk.jql, fields=fields, max_results=page_size, cursor=cursor)
+        try:
+            page = client.search_page(walk.jql, fields=fields, max_results=page_size, cursor=cursor)
+        except IntegrationError as exc:
+            # Cloud's nextPageToken expires (after 7 days): read again from the first page; the issues
+            # already written are recognised by id and skipped, so each still appears once.
+            if cursor is None or cursor is not resumed_cursor or exc.status != 400:
+                raise
+            logger.warning("%s: the checkpoint's page no longer answers (%s); reading from the first page", env, exc)
+            cursor = resumed_cursor = None
+            continue
         fresh = []
         for issue in page.issues:
             # An issue moved between pages while we read (re-ranked, created) must appear once.

@@ -264,6 +264,24 @@ def test_interrupted_export_resumes_from_its_last_completed_page(either, tmp_pat
     assert not checkpoint_dir.exists()  # the workbook is the record now
 
 
+def test_an_expired_page_token_in_the_checkpoint_reads_again_from_the_first_page(fake_cloud, tmp_path):
+    folder = tmp_path / "checkpoint"
+
+    def fail_after_one_page(percent, message=""):
+        if message == f"{CLOUD}: 3 issues so far":
+            fake_cloud.fail_next(503, path="/search")
+
+    with pytest.raises(IntegrationError):
+        export(tmp_path, CLOUD, page_size=3, checkpoint=Checkpoint(folder, "r"), progress=fail_after_one_page)
+    stale = Checkpoint(folder, "r")
+    stale.state(CLOUD).cursor = {"nextPageToken": "expired-token"}  # Cloud's tokens expire after 7 days
+    stale._save()
+    summary = export(tmp_path, CLOUD, page_size=3, checkpoint=Checkpoint(folder, "r"))
+    keys = [row["Key"] for row in rows(tmp_path / f"{CLOUD}.xlsx", CLOUD)]
+    assert keys == [f"PROJ-{n}" for n in (123, 124, 125, 126, 127, 128, 130, 200)]  # each once
+    assert summary["environments"][CLOUD]["resumed_issues"] == 3
+
+
 def test_a_checkpoint_of_another_request_is_not_resumed(fake_jira, tmp_path):
     fake_jira.generate("BIG", 120)
     folder = tmp_path / "checkpoint"
