@@ -261,21 +261,55 @@ class Key:
     secret: bool = False
 
 
+DEPLOYMENTS = ("auto", "cloud", "server")
+
+
+def _deployment(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in DEPLOYMENTS:
+        raise ValueError(f"expected one of {', '.join(DEPLOYMENTS)}")
+    return value.strip().lower()
+
+
+def _email(value: Any) -> str:
+    value = _str(value).strip()
+    if value and (len(value) > 254 or not re.fullmatch(r"[^@\s]+@[^@\s]+", value)):
+        raise ValueError("expected the e-mail address of an Atlassian account, such as bot@example.com")
+    return value
+
+
+def _api_token(value: Any) -> str:
+    value = _str(value)
+    if len(value) > 1024 or re.search(r"\s", value):
+        raise ValueError("expected an Atlassian API token (one word, at most 1024 characters)")
+    return value
+
+
 JIRA_ENV_KEYS: dict[str, Key] = {
     "url": Key(_url("http", "https", allow_empty=False), None),
+    # auto: read serverInfo's deploymentType once per client; cloud / server: as told.
+    "deployment": Key(_deployment, "auto"),
     "username": Key(_str, ""),
     "password": Key(_str, "", secret=True),
     "token": Key(_str, "", secret=True),
+    # Atlassian Cloud: the account's e-mail and an API token, sent as HTTP Basic.
+    "email": Key(_email, ""),
+    "api_token": Key(_api_token, "", secret=True),
     "verify_ssl": Key(_bool, True),
     "timeout": Key(_number(0, strict=True), 30.0),
 }
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "confluence": {
+        # On Cloud the site root (https://example.atlassian.net); TaskHub adds /wiki.
         "url": Key(_url("http", "https"), "https://confluence.example.com"),
+        "deployment": Key(_deployment, "auto"),
         "username": Key(_str, "confluence_user"),
         "password": Key(_str, "", secret=True),
         "token": Key(_str, "", secret=True),
+        "email": Key(_email, ""),
+        "api_token": Key(_api_token, "", secret=True),
+        # Cloud: the space (key) where the results page is created; empty: the main page's space.
+        "space_key": Key(_str, ""),
         "main_page_id": Key(_str, "123456"),
         "task_result_page_id": Key(_str, "789012"),
         "verify_ssl": Key(_bool, True),
@@ -283,9 +317,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "jira": {
         "url": Key(_url("http", "https"), "https://jira.example.com"),
+        "deployment": Key(_deployment, "auto"),
         "username": Key(_str, "jira_user"),
         "password": Key(_str, "", secret=True),
         "token": Key(_str, "", secret=True),
+        "email": Key(_email, ""),
+        "api_token": Key(_api_token, "", secret=True),
         "verify_ssl": Key(_bool, True),
         "timeout": Key(_number(0, strict=True), 30.0),
         # name -> JIRA_ENV_KEYS; validated separately (names are free-form).
@@ -470,12 +507,42 @@ def _validate_jira_environments(jira: dict[str, Any], env: Mapping[str, str]) ->
             )
         settings = {} if settings is None else settings
         environments[name] = _validate_section(settings, JIRA_ENV_KEYS, ("jira", "environments", name), env)
+        check_credentials(environments[name], ("jira", "environments", name))
     if jira["url"]:
         host = urlsplit(jira["url"]).hostname or "default"
         single = {key: jira[key] for key in JIRA_ENV_KEYS}
+        check_credentials(single, ("jira",))
         environments.setdefault(host, single)
         environments.setdefault("default", single)
     return environments
+
+
+def check_credentials(values: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    """Refuse credentials that cannot work for the deployment: Cloud takes email + api_token, Server the rest."""
+    where = ".".join(path)
+    deployment, email, api_token = values["deployment"], values["email"].strip(), values["api_token"]
+    if deployment == "cloud" or email or api_token:
+        if deployment == "server":
+            key = "email" if email else "api_token"
+            raise ConfigError(
+                f"{where}.{key}: is for Atlassian Cloud, but {where}.deployment is server "
+                "(use username + password, or token for a personal access token)"
+            )
+        if not api_token:
+            raise ConfigError(
+                f"{where}.api_token: required on Atlassian Cloud (with {where}.email); create one at "
+                f"id.atlassian.com > Security > API tokens, set it in {_env_name(*path, 'api_token')}"
+            )
+        if not email:
+            raise ConfigError(
+                f"{where}.email: required on Atlassian Cloud with {where}.api_token: the e-mail address of the "
+                "account the token belongs to"
+            )
+        if values.get("token"):
+            raise ConfigError(
+                f"{where}.token: a Bearer token is refused by Atlassian Cloud; put the API token in "
+                f"{where}.api_token (and the account's e-mail in {where}.email)"
+            )
 
 
 @dataclass(frozen=True)
@@ -535,6 +602,8 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, path: Path | None = No
     data = _validate_section(raw, SCHEMA, (), env)
     named = list(data["jira"]["environments"] or {}) if isinstance(data["jira"]["environments"], Mapping) else []
     data["jira"]["environments"] = _validate_jira_environments(data["jira"], env)
+    if data["confluence"]["url"]:
+        check_credentials(data["confluence"], ("confluence",))
     _check_env_names(env, [str(name) for name in named])
     return Config(data=data, path=path)
 

@@ -251,9 +251,12 @@ def test_seed_single_jira_form_is_an_environment_named_by_host_and_default() -> 
         == envs["jira.corp.example"]
         == {
             "url": "https://jira.corp.example:8443/jira",
+            "deployment": "auto",
             "username": "svc",
             "password": SECRET,
             "token": "",
+            "email": "",
+            "api_token": "",
             "verify_ssl": True,
             "timeout": 30.0,
         }
@@ -294,7 +297,7 @@ def test_empty_jira_url_leaves_only_named_environments() -> None:
         (
             {"env1": {"url": "https://env1", "pasword": "x"}},
             "jira.environments.env1.pasword: unknown key (known keys of jira.environments.env1: "
-            "url, username, password, token, verify_ssl, timeout)",
+            "url, deployment, username, password, token, email, api_token, verify_ssl, timeout)",
         ),
         (
             {"env 1": {"url": "https://env1"}},
@@ -518,7 +521,7 @@ def test_shared_log_handler_counts_what_other_processes_appended(tmp_path: Path)
         (
             "TASKHUB_JIRA_ENVIRONMENTS_ENV1_JIRA_COM_PASWORD",
             "TASKHUB_JIRA_ENVIRONMENTS_ENV1_JIRA_COM_PASWORD: unknown setting, a Jira environment variable ends in one "
-            "of URL, USERNAME, PASSWORD, TOKEN, VERIFY_SSL, TIMEOUT",
+            "of URL, DEPLOYMENT, USERNAME, PASSWORD, TOKEN, EMAIL, API_TOKEN, VERIFY_SSL, TIMEOUT",
         ),
     ],
 )

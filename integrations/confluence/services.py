@@ -81,7 +81,11 @@ def _page_for_missing(client: ConfluenceClient, page_id: str, body: str) -> tupl
             "(where it would be created) does not exist either",
             status=404,
         )
-    existing = client.find_page(parent.space, title)
+    # Cloud: the space by id, from confluence.space_key (else the main page's own space).
+    space = parent.space
+    if client.cloud:
+        space = client.space_id(client.space_key) if client.space_key else parent.space_id
+    existing = client.find_page(space, title)
     if existing is not None:
         logger.warning(
             "Confluence page %s not found; reporting to page %s (%r). Set reporting.confluence.page_id: %s",
@@ -91,7 +95,7 @@ def _page_for_missing(client: ConfluenceClient, page_id: str, body: str) -> tupl
             existing.id,
         )
         return existing, False
-    page = client.create_page(space=parent.space, title=title, body=body, parent_id=parent.id)
+    page = client.create_page(space=space, title=title, body=body, parent_id=parent.id)
     logger.warning(
         "Confluence page %s not found; created page %s (%r) under %s. Set reporting.confluence.page_id: %s",
         page_id,

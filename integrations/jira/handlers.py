@@ -12,7 +12,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.text import slugify
 
-from integrations.jira.client import configured_environments
+from integrations.jira.checkpoint import Checkpoint, fingerprint, prune
+from integrations.jira.client import attempt_deadline, configured_environments
 from integrations.jira.services import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_ISSUES,
@@ -177,6 +178,49 @@ def _last_success_start(context: HandlerContext) -> datetime | None:
     )
 
 
+def run_first_attempt(context: HandlerContext) -> int:
+    """Return the id of the first attempt of the run this attempt belongs to (retries follow it)."""
+    from scheduling.models import TaskResult
+
+    current = TaskResult.objects.filter(pk=context.result_id).values("pk", "attempt", "fire_time").first()
+    if current is None:
+        return context.result_id
+    while current["attempt"] > 1:
+        previous = (
+            TaskResult.objects.filter(
+                task_id=context.task_id,
+                attempt=current["attempt"] - 1,
+                fire_time=current["fire_time"],
+                pk__lt=current["pk"],
+            )
+            .order_by("-pk")
+            .values("pk", "attempt", "fire_time")
+            .first()
+        )
+        if previous is None:
+            break
+        current = previous
+    return int(current["pk"])
+
+
+def checkpoint_dir(context: HandlerContext) -> Path:
+    """Return where the run's export checkpoint lives (shared by its attempts, under storage.path)."""
+    return Path(settings.STORAGE_DIR) / "checkpoints" / "jira" / context.task_id / str(run_first_attempt(context))
+
+
+def seconds_left(context: HandlerContext) -> float | None:
+    """Return how long this attempt may still run (its task's timeout_seconds from its start)."""
+    from scheduling import clock
+    from scheduling.models import TaskResult
+
+    row = TaskResult.objects.filter(pk=context.result_id).values("started_at", "task__timeout_seconds").first()
+    if row is None or row["started_at"] is None:
+        return None
+    timeout = row["task__timeout_seconds"] or settings.TASKHUB["scheduler"]["default_timeout_seconds"]
+    # started_at is on the scheduler's clock (the database's): measure from the same clock.
+    return timeout - (clock.now() - row["started_at"]).total_seconds()
+
+
 def _file_name(parameters: dict[str, Any], now: datetime) -> str:
     value = slugify(parameters["key_value"]) or "export"
     return f"jira-{parameters['key_type'].replace('_', '-')}-{value}-{now:%Y%m%d-%H%M%S}.xlsx"
@@ -197,7 +241,15 @@ def export(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
     )
     now = timezone.now()
     path = context.artifact_dir / _file_name(parameters, now)
-    summary = export_issues(request, path, progress=context.progress)
+    checkpoint = None
+    if request.key_type == "project":
+        folder = checkpoint_dir(context)
+        prune(folder.parent, keep=folder)
+        checkpoint = Checkpoint(folder, fingerprint(request))
+        if checkpoint.resumed:
+            context.logger.info("resuming the export from the run's checkpoint")
+    with attempt_deadline(seconds_left(context)):
+        summary = export_issues(request, path, progress=context.progress, checkpoint=checkpoint)
     context.add_artifact(path)
     summary["workbook"] = context.artifacts[-1]
     summary["report"] = _copy_to_reports(path, context)
@@ -234,7 +286,8 @@ def update(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
         dry_run=bool(parameters.get("dry_run")),
         max_issues=parameters.get("max_issues", 100),
     )
-    return update_issues(request, progress=context.progress, logger=context.logger)
+    with attempt_deadline(seconds_left(context)):
+        return update_issues(request, progress=context.progress, logger=context.logger)
 
 
 def register() -> None:

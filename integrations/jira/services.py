@@ -7,6 +7,7 @@ not grow with the size of the project.
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,8 +18,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from integrations.jira.checkpoint import Checkpoint
 from integrations.jira.client import JiraClient, get_client
 from integrations.jira.excel import Column, ExportWorkbook
+from taskhub.exceptions import IntegrationError
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 KEY_BATCH = 50  # keys per "key in (...)" / "parent in (...)" query: keeps URLs well under proxy limits
@@ -45,6 +50,11 @@ COLUMNS = [
     Column("Fix Versions", 16),
     Column("Story Points", 8, "number"),
     Column("Links", 40),
+    # Rich text: ADF on Cloud's REST v3, wiki text on Server's v2; plain text in both workbooks.
+    Column("Description", 50),
+    # Who people are, beyond their display name: the account id on Cloud, the user name on Server.
+    Column("Assignee ID", 20),
+    Column("Reporter ID", 20),
 ]
 TREE_COLUMNS = [*COLUMNS, Column("Depth", 7, "number"), Column("Found via", 30)]
 
@@ -88,6 +98,11 @@ def _name(value: Any, *keys: str) -> str:
 
 def _user(value: Any) -> str:
     return _name(value, "displayName", "name", "accountId")
+
+
+def _user_id(value: Any) -> str:
+    """Return a person's stable id: Cloud's accountId, Server's user name (Cloud has no name)."""
+    return _name(value, "accountId", "name", "key")
 
 
 def _links(fields: dict[str, Any]) -> str:
@@ -145,6 +160,9 @@ def issue_row(issue: dict[str, Any], client: JiraClient, tz: zoneinfo.ZoneInfo, 
         ", ".join(_name(v) for v in fields.get("fixVersions") or []),
         points if isinstance(points, int | float) and not isinstance(points, bool) else None,
         _links(fields),
+        client.text(fields.get("description")),
+        _user_id(fields.get("assignee")),
+        _user_id(fields.get("reporter")),
         *(extra or []),
     ]
     return Row(issue.get("key", ""), values, status, type_, assignee)
@@ -183,6 +201,7 @@ class Walk:
     truncated: bool = False
     missing: list[str] = field(default_factory=list)
     jql: str = ""
+    resumed: int = 0  # issues taken from the run's checkpoint instead of Jira
 
 
 def iter_project(
@@ -193,28 +212,65 @@ def iter_project(
     since: datetime | None = None,
     page_size: int = PAGE_SIZE,
     progress: Progress = _no_progress,
+    checkpoint: Checkpoint | None = None,
+    env: str = "",
 ) -> Iterator[dict[str, Any]]:
-    """Yield every issue of ``project`` (updated since ``since`` if given), fetching page after page."""
+    """Yield every issue of ``project`` (updated since ``since`` if given), fetching page after page.
+
+    With a ``checkpoint``, the issues of pages completed by an earlier attempt of the run are
+    yielded from it first, then the search goes on from the page after them; each completed
+    page is recorded before the next is asked for.
+    """
     fields = client.export_fields()
     since_text = jira_time(since, client.myself().get("timeZone") or "UTC") if since else None
     walk.jql = project_jql(project, since_text)
     seen: set[str] = set()
-    start = 0
+    cursor: dict[str, Any] | None = None
+    if checkpoint is not None:
+        state = checkpoint.state(env)
+        for issue in checkpoint.spooled_issues(env):
+            seen.add(issue.get("id"))
+            walk.fetched += 1
+            yield issue
+        walk.resumed = walk.fetched
+        if state.done:
+            return
+        cursor = state.cursor
+    resumed_cursor = cursor
     while True:
-        page = client.search_page(walk.jql, start_at=start, max_results=page_size, fields=fields)
-        issues = page["issues"]
-        walk.total = int(page.get("total") or 0)
-        for issue in issues:
+        try:
+            page = client.search_page(walk.jql, fields=fields, max_results=page_size, cursor=cursor)
+        except IntegrationError as exc:
+            # Cloud's nextPageToken expires (after 7 days): read again from the first page; the issues
+            # already written are recognised by id and skipped, so each still appears once.
+            if cursor is None or cursor is not resumed_cursor or exc.status != 400:
+                raise
+            logger.warning("%s: the checkpoint's page no longer answers (%s); reading from the first page", env, exc)
+            cursor = resumed_cursor = None
+            continue
+        fresh = []
+        for issue in page.issues:
             # An issue moved between pages while we read (re-ranked, created) must appear once.
             if issue.get("id") in seen:
                 continue
             seen.add(issue.get("id"))
+            fresh.append(issue)
             walk.fetched += 1
             yield issue
-        start += len(issues)
-        progress(100 * min(start, walk.total) / walk.total if walk.total else 100, f"{start} of {walk.total} issues")
-        if not issues or start >= walk.total:
+        if checkpoint is not None:
+            checkpoint.page_done(env, fresh, page.next)
+        if page.total is None:
+            # Cloud's search gives no total: count what came.
+            progress(None, f"{walk.fetched} issues so far")
+        else:
+            walk.total = page.total
+            progress(
+                100 * min(walk.fetched, walk.total) / walk.total if walk.total else 100,
+                f"{walk.fetched} of {walk.total} issues",
+            )
+        if page.next is None:
             return
+        cursor = page.next
 
 
 def _related(issue: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -296,7 +352,8 @@ def iter_tree(
         for keys in _chunks(parents, KEY_BATCH):
             clauses = [f"parent in ({', '.join(keys)})"]
             epic_keys = [k for k in keys if k in epics]
-            if custom.epic_link_clause and epic_keys:
+            # Cloud's epics own their issues through parent, which the clause above already asks for.
+            if custom.epic_link_clause and epic_keys and not client.is_cloud:
                 clauses.append(f"{custom.epic_link_clause} in ({', '.join(epic_keys)})")
             jql = " OR ".join(clauses) + " ORDER BY key ASC"
             for _, issue in client.search_all(jql, fields=fields, page_size=PAGE_SIZE, validate=False):
@@ -314,19 +371,17 @@ def iter_tree(
         for keys in _chunks(list(pending), KEY_BATCH):
             if walk.truncated:
                 break
-            jql = f"key in ({', '.join(keys)}) ORDER BY key ASC"
-            got = set()
-            # validateQuery=false: a linked issue that was deleted or is hidden is skipped, not a 400.
-            for _, issue in client.search_all(jql, fields=fields, page_size=PAGE_SIZE, validate=False):
+            # A linked issue that was deleted or is hidden is listed as missing, not an error.
+            issues, missing = client.issues_by_key(keys, fields)
+            for issue in issues:
                 key = issue["key"].upper()
-                got.add(key)
                 if key in seen:
                     continue
                 if not take(issue):
                     break
                 yield issue, depth, pending.get(key, "linked")
             if not walk.truncated:
-                walk.missing += [k for k in keys if k not in got and k not in seen]
+                walk.missing += [k for k in missing if k.upper() not in seen]
         level = list(found)
         found.clear()
 
@@ -353,19 +408,34 @@ def export_timezone() -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(settings.TIME_ZONE or "UTC")
 
 
-def export_issues(request: ExportRequest, path: Path, *, progress: Progress = _no_progress) -> dict[str, Any]:
-    """Extract the issues of every environment into a workbook at ``path``; return a JSON-able summary."""
+def export_issues(
+    request: ExportRequest, path: Path, *, progress: Progress = _no_progress, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
+    """Extract the issues of every environment into a workbook at ``path``; return a JSON-able summary.
+
+    A project export with a ``checkpoint`` resumes from the pages an earlier attempt of the run
+    completed; the checkpoint is deleted once the workbook is saved.
+    """
     tz = export_timezone()
     book = ExportWorkbook(path)
     try:
-        return _export(request, book, tz, progress)
+        summary = _export(request, book, tz, progress, checkpoint)
     except BaseException:
         # Openpyxl streams each sheet to a temporary file; a long-lived worker must not collect them.
         book.discard()
         raise
+    if checkpoint is not None:
+        checkpoint.discard()
+    return summary
 
 
-def _export(request: ExportRequest, book: ExportWorkbook, tz: zoneinfo.ZoneInfo, progress: Progress) -> dict[str, Any]:
+def _export(
+    request: ExportRequest,
+    book: ExportWorkbook,
+    tz: zoneinfo.ZoneInfo,
+    progress: Progress,
+    checkpoint: Checkpoint | None = None,
+) -> dict[str, Any]:
     summary: dict[str, Any] = {"key_type": request.key_type, "key_value": request.key_value, "environments": {}}
     notes: list[str] = []
     share = 95 / len(request.envs)
@@ -404,6 +474,8 @@ def _export(request: ExportRequest, book: ExportWorkbook, tz: zoneinfo.ZoneInfo,
                 since=request.since,
                 page_size=request.page_size,
                 progress=env_progress,
+                checkpoint=checkpoint,
+                env=env,
             ):
                 row = issue_row(issue, client, tz)
                 sheet.append(
@@ -425,7 +497,10 @@ def _export(request: ExportRequest, book: ExportWorkbook, tz: zoneinfo.ZoneInfo,
             "by_type": dict(sheet.counts.type.most_common()),
             "truncated": walk.truncated,
             "missing": walk.missing[:100],
+            "deployment": "cloud" if client.is_cloud else "server",
         }
+        if walk.resumed:
+            summary["environments"][env]["resumed_issues"] = walk.resumed
         env_progress(100, f"{sheet.counts.rows} issues")
     info: list[tuple[str, Any]] = [
         ("Key type", request.key_type),

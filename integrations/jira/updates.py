@@ -7,7 +7,9 @@ Steps:
 3. if any issue cannot take the transition, fail before changing anything, listing what is
    available for it;
 4. unless ``dry_run``: set fields, then transition, then comment, issue by issue.
-An issue already in the requested status is skipped, so a retry after a partial run converges.
+An issue already in the requested status is skipped and reported unchanged, even when its
+workflow offers a transition into its own status (taking it would re-run the workflow's
+post-functions and notifications), so a retry after a partial run converges.
 """
 
 from __future__ import annotations
@@ -113,12 +115,14 @@ def _select(client: JiraClient, request: UpdateRequest, field_ids: list[str]) ->
         return [client.get_issue(key, fields) for key in request.keys]
     issues = []
     for page, issue in client.search_all(request.jql, fields=fields, page_size=100):
-        total = int(page.get("total") or 0)
+        # Server tells the total on the first page; Cloud does not, so count until one too many.
+        total = page.total if page.total is not None else len(issues) + 1
         if total > request.max_issues:
+            matches = f"{total} issues" if page.total is not None else f"more than {request.max_issues} issues"
             raise IntegrationError(
                 client.system,
                 "select issues",
-                f"the JQL matches {total} issues, more than max_issues={request.max_issues}; "
+                f"the JQL matches {matches}, more than max_issues={request.max_issues}; "
                 "narrow the JQL or raise max_issues",
                 permanent=True,
             )
@@ -137,9 +141,14 @@ def _plan_transition(client: JiraClient, plan: Plan, wanted: str, targets: dict[
         by_status = [t for t in available if str((t.get("to") or {}).get("name", "")).lower() == wanted_lower]
         match = by_status[0] if len(by_status) == 1 else None
     if match is not None:
+        target = str((match.get("to") or {}).get("name", ""))
+        if target.lower() == plan.status.lower():
+            # Already there: a transition into its own status would run the workflow again (post-functions, mails).
+            plan.skipped = f"already in status {plan.status}"
+            return None
         plan.transition_id = str(match["id"])
         plan.transition_name = str(match.get("name", ""))
-        plan.target_status = str((match.get("to") or {}).get("name", ""))
+        plan.target_status = target
         return None
     if plan.status.lower() in {wanted_lower, targets.get(wanted_lower, "").lower()}:
         plan.skipped = f"already in status {plan.status}"
@@ -160,9 +169,17 @@ def update_issues(request: UpdateRequest, *, progress: Progress, logger: logging
     for issue in issues:
         current = issue.get("fields") or {}
         plan = Plan(key=issue["key"], status=str((current.get("status") or {}).get("name", "")))
+        rich = client.custom_fields().rich_text
         for field_id, value in fields.items():
-            if not _same(current.get(field_id), value):
-                plan.changes[field_id] = {"from": _shown(current.get(field_id)), "to": _shown(value)}
+            before = current.get(field_id)
+            if field_id in rich and isinstance(value, str):
+                # Rich text reads as ADF on Cloud, as text on Server: compare and show it as text.
+                before = client.text(before) or None
+                if (before or "") == value:
+                    continue
+            elif _same(before, value):
+                continue
+            plan.changes[field_id] = {"from": _shown(before), "to": _shown(value)}
         if request.transition:
             problem = _plan_transition(client, plan, request.transition, targets)
             if problem:

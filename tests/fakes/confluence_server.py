@@ -10,6 +10,14 @@ Pages live in memory with versions. It speaks the parts TaskHub uses:
 - 401 without the configured credentials (basic auth or a bearer token)
 - ``GET /pages/{id}``: the page rendered as HTML, for people to look at (demo)
 
+With ``cloud=True`` it answers as Confluence Cloud does (Atlassian's REST v2 docs; the
+v1 content endpoints' removal): everything lives under ``/wiki``; the v1 content API
+answers ``410 Gone``; pages are read, listed, created and updated through ``/wiki/api/v2``
+(``pages/{id}?body-format=storage``, ``pages?space-id=&title=``, ``spaces?keys=``), a
+space is named by its id, a save needs ``status``, ``title`` and ``version.number`` = the
+current one + 1 (409 otherwise), the body as ``{"representation": "storage", "value"}``;
+only HTTP Basic with the account's e-mail and an API token is accepted.
+
 Tests steer it: ``fail_next`` queues error answers, ``edit_before_next_put`` simulates
 someone saving the page just before us, ``down`` answers every request with 503.
 """
@@ -55,6 +63,12 @@ class FakePage:
         }
 
 
+def v2_error(status: int, title: str) -> dict[str, Any]:
+    """Return Confluence Cloud v2's error shape."""
+    codes = {400: "INVALID_REQUEST_PARAMETER", 404: "NOT_FOUND", 409: "CONFLICT"}
+    return {"errors": [{"status": status, "code": codes.get(status, "ERROR"), "title": title, "detail": None}]}
+
+
 def storage_error(body: str) -> str | None:
     """Return why Confluence would refuse ``body`` as storage format, or None when it is well-formed."""
     try:
@@ -67,8 +81,19 @@ def storage_error(body: str) -> str | None:
 class FakeConfluence:
     """The server's state and controls; ``url`` is what a client connects to."""
 
-    def __init__(self, username: str = "bot", password: str = "secret", token: str = "") -> None:
+    def __init__(
+        self,
+        username: str = "bot",
+        password: str = "secret",
+        token: str = "",
+        *,
+        cloud: bool = False,
+        email: str = "",
+        api_token: str = "",
+    ) -> None:
         self.username, self.password, self.token = username, password, token
+        self.cloud, self.email, self.api_token = cloud, email, api_token
+        self.space_ids: dict[str, str] = {}
         self.pages: dict[str, FakePage] = {}
         self.requests: list[tuple[str, str]] = []
         self.failures: list[int] = []
@@ -111,10 +136,21 @@ class FakeConfluence:
 
     # --- request handling (called from the handler threads) --------------------------
 
+    def space_id(self, key: str) -> str:
+        """Return the (Cloud) id of a space, made up on first use."""
+        return self.space_ids.setdefault(key, str(98_000 + len(self.space_ids)))
+
     def authorized(self, header: str | None) -> bool:
         if not header:
             return False
         kind, _, value = header.partition(" ")
+        if self.cloud:
+            try:
+                email, _, api_token = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                return False
+            credentials = (email, api_token) == (self.email, self.api_token)
+            return kind.lower() == "basic" and bool(self.api_token) and credentials
         if kind.lower() == "bearer":
             return bool(self.token) and value == self.token
         if kind.lower() == "basic":
@@ -127,6 +163,20 @@ class FakeConfluence:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
+        if self.cloud:
+            if parts[:1] != ["wiki"]:
+                return 404, {"message": "Not Found"}
+            parts = parts[1:]
+            if parts[:3] == ["rest", "api", "content"]:
+                return 410, {
+                    "statusCode": 410,
+                    "message": "This deprecated endpoint has been removed. Please use the v2 API "
+                    "(https://developer.atlassian.com/cloud/confluence/rest/v2/)",
+                }
+            if parts[:2] == ["api", "v2"]:
+                with self.lock:
+                    return self._v2(method, parts[2:], query, body)
+            return 404, {"message": "Not Found"}
         if parts[:3] != ["rest", "api", "content"]:
             return 404, {"statusCode": 404, "message": f"null for uri: {path}"}
         page_id = parts[3] if len(parts) > 3 else None
@@ -145,6 +195,101 @@ class FakeConfluence:
             if method == "POST" and not page_id:
                 return self._create(body)
         return 405, {"statusCode": 405, "message": "Method not allowed"}
+
+    def v2_json(self, page: FakePage, body: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": page.id,
+            "status": "current",
+            "title": page.title,
+            "spaceId": self.space_id(page.space),
+            "parentId": page.parent_id,
+            "parentType": "page" if page.parent_id else None,
+            "version": {"number": page.version, "message": "", "minorEdit": False},
+            "_links": {"webui": f"/spaces/{page.space}/pages/{page.id}"},
+        }
+        if body:
+            data["body"] = {"storage": {"representation": "storage", "value": page.body}}
+        return data
+
+    def _v2(self, method: str, parts: list[str], query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        resource, rest = (parts[0] if parts else ""), parts[1:]
+        with_body = query.get("body-format", [""])[0] == "storage"
+        if resource == "spaces" and method == "GET":
+            keys = set(query.get("keys", []))
+            spaces = {p.space for p in self.pages.values()}
+            found = [{"id": self.space_id(k), "key": k, "name": k, "type": "global"} for k in sorted(spaces & keys)]
+            return 200, {"results": found, "_links": {}}
+        if resource != "pages":
+            return 404, v2_error(404, "Not Found")
+        if method == "GET" and rest:
+            page = self.pages.get(rest[0])
+            if page is None:
+                return 404, v2_error(404, "Not Found")
+            return 200, self.v2_json(page, with_body)
+        if method == "GET":
+            space_id, title = query.get("space-id", [""])[0], query.get("title", [""])[0]
+            found = [
+                self.v2_json(p, with_body)
+                for p in self.pages.values()
+                if self.space_id(p.space) == space_id and (not title or p.title == title)
+            ]
+            return 200, {"results": found, "_links": {}}
+        if method == "POST" and not rest:
+            return self._v2_create(body)
+        if method == "PUT" and rest:
+            return self._v2_update(rest[0], body)
+        return 405, v2_error(405, "Method Not Allowed")
+
+    def _v2_storage(self, body: Any) -> str | None:
+        content = (body or {}).get("body") if isinstance(body, dict) else None
+        if isinstance(content, dict) and content.get("representation") == "storage":
+            return content.get("value")
+        return None
+
+    def _v2_create(self, body: Any) -> tuple[int, Any]:
+        value = self._v2_storage(body)
+        if not isinstance(body, dict) or not body.get("spaceId") or not body.get("title") or value is None:
+            return 400, v2_error(400, "spaceId, title and body (representation storage) are required")
+        space = next((key for key, sid in self.space_ids.items() if sid == str(body["spaceId"])), None)
+        if space is None:
+            return 404, v2_error(404, f"No space with id {body['spaceId']}")
+        parent = body.get("parentId")
+        if parent is not None and str(parent) not in self.pages:
+            return 404, v2_error(404, f"No parent page with id {parent}")
+        if any(p.space == space and p.title == body["title"] for p in self.pages.values()):
+            return 400, v2_error(400, "A page with this title already exists in this space")
+        error = storage_error(value)
+        if error:
+            return 400, v2_error(400, error)
+        page_id = str(next(self._ids))
+        self.pages[page_id] = FakePage(page_id, body["title"], space, value, parent_id=str(parent) if parent else None)
+        return 200, self.v2_json(self.pages[page_id])
+
+    def _v2_update(self, page_id: str, body: Any) -> tuple[int, Any]:
+        page = self.pages.get(page_id)
+        if page is None:
+            return 404, v2_error(404, "Not Found")
+        if self.edits_before_put:
+            self.edits_before_put -= 1
+            page.history.append(page.body)
+            page.version += 1
+            page.body = "<p>edited by someone else</p>"
+        value = self._v2_storage(body)
+        try:
+            number = int(body["version"]["number"])
+            status, title = body["status"], body["title"]
+        except (KeyError, TypeError, ValueError):
+            return 400, v2_error(400, "id, status, title and version.number are required")
+        if value is None or status != "current" or not title:
+            return 400, v2_error(400, "body (representation storage), status current and a title are required")
+        if number != page.version + 1:
+            return 409, v2_error(409, f"Version must be incremented on update. Current version is: {page.version}")
+        error = storage_error(value)
+        if error:
+            return 400, v2_error(400, error)
+        page.history.append(page.body)
+        page.version, page.body, page.title = number, value, title
+        return 200, self.v2_json(page)
 
     def _update(self, page_id: str, body: Any) -> tuple[int, Any]:
         page = self.pages.get(page_id)

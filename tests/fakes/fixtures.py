@@ -44,3 +44,33 @@ def fake_mattermost(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMattermost]
     monkeypatch.setitem(settings.TASKHUB["mattermost"], "channel", "ops")
     yield server
     server.stop()
+
+
+CLOUD_EMAIL, CLOUD_API_TOKEN = "taskhub-bot@acme.example", "ATATT3x-confluence-token"
+
+
+@pytest.fixture
+def fake_confluence_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeConfluence]:
+    """A running fake Confluence Cloud (v2 pages API under /wiki); confluence.* points at its site root."""
+    server = FakeConfluence(cloud=True, email=CLOUD_EMAIL, api_token=CLOUD_API_TOKEN).start()
+    server.add_page(MAIN_PAGE_ID, "Operations", space="OPS")
+    server.add_page(REPORT_PAGE_ID, "TaskHub task results", space="OPS", parent=MAIN_PAGE_ID)
+    server.add_page("555", "Reports home", space="REPORTS")
+    confluence = settings.TASKHUB["confluence"]
+    for key, value in {
+        "url": server.url,  # the site root: TaskHub adds /wiki
+        "deployment": "auto",
+        "username": "",
+        "password": "",
+        "token": "",
+        "email": CLOUD_EMAIL,
+        "api_token": CLOUD_API_TOKEN,
+        "space_key": "",
+        "main_page_id": MAIN_PAGE_ID,
+        "verify_ssl": True,
+        "timeout": 5.0,
+    }.items():
+        monkeypatch.setitem(confluence, key, value)
+    monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "page_id", REPORT_PAGE_ID)
+    yield server
+    server.stop()

@@ -15,6 +15,27 @@ Issues live in memory. It speaks the parts TaskHub uses, with Jira's shapes and 
 - ``PUT  /rest/api/2/issue/{key}`` (field edits), ``GET|POST .../transitions``, ``POST .../comment``
 - 401 without the configured credentials (basic auth or a bearer personal access token)
 
+With ``cloud=True`` it answers as Jira Cloud does instead (Atlassian's REST v3 docs and the
+changelog's CHANGE-2046 removal of the old search):
+
+- ``serverInfo`` says ``deploymentType: Cloud``; REST v2 and v3 are both served;
+- ``/rest/api/{2,3}/search`` answers ``410 Gone`` (the API was removed); the enhanced
+  search ``/rest/api/{2,3}/search/jql`` pages with an opaque ``nextPageToken`` and
+  ``isLast``, gives no ``total`` / ``startAt``, returns only ``id`` unless fields are
+  named, caps a page at 100 issues, and refuses (400) a JQL naming unknown issue keys or
+  projects, each listed (there is no ``validateQuery``);
+- people have an ``accountId`` and ``displayName``, no ``name`` / ``key``; there is no
+  "Epic Link" field: an epic owns its issues through ``parent`` (``parent in (EPIC)``
+  finds them); story points live in "Story point estimate" (``customfield_10016``);
+- REST v3 returns rich text (description) as ADF and refuses a plain string where ADF
+  is written (comment bodies, description edits);
+- only HTTP Basic with the account's e-mail and its API token is accepted: a password,
+  a user name or a Bearer token answer 401, on every resource when the header is wrong.
+
+Both answer ``fail_next(429, retry_after=...)`` with a ``Retry-After`` header, and with
+``self_transitions=True`` every status offers a global "Done" transition, also from Done
+(as workflows with global transitions do).
+
 Tests steer it: ``fail_next(status, times, path=)`` queues error answers, ``delay`` slows
 every answer, ``hidden`` keys are invisible to the user (404, left out of searches), and
 ``generate(project, n)`` creates many issues for big exports.
@@ -23,6 +44,7 @@ every answer, ``hidden`` keys are invisible to the user (404, left out of search
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import random
@@ -41,6 +63,12 @@ from urllib.parse import parse_qs, urlsplit
 EPIC_LINK = "customfield_10100"
 EPIC_NAME = "customfield_10101"
 STORY_POINTS = "customfield_10106"
+CLOUD_STORY_POINTS = "customfield_10016"
+REMOVED_SEARCH = (
+    "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
+    "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
+)
+CLOUD_PAGE_CAP = 100
 
 STATUSES = {
     "To Do": ("10000", "new", "To Do"),
@@ -136,8 +164,18 @@ class FakeJira:
         max_results_cap: int = 1000,
         epic_link_field: bool = True,
         tls: tuple[str, str] | None = None,
+        cloud: bool = False,
+        email: str = "",
+        api_token: str = "",
+        self_transitions: bool = False,
     ) -> None:
         self.username, self.password, self.token = username, password, token
+        self.cloud, self.email, self.api_token = cloud, email, api_token
+        self.self_transitions = self_transitions
+        if cloud:
+            epic_link_field = False
+            max_results_cap = min(max_results_cap, CLOUD_PAGE_CAP)
+        self.story_points_field = CLOUD_STORY_POINTS if cloud else STORY_POINTS
         self.time_zone = time_zone
         self.max_results_cap = max_results_cap
         self.epic_link_field = epic_link_field
@@ -147,13 +185,14 @@ class FakeJira:
         self.users: dict[str, str] = {"alice": "Alice Archer", "bob": "Bob Baker", "carol": "Carol Chen"}
         self.hidden: set[str] = set()
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
-        self.failures: list[tuple[int, str, str]] = []
+        self.failures: list[tuple[int, str, str, str]] = []
         self.delay = 0.0
         self.lock = threading.RLock()
         self._ids = itertools.count(10_001)
         self._link_ids = itertools.count(20_001)
         self._version = 0
-        self._cache: dict[tuple[str, int], list[FakeIssue]] = {}
+        self._api_version = "2"  # of the request being handled (under the lock)
+        self._cache: dict[tuple[str, int], tuple[list[FakeIssue], list[str]]] = {}
         self._indexed = -1
         self._by_parent: dict[str, list[str]] = {}
         self._by_link: dict[str, list[tuple[str, str, str, str]]] = {}
@@ -239,16 +278,23 @@ class FakeJira:
                     self.links.append((str(next(self._link_ids)), "Relates", key, f"{project.upper()}-{n - 1}"))
             self._version += 1
 
-    def fail_next(self, status: int, times: int = 1, *, path: str = "", method: str = "") -> None:
+    def fail_next(
+        self, status: int, times: int = 1, *, path: str = "", method: str = "", retry_after: str = "1"
+    ) -> None:
         """Answer the next ``times`` requests whose path contains ``path`` (and of ``method``) with ``status``."""
         with self.lock:
-            self.failures.extend([(status, path, method.upper())] * times)
+            self.failures.extend([(status, path, method.upper(), retry_after)] * times)
 
     def count(self, method: str, fragment: str = "") -> int:
         return sum(1 for m, path, _ in self.requests if m == method and fragment in path)
 
     def searches(self) -> list[dict[str, list[str]]]:
-        return [query for m, path, query in self.requests if path.endswith("/search")]
+        return [query for m, path, query in self.requests if path.endswith(("/search", "/search/jql"))]
+
+    def account_id(self, name: str) -> str:
+        """Return the Cloud account id of a user (stable, opaque)."""
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        return f"712020:{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
     # --- rendering ----------------------------------------------------------------
 
@@ -259,6 +305,17 @@ class FakeJira:
     def _user(self, name: str | None) -> dict[str, Any] | None:
         if not name:
             return None
+        if self.cloud:
+            # Cloud (GDPR): an account id and a display name; no user name, no key, e-mail often hidden.
+            account = self.account_id(name)
+            return {
+                "self": f"{self.url}/rest/api/3/user?accountId={account}",
+                "accountId": account,
+                "accountType": "atlassian",
+                "displayName": self.users.get(name, name),
+                "active": True,
+                "timeZone": self.time_zone,
+            }
         return {
             "self": f"{self.url}/rest/api/2/user?username={name}",
             "name": name,
@@ -336,16 +393,19 @@ class FakeJira:
                 self._stub(self.issues[key]) for key in self._index()[0].get(issue.key, []) if key not in self.hidden
             ],
             "issuelinks": self._links(issue),
-            STORY_POINTS: issue.story_points,
+            self.story_points_field: issue.story_points,
         }
         if self.epic_link_field:
             fields[EPIC_LINK] = issue.epic
             fields[EPIC_NAME] = issue.summary if issue.type == "Epic" else None
-        parent = self.issues.get(issue.parent or "")
+        # Cloud: an issue's epic is its parent (there is no Epic Link field).
+        parent = self.issues.get(issue.parent or (issue.epic if self.cloud else None) or "")
         if parent is not None:
             fields["parent"] = self._stub(parent)
+        if self.cloud and self._api_version == "3" and issue.description is not None:
+            fields["description"] = _adf(issue.description)
         for name in issue.omit:
-            fields.pop(name, None)
+            fields.pop(self.story_points_field if name == STORY_POINTS else name, None)
         if wanted is not None:
             fields = {k: v for k, v in fields.items() if k in wanted}
         return {
@@ -396,13 +456,13 @@ class FakeJira:
         with self.lock:
             cached = self._cache.get((f"{validate}:{jql}", self._version))
             if cached is not None:
-                return cached, []
+                return cached
             warnings: list[str] = []
             predicate, order = Jql(self, jql, validate, warnings).parse()
             found = [i for i in self.issues.values() if i.key not in self.hidden and predicate(i)]
             for name, descending in reversed(order):
                 found.sort(key=_sort_key(name), reverse=descending)
-            self._cache = {(f"{validate}:{jql}", self._version): found}
+            self._cache = {(f"{validate}:{jql}", self._version): (found, warnings)}
             return found, warnings
 
     # --- request handling (called from the handler threads) -------------------------------
@@ -411,6 +471,15 @@ class FakeJira:
         if not header:
             return False
         kind, _, value = header.partition(" ")
+        if self.cloud:
+            # Cloud: Basic with the account's e-mail and an API token, nothing else (no passwords, no PATs).
+            if kind.lower() != "basic":
+                return False
+            try:
+                email, _, api_token = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                return False
+            return bool(self.api_token) and email == self.email and api_token == self.api_token
         if kind.lower() == "bearer":
             return bool(self.token) and value == self.token
         if kind.lower() == "basic":
@@ -423,10 +492,26 @@ class FakeJira:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
-        if parts[:3] != ["rest", "api", "2"] or len(parts) < 4:
+        versions = ("2", "3") if self.cloud else ("2",)
+        if parts[:2] != ["rest", "api"] or len(parts) < 4 or parts[2] not in versions:
             return 404, {"errorMessages": [f"null for uri: {self.url}{path}"], "errors": {}}
         resource, rest = parts[3], parts[4:]
         with self.lock:
+            self._api_version = parts[2]
+            if self.cloud and resource == "search" and rest == ["jql"]:
+                return self._search_jql(query if method == "GET" else _body_query(body))
+            if self.cloud and resource == "search":
+                return 410, {"errorMessages": [REMOVED_SEARCH], "errors": {}}
+            if resource == "serverInfo" and self.cloud:
+                return 200, {
+                    "baseUrl": self.url,
+                    "displayUrl": self.url,
+                    "version": "1001.0.0-SNAPSHOT",
+                    "versionNumbers": [1001, 0, 0],
+                    "deploymentType": "Cloud",
+                    "buildNumber": 100289,
+                    "serverTitle": "Jira",
+                }
             if resource == "serverInfo":
                 return 200, {
                     "baseUrl": self.url,
@@ -439,7 +524,7 @@ class FakeJira:
             if resource == "field":
                 return 200, [
                     self._field(*spec)
-                    for spec in FIELDS
+                    for spec in self._fields()
                     if self.epic_link_field or spec[0] not in (EPIC_LINK, EPIC_NAME)
                 ]
             if resource == "myself":
@@ -449,6 +534,58 @@ class FakeJira:
             if resource == "issue" and rest:
                 return self._issue(method, rest, query, body)
         return 404, {"errorMessages": [f"null for uri: {self.url}{path}"], "errors": {}}
+
+    def _fields(self) -> list[tuple[str, str, bool, dict[str, Any]]]:
+        if not self.cloud:
+            return FIELDS
+        cloud_points = (
+            CLOUD_STORY_POINTS,
+            "Story point estimate",
+            True,
+            {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points"},
+        )
+        return [cloud_points if spec[0] == STORY_POINTS else spec for spec in FIELDS]
+
+    def _search_jql(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """Cloud's enhanced search: nextPageToken paging, isLast, no total; unknown values are errors."""
+        jql = query.get("jql", [""])[0]
+        try:
+            limit = int(query.get("maxResults", ["50"])[0] or 50)
+        except ValueError:
+            return 400, {"errorMessages": ["maxResults must be a number"], "errors": {}}
+        start = 0
+        token = query.get("nextPageToken", [""])[0]
+        if token:
+            try:
+                digest, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+                start = int(offset)
+            except ValueError:
+                return 400, {"errorMessages": ["The provided next page token is invalid or expired."], "errors": {}}
+            if digest != hashlib.sha256(jql.encode()).hexdigest()[:12]:
+                return 400, {"errorMessages": ["The provided next page token is invalid or expired."], "errors": {}}
+        try:
+            found, warnings = self.search(jql, False)
+        except JqlError as exc:
+            return 400, {"errorMessages": [str(exc)], "errors": {}}
+        if warnings:
+            return 400, {"errorMessages": warnings, "errors": {}}
+        wanted = _wanted(query) if query.get("fields") else {"id"}
+        limit = max(1, min(limit, self.max_results_cap))
+        page = found[start : start + limit]
+        body: dict[str, Any] = {"issues": [self._search_hit(i, wanted) for i in page]}
+        if start + limit < len(found):
+            digest = hashlib.sha256(jql.encode()).hexdigest()[:12]
+            body["nextPageToken"] = base64.urlsafe_b64encode(f"{digest}:{start + limit}".encode()).decode()
+            body["isLast"] = False
+        else:
+            body["isLast"] = True
+        return 200, body
+
+    def _search_hit(self, issue: FakeIssue, wanted: set[str] | None) -> dict[str, Any]:
+        rendered = self.render(issue, wanted)
+        if wanted == {"id"}:
+            return {"id": rendered["id"]}
+        return rendered
 
     def _field(self, field_id: str, name: str, custom: bool, schema: dict[str, Any]) -> dict[str, Any]:
         clauses = [f"cf[{field_id.split('_')[1]}]", name] if custom else [field_id]
@@ -503,18 +640,29 @@ class FakeJira:
                 "expand": "transitions",
                 "transitions": [
                     {"id": tid, "name": name, "to": self._status(target), "hasScreen": False}
-                    for tid, name, target in WORKFLOW[issue.status]
+                    for tid, name, target in self._workflow(issue.status)
                 ],
             }
         if action == "transitions" and method == "POST":
             return self._transition(issue, body)
         if action == "comment" and method == "POST":
             text = (body or {}).get("body") if isinstance(body, dict) else None
+            if self._api_version == "3":
+                if not _is_adf(text):
+                    return 400, {"errorMessages": [], "errors": {"comment": "Comment body is not valid!"}}
+                text = _adf_text(text)
             if not text:
                 return 400, {"errorMessages": [], "errors": {"comment": "Comment body can not be empty!"}}
             issue.comments.append(str(text))
             return 201, {"id": str(len(issue.comments)), "body": text, "author": self._user(self.username)}
         return 405, {"errorMessages": ["Method not allowed"], "errors": {}}
+
+    def _workflow(self, status: str) -> list[tuple[str, str, str]]:
+        """Return the transitions out of ``status``; a global "Done" one too with ``self_transitions``."""
+        transitions = list(WORKFLOW[status])
+        if self.self_transitions and not any(t[0] == "31" for t in transitions):
+            transitions.append(("31", "Done", "Done"))  # a global transition, offered in Done too
+        return transitions
 
     def _find(self, key_or_id: str) -> FakeIssue | None:
         issue = self.issues.get(key_or_id.upper())
@@ -528,11 +676,16 @@ class FakeJira:
         fields = (body or {}).get("fields") if isinstance(body, dict) else None
         if not isinstance(fields, dict):
             return 400, {"errorMessages": ["Can not deserialize the request: fields expected"], "errors": {}}
+        settable = (SETTABLE - {STORY_POINTS}) | {self.story_points_field}
         errors = {
             name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
             for name in fields
-            if name not in SETTABLE
+            if name not in settable
         }
+        if self._api_version == "3" and "description" in fields and not _is_adf(fields["description"]):
+            errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+        if self.cloud and "assignee" in fields and (fields["assignee"] or {}).get("name"):
+            errors["assignee"] = "Specify an accountId: the user name is no longer accepted (GDPR)"
         if "priority" in fields and (fields["priority"] or {}).get("name") not in PRIORITIES:
             errors["priority"] = "Priority name '{}' is not valid".format((fields["priority"] or {}).get("name"))
         if errors:
@@ -540,13 +693,18 @@ class FakeJira:
         for name, value in fields.items():
             if name == "priority":
                 issue.priority = value["name"]
+            elif name == "assignee" and self.cloud:
+                by_account = {self.account_id(n): n for n in self.users}
+                issue.assignee = by_account.get((value or {}).get("accountId") or "")
             elif name == "assignee":
                 issue.assignee = (value or {}).get("name")
+            elif name == "description" and self._api_version == "3":
+                issue.description = _adf_text(value)
             elif name == "components":
                 issue.components = [c["name"] for c in value or []]
             elif name == "fixVersions":
                 issue.fix_versions = [v["name"] for v in value or []]
-            elif name == STORY_POINTS:
+            elif name == self.story_points_field:
                 issue.story_points = value
             elif name == "labels":
                 issue.labels = list(value or [])
@@ -558,7 +716,7 @@ class FakeJira:
 
     def _transition(self, issue: FakeIssue, body: Any) -> tuple[int, Any]:
         wanted = str(((body or {}).get("transition") or {}).get("id", "")) if isinstance(body, dict) else ""
-        for tid, _name, target in WORKFLOW[issue.status]:
+        for tid, _name, target in self._workflow(issue.status):
             if tid == wanted:
                 issue.status = target
                 issue.resolution = "Done" if target == "Done" else None
@@ -573,6 +731,29 @@ class FakeJira:
             ],
             "errors": {},
         }
+
+
+def _adf(text: str) -> dict[str, Any]:
+    """Return text as the ADF document Jira Cloud's REST v3 returns for rich text."""
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": line}] if line else []}
+            for line in text.split("\n")
+        ],
+    }
+
+
+def _is_adf(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") == "doc" and isinstance(value.get("content"), list)
+
+
+def _adf_text(value: Any) -> str:
+    lines = []
+    for block in (value or {}).get("content") or []:
+        lines.append("".join(str(node.get("text", "")) for node in block.get("content") or []))
+    return "\n".join(lines)
 
 
 def _sort_key(name: str) -> Callable[[FakeIssue], Any]:
@@ -755,7 +936,8 @@ class Jql:
             "issuekey": lambda i: i.key,
             "issue": lambda i: i.key,
             "id": lambda i: str(i.id),
-            "parent": lambda i: i.parent,
+            # Cloud: an epic is its issues' parent.
+            "parent": (lambda i: i.parent or i.epic) if self.server.cloud else (lambda i: i.parent),
             "status": lambda i: i.status.upper(),
             "assignee": lambda i: (i.assignee or "").upper(),
             "reporter": lambda i: (i.reporter or "").upper(),
@@ -852,10 +1034,14 @@ def _handler(server: FakeJira) -> type[BaseHTTPRequestHandler]:
             if server.delay:
                 time.sleep(server.delay)
             if failure is not None:
-                self._fail(failure[1][0])
+                self._fail(failure[1][0], failure[1][3])
                 return
             public = parts.path.rstrip("/").endswith("/serverInfo")
-            if not public and not server.authorized(self.headers.get("Authorization")):
+            header = self.headers.get("Authorization")
+            # Cloud refuses wrong credentials everywhere, even where it would answer anonymously.
+            if (server.cloud and header and not server.authorized(header)) or (
+                not public and not server.authorized(header)
+            ):
                 self._send(
                     401,
                     "<html><body>Basic Authentication Failure - Reason : AUTHENTICATED_FAILED</body></html>",
@@ -875,9 +1061,10 @@ def _handler(server: FakeJira) -> type[BaseHTTPRequestHandler]:
             status, payload = server.handle(method, parts.path, query, body)
             self._send(status, payload)
 
-        def _fail(self, status: int) -> None:
+        def _fail(self, status: int, retry_after: str = "1") -> None:
             if status == 429:
-                self._send(429, {"errorMessages": ["Rate limit exceeded"], "errors": {}}, {"Retry-After": "1"})
+                headers = {"Retry-After": retry_after} if retry_after else {}
+                self._send(429, {"errorMessages": ["Rate limit exceeded"], "errors": {}}, headers)
             elif status >= 500:
                 self._send(
                     status, "<html><body><h1>Oops, an error occurred</h1></body></html>", content_type="text/html"

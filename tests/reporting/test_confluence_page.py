@@ -12,7 +12,7 @@ from django.utils import timezone
 from reporting.services import report_run
 from scheduling.models import AttemptStatus
 from tests.fakes.confluence_server import NAMESPACES
-from tests.fakes.fixtures import REPORT_PAGE_ID
+from tests.fakes.fixtures import REPORT_PAGE_ID, fake_confluence_cloud  # noqa: F401 - a fixture
 from tests.reporting.factories import finish
 
 A = AttemptStatus
@@ -124,3 +124,22 @@ def test_confluence_down_then_back_updates_the_page_with_everything(confluence_o
     assert (failed.outcome, sent.outcome, sent.count) == ("FAILED", "SENT", 2)
     names = [row[0] for row in _table_rows(_tree(confluence_only.pages[REPORT_PAGE_ID].body))]
     assert names == ["after outage", "during outage"]
+
+
+def test_report_on_confluence_cloud_goes_through_the_v2_pages_api(monkeypatch, fake_confluence_cloud, make_task):  # noqa: F811
+    monkeypatch.setitem(settings.TASKHUB["reporting"], "report_types", ["confluence"])
+    monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "page_id", "")
+    monkeypatch.setitem(settings.TASKHUB["confluence"], "task_result_page_id", "")
+    monkeypatch.setitem(settings.TASKHUB["confluence"], "space_key", "REPORTS")
+    monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "title", "Cloud results")
+    t0 = timezone.now()
+    finish(make_task("first"), at=t0)
+    report_run(now=t0 + 1 * S)
+    finish(make_task("second"), at=t0 + 2 * S)
+    report_run(now=t0 + 3 * S)
+
+    [page] = [p for p in fake_confluence_cloud.pages.values() if p.title == "Cloud results"]
+    assert (page.space, page.parent_id, page.version) == ("REPORTS", "123456", 2)
+    assert [row[0] for row in _table_rows(_tree(page.body))] == ["second", "first"]
+    writes = [(m, p) for m, p in fake_confluence_cloud.requests if m in ("POST", "PUT")]
+    assert writes == [("POST", "/wiki/api/v2/pages"), ("PUT", f"/wiki/api/v2/pages/{page.id}")]

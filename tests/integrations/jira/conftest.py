@@ -12,7 +12,9 @@ from django.conf import settings
 from tests.fakes.jira_server import FakeJira
 
 ENV1, ENV2 = "env1.jira.com", "env2.jira.com"
+CLOUD = "acme.atlassian.net"
 USER, PASSWORD, TOKEN = "taskhub-bot", "s3cret-pass", "pat-0123456789"
+EMAIL, API_TOKEN = "taskhub-bot@acme.example", "ATATT3xFfGF0-cloud-api-token"
 
 
 def at(day: int, hour: int = 9, minute: int = 0) -> datetime:
@@ -44,6 +46,7 @@ def build_env1(jira: FakeJira) -> None:
         story_points=5.0,
         created=at(2),
         updated=at(6, 10, 15),
+        description="As a shopper I pay with a card I saved before.\nNo card number is shown in full.",
     )
     jira.add_issue("PROJ-125", "Card form", type="Sub-task", parent="PROJ-124", assignee="bob", created=at(3))
     jira.add_issue(
@@ -88,12 +91,16 @@ def build_env2(jira: FakeJira) -> None:
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, name: str, jira: FakeJira, **overrides: Any) -> None:
-    """Point the Jira environment ``name`` at a fake server."""
+    """Point the Jira environment ``name`` at a fake server (a Cloud one with e-mail + API token)."""
+    cloud = jira.cloud
     config = {
         "url": jira.url,
-        "username": jira.username if not jira.token else "",
-        "password": jira.password if not jira.token else "",
-        "token": jira.token,
+        "deployment": "auto",
+        "username": jira.username if not (jira.token or cloud) else "",
+        "password": jira.password if not (jira.token or cloud) else "",
+        "token": jira.token if not cloud else "",
+        "email": jira.email if cloud else "",
+        "api_token": jira.api_token if cloud else "",
         "verify_ssl": True,
         "timeout": 5.0,
         **overrides,
@@ -131,4 +138,13 @@ def fake_jira2(jira_servers: Callable[..., FakeJira], monkeypatch: pytest.Monkey
     server = jira_servers(username=USER, password="", token=TOKEN)
     build_env2(server)
     configure(monkeypatch, ENV2, server)
+    return server
+
+
+@pytest.fixture
+def fake_cloud(jira_servers: Callable[..., FakeJira], monkeypatch: pytest.MonkeyPatch) -> FakeJira:
+    """acme.atlassian.net: a Jira Cloud holding the same issues as env1, behind e-mail + API token."""
+    server = jira_servers(cloud=True, email=EMAIL, api_token=API_TOKEN)
+    build_env1(server)
+    configure(monkeypatch, CLOUD, server)
     return server

@@ -13,19 +13,24 @@ from scheduling import services
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
 from tests.conftest import attempts, wait_until
 from tests.fakes.jira_server import FakeJira
-from tests.integrations.jira.conftest import ENV1, ENV2, PASSWORD, TOKEN, USER
+from tests.integrations.jira.conftest import API_TOKEN, CLOUD, EMAIL, ENV1, ENV2, PASSWORD, TOKEN, USER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def worker_env(tmp_path: Path, env1: FakeJira, env2: FakeJira | None = None, **secrets: str) -> dict[str, str]:
+def worker_env(
+    tmp_path: Path, env1: FakeJira, env2: FakeJira | None = None, cloud: FakeJira | None = None, **secrets: str
+) -> dict[str, str]:
     """Write a config file naming the fake Jiras as environments; secrets go through environment variables."""
     config = yaml.safe_load((ROOT / "tests" / "config.test.yaml").read_text())
-    environments = {ENV1: {"url": env1.url, "username": USER, "timeout": 5}}
+    environments = {ENV1: {"url": env1.url, "deployment": "server", "username": USER, "timeout": 5}}
     if env2 is not None:
         environments[ENV2] = {"url": env2.url, "timeout": 5}
+    if cloud is not None:
+        # deployment auto: the worker reads serverInfo and finds Cloud.
+        environments[CLOUD] = {"url": cloud.url, "email": EMAIL, "timeout": 5}
     config["jira"] = {"url": "", "environments": environments}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -33,6 +38,7 @@ def worker_env(tmp_path: Path, env1: FakeJira, env2: FakeJira | None = None, **s
         "TASKHUB_CONFIG": str(path),
         "TASKHUB_JIRA_ENVIRONMENTS_ENV1_JIRA_COM_PASSWORD": secrets.get("password", PASSWORD),
         "TASKHUB_JIRA_ENVIRONMENTS_ENV2_JIRA_COM_TOKEN": TOKEN,
+        "TASKHUB_JIRA_ENVIRONMENTS_ACME_ATLASSIAN_NET_API_TOKEN": secrets.get("api_token", API_TOKEN),
     }
 
 
@@ -146,3 +152,111 @@ def test_missing_root_ticket_fails_with_a_clear_message(start_worker, fake_jira,
     assert "read issue PROJ-999 (HTTP 404): not found, or not visible to the Jira user" in (
         TaskResult.objects.get(task=task).error_message
     )
+
+
+PEOPLE = {"Assignee", "Reporter", "Assignee ID", "Reporter ID"}
+
+
+def sheet_rows(path: Path, sheet: str) -> list[tuple]:
+    return list(load_workbook(path)[sheet].iter_rows(values_only=True))
+
+
+def test_seed_examples_on_cloud_and_on_server_give_the_same_workbooks_but_people(
+    start_worker, fake_jira, fake_cloud, tmp_path
+):
+    start_worker(env=worker_env(tmp_path, fake_jira, cloud=fake_cloud))
+    root_task = services.task_create(
+        data={
+            "name": "JIRA Extraction - Root Ticket",
+            "task_type": "IMMEDIATE",
+            "tags": ["JIRA_TASK_EXP"],
+            "parameters": {
+                "jira_envs": [ENV1, CLOUD],
+                "key_type": "root_ticket",
+                "key_value": "PROJ-123",
+                "user": "johndoe",
+            },
+        }
+    )
+    project_task = services.task_create(
+        data={
+            "name": "JIRA Extraction - Project",
+            "task_type": "SCHEDULED",
+            "cron_expr": "0 0 * * *",
+            "tags": ["JIRA_TASK_EXP"],
+            "parameters": {"jira_envs": [ENV1, CLOUD], "key_type": "project", "key_value": "PROJ", "user": "johndoe"},
+        }
+    )
+    services.task_run_now(task=project_task)
+    for task, expected in ((root_task, 8), (project_task, 8)):
+        result = wait_until(lambda task=task: finished(task), timeout=60)
+        assert result.status == AttemptStatus.DONE, result.error_message
+        path = Path(settings.STORAGE_DIR) / result.artifacts[0]
+        server, cloud = sheet_rows(path, ENV1), sheet_rows(path, CLOUD)
+        header = server[0]
+        assert cloud[0] == header and len(server) == len(cloud) == expected + 1
+        differs = {
+            header[col]
+            for s_row, c_row in zip(server[1:], cloud[1:], strict=True)
+            for col in range(len(header))
+            if s_row[col] != c_row[col]
+        }
+        # Cell for cell the same, but who people are: Cloud has account ids where Server has user names.
+        assert differs == {"Assignee ID", "Reporter ID"}, differs
+        assert result.result["environments"][CLOUD]["deployment"] == "cloud"
+        assert result.result["environments"][ENV1]["deployment"] == "server"
+    # Never a removed endpoint on Cloud.
+    assert not [p for _, p, _ in fake_cloud.requests if p.endswith("/search")]
+    assert fake_cloud.count("GET", "/serverInfo") <= 2  # once per worker process at most
+
+
+def test_wrong_cloud_token_fails_once_with_the_keys_to_check(start_worker, fake_jira, fake_cloud, tmp_path):
+    start_worker(env=worker_env(tmp_path, fake_jira, cloud=fake_cloud, api_token="ATATT-wrong"))
+    task = services.task_create(
+        data={
+            "name": "bad cloud token",
+            "tags": ["JIRA_TASK_EXP"],
+            "parameters": {"jira_envs": [CLOUD], "key_type": "project", "key_value": "PROJ"},
+            "retry_policy": {"max_retries": 3, "retry_delay": 0},
+        }
+    )
+    wait_until(lambda: Task.objects.get(pk=task.pk).status == TaskStatus.FAILED, timeout=60)
+    assert attempts(task) == [(1, "FAILED")]
+    error = TaskResult.objects.get(task=task).error_message
+    assert f"Jira {CLOUD}" in error and "(HTTP 401): authentication failed" in error
+    assert f"jira.environments.{CLOUD}.email and .api_token" in error and "ATATT-wrong" not in error
+
+
+def test_a_retried_cloud_export_resumes_from_the_checkpoint_of_its_run(start_worker, fake_jira, fake_cloud, tmp_path):
+    fake_cloud.generate("BIG", 300)
+    start_worker(env=worker_env(tmp_path, fake_jira, cloud=fake_cloud))
+    # Pages 1-3 answer, the fourth fails (a 5xx): the retry must ask for pages 4-6 only.
+    pages: list[int] = []
+
+    original = fake_cloud.handle
+
+    def handle(method, path, query, body):
+        if path.endswith("/search/jql"):
+            pages.append(1)
+            if len(pages) == 4:
+                return 502, {"errorMessages": ["Bad gateway"], "errors": {}}
+        return original(method, path, query, body)
+
+    fake_cloud.handle = handle
+    task = services.task_create(
+        data={
+            "name": "big cloud export",
+            "tags": ["JIRA_TASK_EXP"],
+            "parameters": {"jira_envs": [CLOUD], "key_type": "project", "key_value": "BIG", "page_size": 50},
+            "retry_policy": {"max_retries": 2, "retry_delay": 0},
+        }
+    )
+    wait_until(lambda: Task.objects.get(pk=task.pk).status == TaskStatus.DONE, timeout=60)
+    assert attempts(task) == [(1, "FAILED"), (2, "DONE")]
+    assert len(pages) == 4 + 3  # attempt 2 asked for pages 4, 5 and 6 only
+    done = TaskResult.objects.get(task=task, attempt=2)
+    assert done.result["environments"][CLOUD]["resumed_issues"] == 150
+    keys = [row[0] for row in sheet_rows(Path(settings.STORAGE_DIR) / done.artifacts[0], CLOUD)[1:]]
+    assert keys == [f"BIG-{n}" for n in range(1, 301)]
+    # The workbook is the record now: the run's checkpoint is gone.
+    assert not list((Path(settings.STORAGE_DIR) / "checkpoints" / "jira" / str(task.pk)).rglob("state.json"))

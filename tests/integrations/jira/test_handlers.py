@@ -18,6 +18,9 @@ from scheduling.models import AttemptStatus, TaskResult
 from taskhub.exceptions import IntegrationError, ValidationError
 from tests.integrations.jira.conftest import ENV1, ENV2
 
+# The handlers read their attempt's row (deadline, the run's checkpoint).
+pytestmark = pytest.mark.django_db
+
 SEED_ROOT = {"jira_envs": [ENV1, ENV2], "key_type": "root_ticket", "key_value": "PROJ-123", "user": "johndoe"}
 SEED_PROJECT = {"jira_envs": [ENV1], "key_type": "project", "key_value": "PROJ", "user": "johndoe"}
 

@@ -26,11 +26,11 @@ def test_issue_sheet_header_is_bold_frozen_and_filtered(book):
     assert headers == [
         "Key", "Summary", "Type", "Status", "Priority", "Assignee", "Reporter", "Created", "Updated",
         "Resolution", "Parent", "Epic", "Labels", "Components", "Fix Versions", "Story Points", "Links",
-        "Depth", "Found via",
+        "Description", "Assignee ID", "Reporter ID", "Depth", "Found via",
     ]  # fmt: skip
     assert all(cell.font.bold for cell in ws[1])
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == "A1:S9"  # header + 8 issues
+    assert ws.auto_filter.ref == "A1:V9"  # header + 8 issues
     assert ws.column_dimensions["B"].width == 50
 
 
