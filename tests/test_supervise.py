@@ -245,3 +245,52 @@ def test_the_web_serves_others_while_slow_clients_dribble_headers(group: Callabl
         thread.join()
         for sock in slow:
             sock.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("sig", "to_group"),
+    [
+        pytest.param(signal.SIGINT, True, id="ctrl-c"),
+        pytest.param(signal.SIGTERM, False, id="sigterm"),
+        pytest.param(signal.SIGHUP, True, id="sighup"),
+    ],
+)
+def test_make_demo_stops_everything_it_started_quietly(tmp_path: Path, sig: int, to_group: bool) -> None:
+    """`make demo` (python -m demo) started its fakes, web, worker and beat; a stop signal ends them all."""
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKHUB_", "DJANGO_"))}
+    env.update(TASKHUB_DEMO_DIR=str(tmp_path / "demo"), TASKHUB_SUPERVISE_TEST=marker, PYTHONUNBUFFERED="1")
+    log = tmp_path / "demo.out"
+    with log.open("wb") as handle:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "demo", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            worker_log = tmp_path / "demo" / "logs" / "worker.log"
+
+            def up() -> bool:
+                assert demo.poll() is None, log.read_text()[-3000:]
+                return "admin is up" in log.read_text() and worker_log.exists() and "ready." in worker_log.read_text()
+
+            wait_until(up, timeout=150, interval=0.5)
+            assert len(marked(marker)) >= 8  # demo, gunicorn master + 2, worker + 2 pool, beat
+            before = len(log.read_text())
+            os.killpg(demo.pid, sig) if to_group else os.kill(demo.pid, sig)
+            assert demo.wait(timeout=60) == 0
+            wait_until(lambda: not marked(marker), timeout=15, interval=0.2)
+            after = log.read_text()[before:]
+            assert not [line for line in after.splitlines() if ERROR_LINE.search(line)], after
+            assert "stopping web, worker, beat and the fake servers" in after
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait()
+            for pid in marked(marker):
+                os.kill(pid, signal.SIGKILL)
