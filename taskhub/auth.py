@@ -44,23 +44,34 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
     return response
 
 
-def _address(value: str) -> str | None:
+def normalise_address(value: str) -> str | None:
+    """Return the address failures are counted under, or None if ``value`` is not an IP address.
+
+    An IPv4 address stands for itself (also written IPv4-mapped, ``::ffff:203.0.113.7``); an IPv6 address
+    counts as its /64 network, the smallest block a client is usually given, or one client would have 2**64
+    addresses to spread its guesses over.
+    """
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False).network_address)
+    return str(address)
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """Return the client's address: the connection's, or the last entry of the configured proxy header."""
+    """Return the client's address (see normalise_address): the connection's, or the proxy header's last entry."""
     header = settings.LOGIN_CLIENT_IP_HEADER
     if header:
         # The proxy appends the address it saw; entries before it are whatever the client sent.
         value = request.META.get("HTTP_" + header.upper().replace("-", "_"), "")
-        forwarded = _address(value.split(",")[-1]) if value else None
+        forwarded = normalise_address(value.split(",")[-1]) if value else None
         if forwarded:
             return forwarded
-    return _address(request.META.get("REMOTE_ADDR", "") or "")
+    return normalise_address(request.META.get("REMOTE_ADDR", "") or "")
 
 
 class LockoutBackend(AxesStandaloneBackend):

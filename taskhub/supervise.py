@@ -175,8 +175,15 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM every service, wait up to ``grace`` seconds, SIGKILL what is left in each group."""
         self.stopping = True
-        for sig in STOP_SIGNALS:  # a second Ctrl-C must not interrupt the stop half-way
-            signal.signal(sig, signal.SIG_IGN)
+        # A second Ctrl-C must not interrupt the stop half-way; the handlers come back afterwards.
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+        try:
+            self._stop_all()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _stop_all(self) -> None:
         running = [s for s in self.services if s.process is not None and s.process.returncode is None]
         for service in running:
             # The main process only: it stops its own children in order (Celery's pool processes killed

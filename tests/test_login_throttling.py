@@ -231,6 +231,21 @@ def test_behind_a_proxy_the_last_forwarded_entry_is_the_address(users: Any, sett
     assert garbage.status_code == 200 and AccessAttempt.objects.filter(ip_address=proxy).exists()
 
 
+def test_an_ipv6_client_counts_as_its_64_and_a_mapped_ipv4_as_itself(users: Any) -> None:
+    """Hopping between addresses of one /64, or writing IPv4 as ::ffff:a.b.c.d, is the same address."""
+    for n in range(LIMIT):
+        admin_login(f"guess{n}", "wrong", address=f"2001:db8:1:2::{n + 1:x}")
+    assert admin_login("bob", "pw-bob-123", address="2001:db8:1:2:ffff::9").status_code == 429
+    assert ok(admin_login, admin_login("bob", "pw-bob-123", address="2001:db8:1:3::1"))  # another /64
+    call_command("unlock_login", "--address", "2001:db8:1:2::77", stdout=io.StringIO())
+    assert ok(admin_login, admin_login("bob", "pw-bob-123", address="2001:db8:1:2::1"))
+
+    for n in range(LIMIT):
+        address = "203.0.113.30" if n % 2 else "::ffff:203.0.113.30"
+        admin_login(f"guess{n}", "wrong", address=address)
+    assert admin_login("bob", "pw-bob-123", address="203.0.113.30").status_code == 429
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

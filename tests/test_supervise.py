@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from taskhub.supervise import read_procfile
+from taskhub.supervise import Service, Supervisor, read_procfile
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,19 +138,48 @@ def test_procfile_and_make_run_start_the_three_services_through_the_supervisor()
     assert "-m taskhub.supervise --stop-with-parent" in recipe and "honcho" not in recipe
 
 
-def test_sigkill_of_make_runs_process_group_leaves_nothing_running(group: Callable[..., Group]) -> None:
+def test_a_service_that_keeps_crashing_is_restarted_with_a_growing_delay(capsys: pytest.CaptureFixture[str]) -> None:
+    supervisor = Supervisor([Service("crasher", ["/bin/sh", "-c", "exit 3"])], grace=1)
+    supervisor.start()
+    deadline = time.monotonic() + 9  # restarts near 1, 3 and 7 s; the next would be near 15 s
+    supervisor.run(until=lambda: time.monotonic() > deadline)
+    err = capsys.readouterr().err
+    assert "crasher stopped (exit status 3); restarting in 1 s" in err
+    assert "crasher stopped (exit status 3); restarting in 2 s" in err
+    assert "crasher stopped (exit status 3); restarting in 4 s" in err
+    assert err.count("crasher restarted") == 3
+
+
+@pytest.mark.parametrize("target", ["group", "supervisor"])
+def test_sigkill_of_make_runs_process_group_leaves_nothing_running(group: Callable[..., Group], target: str) -> None:
+    """SIGKILL of the whole group (make and the supervisor), or of the supervisor alone: nothing survives."""
     run = group(make=True)
     run.wait_ready()
     before = run.processes()
     assert len(before) >= 8, before  # make, supervisor, gunicorn master + 2 workers, worker + 2 pool, beat
-    os.killpg(run.popen.pid, signal.SIGKILL)
+    if target == "group":
+        os.killpg(run.popen.pid, signal.SIGKILL)
+    else:
+        os.kill(next(pid for pid, cmd in before.items() if "taskhub.supervise" in cmd), signal.SIGKILL)
     wait_until(lambda: not run.processes(), timeout=15, interval=0.2)
+
     # Nothing listens on the port: a second `make run` can start (gunicorn binds with SO_REUSEADDR too, which
     # still fails while any socket listens there).
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", run.port))
-        probe.listen()
+    def port_free() -> bool:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", run.port))
+                probe.listen()
+            except OSError:
+                return False
+        return True
+
+    try:  # gunicorn itself retries a busy port for 5 s, so a closing socket's last moments do not count
+        wait_until(port_free, timeout=5, interval=0.2)
+    except AssertionError:
+        ss = subprocess.run(["ss", "-tanp"], capture_output=True, text=True).stdout
+        raise AssertionError([line for line in ss.splitlines() if f":{run.port}" in line]) from None
 
 
 def test_sigkill_of_make_alone_stops_the_group(group: Callable[..., Group]) -> None:

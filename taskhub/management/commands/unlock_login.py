@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
@@ -11,6 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Sum
 from django.utils import timezone
+
+from taskhub.auth import normalise_address
 
 logger = logging.getLogger("taskhub.auth")
 
@@ -46,10 +47,10 @@ class Command(BaseCommand):
 
     @staticmethod
     def _address(value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value.strip()))
-        except ValueError:
+        address = normalise_address(value)  # an IPv6 address is counted (and unlocked) as its /64
+        if address is None:
             raise CommandError(f"--address: {value!r} is not an IP address (expected e.g. 203.0.113.7 or 2001:db8::7)")
+        return address
 
     def _clear(self, what: str, attempts: Any) -> None:
         count, _ = attempts.delete()
