@@ -102,9 +102,9 @@ class Service:
             return None if self.process is None else self.process.returncode
         try:
             info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            info = None
-        if info is None:
+        except ChildProcessError:  # reaped already by someone else: gone, status unknown
+            return 0
+        if info is None:  # still running
             return None
         return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
