@@ -41,8 +41,8 @@ admin-user: migrate
 	$(BIN)/python manage.py ensure_admin
 
 run: admin-user
-	@echo "TaskHub: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
-	$(BIN)/honcho start -f Procfile
+	@echo "TaskHub: http://127.0.0.1:$(PORT)/admin/  (Ctrl-C stops web, worker and beat; a crashed one is restarted)"
+	$(BIN)/python -m taskhub.supervise --stop-with-parent
 
 # Fake Jira, Confluence and Mattermost on 127.0.0.1, a demo config and database under .demo/,
 # the seed's example tasks; prints where to look. Ctrl-C stops it; `make demo ARGS=--check` exits when done.

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -30,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from taskhub.supervise import STOP_SIGNALS, Service, Supervisor  # noqa: E402
 from tests.fakes.confluence_server import FakeConfluence  # noqa: E402
 from tests.fakes.jira_server import FakeJira  # noqa: E402
 from tests.fakes.mattermost_server import FakeMattermost  # noqa: E402
@@ -147,20 +147,21 @@ def seed() -> None:
         )
 
 
-def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (DEMO / "logs" / f"{name}.log").open("ab")
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+def services(port: int) -> list[Service]:
+    """Web, worker and beat, supervised as `make run` does (they die with the demo, a crashed one restarts)."""
+    commands = {
+        "web": [
+            str(BIN / "gunicorn"),
+            "taskhub.wsgi:application",
+            "--config",
+            "python:taskhub.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        "worker": [str(BIN / "celery"), "-A", "taskhub", "worker", "-l", "INFO", "-c", "2"],
+        "beat": [str(BIN / "celery"), "-A", "taskhub", "beat", "-l", "INFO", "-s", str(DEMO / "beat")],
+    }
+    return [Service(name, argv, log=DEMO / "logs" / f"{name}.log") for name, argv in commands.items()]
 
 
 def admin_up(port: int) -> bool:
@@ -173,9 +174,18 @@ def admin_up(port: int) -> bool:
 
 
 def watch(
-    confluence: FakeConfluence, mattermost: FakeMattermost, port: int, check: bool, timeout: float, started: float
+    confluence: FakeConfluence,
+    mattermost: FakeMattermost,
+    port: int,
+    check: bool,
+    timeout: float,
+    started: float,
+    supervisor: Supervisor,
 ) -> bool:
-    """Print each step of the loop as it happens; in --check mode return once all were seen."""
+    """Print each step of the loop as it happens; in --check mode return once all were seen.
+
+    Returns early (True) when a stop signal arrived (Ctrl-C, SIGTERM, SIGHUP).
+    """
     from django.conf import settings
     from django.db import close_old_connections
 
@@ -185,7 +195,8 @@ def watch(
     page_version = confluence.pages[REPORT_PAGE_ID].version
     messages = 0
     goals = {"admin": False, "workbook": False, "confluence": False, "mattermost": False}
-    while True:
+    while not supervisor.stopping:
+        supervisor.check()
         close_old_connections()
         if not goals["admin"] and admin_up(port):
             goals["admin"] = True
@@ -216,6 +227,15 @@ def watch(
             say(f"timed out after {timeout:.0f} s; still waiting for: {[k for k, v in goals.items() if not v]}")
             return False
         time.sleep(0.5)
+    return True
+
+
+class _Interrupted(Exception):
+    """A stop signal arrived before the services were started."""
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted
 
 
 def main() -> int:
@@ -227,6 +247,9 @@ def main() -> int:
     options = parser.parse_args()
 
     started = time.monotonic()
+    # Ctrl-C, SIGTERM and SIGHUP end the demo quietly: during set-up at once, later through the watch loop.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupted)
     if DEMO.exists() and not options.keep:
         shutil.rmtree(DEMO)
     (DEMO / "logs").mkdir(parents=True, exist_ok=True)
@@ -246,11 +269,9 @@ def main() -> int:
 
     django.setup()
     seed()
-    processes = [
-        start("web", [str(BIN / "gunicorn"), "taskhub.wsgi:application", "--bind", f"127.0.0.1:{port}"], env),
-        start("worker", [str(BIN / "celery"), "-A", "taskhub", "worker", "-l", "INFO", "-c", "2"], env),
-        start("beat", [str(BIN / "celery"), "-A", "taskhub", "beat", "-l", "INFO", "-s", str(DEMO / "beat")], env),
-    ]
+    supervisor = Supervisor(services(port), env=env, cwd=ROOT)
+    supervisor.install_signal_handlers()
+    supervisor.start()
     print(
         f"""
 TaskHub demo: nothing here talks to a real system.
@@ -270,16 +291,23 @@ Watch the loop below: Jira -> Excel -> Confluence -> Mattermost. {"" if options.
     )
     ok = True
     try:
-        ok = watch(confluence, mattermost, port, options.check, options.timeout, started)
-    except KeyboardInterrupt:
-        pass
+        ok = watch(confluence, mattermost, port, options.check, options.timeout, started, supervisor)
     finally:
         say("stopping web, worker, beat and the fake servers")
-        stop(processes)
+        supervisor.stop()
         for server in (jira1, jira2, confluence, mattermost):
             server.stop()
     return 0 if ok else 1
 
 
+def run() -> int:
+    """Run the demo; a stop signal during set-up ends it with status 0 and no traceback."""
+    try:
+        return main()
+    except _Interrupted:
+        say("stopped during set-up")
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -236,6 +236,14 @@ def _rate(value: Any) -> str:
     return value
 
 
+def _header_name(value: Any) -> str:
+    """Check security.login_client_ip_header: empty, or an HTTP header name such as X-Forwarded-For."""
+    value = _str(value).strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", value):
+        raise ValueError("expected an HTTP header name such as X-Forwarded-For, or empty for the connection's address")
+    return value
+
+
 def _database_url(value: Any) -> str:
     value = _str(value).strip()
     scheme = urlsplit(value).scheme
@@ -401,6 +409,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_parameters_bytes": Key(_int(1), 65536),
         "max_request_bytes": Key(_int(1024), 1048576),
         "write_rate": Key(_rate, "600/minute"),
+        # Failed logins (admin, API Basic auth, API login page) allowed per user name and per address
+        # within login_lockout_minutes; the next one locks that user name or address for as long.
+        "login_failure_limit": Key(_int(1), 5),
+        "login_lockout_minutes": Key(_number(0, strict=True), 15.0),
+        # Empty: the connection's address. Behind one trusted proxy: the header it sets (its last entry is used).
+        "login_client_ip_header": Key(_header_name, ""),
     },
     "web": {
         "secret_key": Key(_str, "", secret=True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -85,6 +86,8 @@ INSTALLED_APPS = [
     "integrations.confluence",
     "integrations.mattermost",
     "reporting",
+    "axes",
+    "taskhub",
 ]
 
 MIDDLEWARE = [
@@ -97,6 +100,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out login (admin, API login page) into a 429 page; keep it last (django-axes' rule).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "taskhub.urls"
@@ -185,6 +190,20 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
+
+# --- Login throttling (django-axes, see taskhub/auth.py) ----------------------------------
+# The lockout backend comes first: it refuses a locked-out user name or address before any password is checked.
+AUTHENTICATION_BACKENDS = ["taskhub.auth.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+_security = TASKHUB["security"]
+AXES_FAILURE_LIMIT = _security["login_failure_limit"]
+AXES_COOLOFF_TIME = timedelta(minutes=_security["login_lockout_minutes"])
+# Each counts on its own: N failures for one user name (from any addresses) or from one address (any names).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "taskhub.auth.client_ip"
+LOGIN_CLIENT_IP_HEADER = _security["login_client_ip_header"]
+AXES_RESET_ON_SUCCESS = False  # taskhub.auth clears only the user's own failures on success
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # one admin-visible record per failure, marked when it locked out
+AXES_LOCKOUT_CALLABLE = "taskhub.auth.lockout_response"
 
 # --- HTTPS hardening: on when web.https says the site is served over TLS -----
 if TASKHUB["web"]["https"]:
@@ -279,7 +298,7 @@ REST_FRAMEWORK = {
     # header, and only a class that has one turns "not logged in" into 401 instead of 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "taskhub.auth.LockoutBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
