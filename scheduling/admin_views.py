@@ -255,6 +255,9 @@ class TaskPagesMixin:
             path("<uuid:object_id>/do/<str:action>/", wrap(self.action_view), name="scheduling_task_do"),
             path("<uuid:object_id>/live/", wrap(self.live_view), name="scheduling_task_live"),
             path("<uuid:object_id>/graph/", wrap(self.graph_view), name="scheduling_task_graph"),
+            path("pipeline/", wrap(self.pipeline_view), name="scheduling_task_pipeline"),
+            path("pipeline/live/", wrap(self.pipeline_live_view), name="scheduling_task_pipeline_live"),
+            path("counts/", wrap(self.counts_view), name="scheduling_task_counts"),
             path(
                 "<uuid:object_id>/artifact/<int:result_id>/<int:index>/",
                 wrap(self.artifact_view),
@@ -321,6 +324,53 @@ class TaskPagesMixin:
             "status_colours": admin_graph.STATUS_COLOURS,
         }
         return TemplateResponse(request, "admin/scheduling/task/graph.html", context)
+
+    def _pipeline(self, request: HttpRequest) -> tuple[admin_graph.Graph, str, UUID | None]:
+        """Return the pipeline ?task= (its connected component) or ?tag= (the visible tasks with the tag) asks for."""
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        task_id, tag = request.GET.get("task", ""), request.GET.get("tag", "").strip()[:64]
+        if task_id:
+            try:
+                task = self._task_or_404(request, str(UUID(task_id)))
+            except ValueError:
+                raise Http404("no such task") from None
+            return admin_graph.component(task), f"Pipeline of {task.name}", task.pk
+        if tag:
+            return admin_graph.tagged(tag, visible_tasks(request.user)), f"Pipeline: tasks tagged {tag}", None
+        raise Http404("choose a task (?task=) or a tag (?tag=)")
+
+    def _pipeline_context(self, request: HttpRequest) -> dict[str, Any]:
+        graph, title, focus = self._pipeline(request)
+        return {
+            "title": title,
+            "graph_svg": admin_graph.render_svg(graph, focus, self._change_url, self._can_see(request)),
+            "graph_size": len(graph.nodes),
+            "graph_truncated": graph.truncated,
+            "status_colours": admin_graph.STATUS_COLOURS,
+            "live_url": f"{reverse('admin:scheduling_task_pipeline_live')}?{request.GET.urlencode()}",
+        }
+
+    def pipeline_view(self, request: HttpRequest) -> HttpResponse:
+        """Show a whole pipeline (a task's connected component, or every visible task with a tag), following status."""
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Task._meta,
+            **self._pipeline_context(request),
+        }
+        return TemplateResponse(request, "admin/scheduling/task/pipeline.html", context)
+
+    def pipeline_live_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the pipeline's graph rendered again, for the page's polling script."""
+        context = self._pipeline_context(request)
+        html = TemplateResponse(request, "admin/scheduling/task/_graph.html", context).rendered_content
+        return JsonResponse({"html": html})
+
+    def counts_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the counts the dashboard and the lists show (tasks by status, attempts in flight), as JSON."""
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return JsonResponse(dashboard.live_counts())
 
     def artifact_view(self, request: HttpRequest, object_id: UUID, result_id: int, index: int) -> HttpResponse:
         """Send one artifact file of one attempt, if the user may see the task and the file is inside storage."""
