@@ -174,7 +174,7 @@ def test_operator_day_in_the_browser(live_server: Any, page: Any, step: Any, sta
         page.locator("svg.th-graph").wait_for()
         names = page.locator("svg.th-graph a.th-node text[font-weight=bold]").all_text_contents()
         assert sorted(names) == ["build report", "extract issues"]
-        assert page.locator("svg.th-graph line.th-edge").count() == 1
+        assert page.locator("svg.th-graph path.th-edge").count() == 1
         assert page.locator("svg.th-graph a.th-node[data-status=DONE]").count() == 2
 
     with step("08b-graph-node-opens-the-task"):
