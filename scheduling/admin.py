@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
@@ -27,7 +28,8 @@ from scheduling.admin_lists import (
     humanise_duration,
     local_time,
 )
-from scheduling.admin_views import TaskPagesMixin
+from scheduling.admin_site import restrict_internals
+from scheduling.admin_views import TaskPagesMixin, running_attempts
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType
@@ -245,8 +247,13 @@ def run_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QueryS
 
 
 @admin.action(description="Cancel selected tasks", permissions=["change"])
-def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> Any:
+    tasks = list(queryset)
+    if request.POST.get("post") != "yes" and running_attempts(tasks):  # ask first, as delete_selected does
+        hidden = [("action", "cancel"), ("post", "yes")] + [(ACTION_CHECKBOX_NAME, str(t.pk)) for t in tasks]
+        return modeladmin.cancel_confirmation(request, tasks, form_url=request.get_full_path(), hidden=hidden)
     _report(modeladmin, request, queryset, "Cancelled", services.task_cancel)
+    return None
 
 
 @admin.action(description="Retry selected failed tasks", permissions=["change"])
@@ -351,6 +358,18 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList
+
+    def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        """Before the first save there is no state and no computed schedule to show: leave those out."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.pk:
+            return fieldsets
+        unsaved = {"cron_description", "next_fire_at"}
+        return [
+            (title, {**options, "fields": [f for f in options["fields"] if f not in unsaved]})
+            for title, options in fieldsets
+            if title != "State"
+        ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         extra = {
@@ -614,3 +633,7 @@ class TaskAuditAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# django-celery-beat's admin registered first (INSTALLED_APPS order); its tables are TaskHub's internals.
+restrict_internals(admin.site)
