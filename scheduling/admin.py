@@ -359,6 +359,9 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList
 
+    def get_inlines(self, request: HttpRequest, obj: Task | None) -> list[Any]:
+        return super().get_inlines(request, obj) if obj is not None and obj.pk else []  # no attempts yet
+
     def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
         """Before the first save there is no state and no computed schedule to show: leave those out."""
         fieldsets = super().get_fieldsets(request, obj)

@@ -56,6 +56,7 @@ def test_add_form_has_no_state_section_but_the_change_form_does(client_op: Clien
     add = client_op.get(task_url("add")).content.decode()
     assert "<h2" in add and not re.search(r"<h2[^>]*>\s*State\s*</h2>", add)
     assert "field-cron_description" not in add and "field-next_fire_at" not in add and "field-status " not in add
+    assert "task results (table)" not in add.lower()  # nothing has run yet
     task = create("saved")
     change = client_op.get(task_url("change", task.pk)).content.decode()
     assert re.search(r"<h2[^>]*>\s*State\s*</h2>", change) and "field-next_fire_at" in change
