@@ -145,6 +145,15 @@ def test_lists_attempt_page_and_live_counters(live_server: Any, page: Any, step:
         assert page.locator("pre.th-traceback").inner_text() == TRACEBACK  # indentation kept
         assert page.locator(".field-took .readonly").inner_text() == "28 ms"
 
+    with step("lists-06-dashboard-counts-follow"):
+        page.goto(f"{base}/admin/scheduling/task/dashboard/")
+        card = page.locator(".th-card[data-status=RUNNING] .th-card-n")
+        assert card.inner_text() == "0"
+        Task.objects.filter(pk=report.pk).update(status=TaskStatus.RUNNING)
+        page.clock.run_for(6_000)
+        page.locator(".th-card[data-status=RUNNING] .th-card-n", has_text="1").wait_for()
+        assert page.locator(".th-card[data-status=DONE] .th-card-n").inner_text() == "0"
+
     assert page.js_errors == []
 
 
