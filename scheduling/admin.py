@@ -493,6 +493,9 @@ class RetryPolicyAdmin(admin.ModelAdmin):
 
 
 RESULT_FIELDS = [f.name for f in TaskResult._meta.fields]
+RESULT_OUTCOME = ["task", "attempt", "status_badge", "took", "worker", "started_at", "finished_at"]
+RESULT_SHOWN_OTHERWISE = {"id", "duration", "error_message", "traceback", *RESULT_OUTCOME}
+RESULT_DETAILS = [f for f in RESULT_FIELDS if f not in RESULT_SHOWN_OTHERWISE]
 
 
 @admin.register(TaskResult)
@@ -517,17 +520,13 @@ class TaskResultAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     change_list_template = "admin/scheduling/taskresult/change_list.html"
     change_form_template = "admin/scheduling/taskresult/change_form.html"
-    # The page shows the error and traceback as preformatted blocks (indentation kept), the duration humanised.
-    fields = [
-        "task",
-        "attempt",
-        "status",
-        "took",
-        *[f for f in RESULT_FIELDS if f not in ("id", "task", "attempt", "status", "error_message", "traceback")],
-        "error_block",
-        "traceback_block",
+    # The page leads with the outcome: a status badge, the duration humanised, the error and the traceback as
+    # preformatted blocks (indentation kept); the machine fields follow, collapsed.
+    fieldsets = [
+        (None, {"fields": [*RESULT_OUTCOME, "error_block", "traceback_block"]}),
+        ("Details", {"classes": ["collapse"], "fields": RESULT_DETAILS}),
     ]
-    readonly_fields = [*RESULT_FIELDS, "took", "error_block", "traceback_block"]
+    readonly_fields = [*RESULT_FIELDS, "status_badge", "took", "error_block", "traceback_block"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
