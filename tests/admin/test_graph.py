@@ -149,3 +149,11 @@ def test_the_task_page_and_the_list_link_to_the_pipeline(client_op: Client, chai
     assert f'href="{task_url("pipeline")}?task={chain["load"].pk}"' in page
     listing = client_op.get(task_url("changelist")).content.decode()
     assert f'action="{task_url("pipeline")}"' in listing and '<option value="TEST_RECORD">' in listing
+
+
+@pytest.mark.django_db
+def test_pipeline_of_an_unknown_tag_is_an_empty_graph_not_an_error(client_op: Client) -> None:
+    response = client_op.get(f"{task_url('pipeline')}?tag=<nothing>")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "0 tasks" in page and "&lt;nothing&gt;" in page and "<nothing>" not in page
