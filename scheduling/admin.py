@@ -8,19 +8,32 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
-from scheduling import attempt_log, cron, selectors, services, validation
-from scheduling.admin_views import TaskPagesMixin
+from scheduling import attempt_log, cron, dashboard, selectors, services, validation
+from scheduling.admin_lists import (
+    ERROR_EXCERPT,
+    FinishedWithinFilter,
+    TaskNameFilter,
+    WorkerFilter,
+    badge,
+    humanise_duration,
+    local_time,
+)
+from scheduling.admin_site import restrict_internals
+from scheduling.admin_views import TaskPagesMixin, running_attempts
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, RetryPolicy, Tag, Task, TaskAudit, TaskResult
+from scheduling.models import FINISHED, RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
@@ -180,6 +193,18 @@ class TaskForm(forms.ModelForm):
         return cleaned
 
 
+def format_html_join_tags(names: list[str]) -> str:
+    """Render tag names as small escaped chips."""
+    if not names:
+        return "-"
+    return format_html_join(" ", '<span class="th-tag">{}</span>', ((name,) for name in names))
+
+
+def timesince_short(moment: Any) -> str:
+    """Say how long ago, in its largest unit only ('5 minutes')."""
+    return timesince(moment, now=timezone.now(), depth=1)
+
+
 class ResultInline(admin.TabularInline):
     model = TaskResult
     extra = 0
@@ -237,8 +262,13 @@ def run_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QueryS
 
 
 @admin.action(description="Cancel selected tasks", permissions=["change"])
-def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> Any:
+    tasks = list(queryset)
+    if request.POST.get("post") != "yes" and running_attempts(tasks):  # ask first, as delete_selected does
+        hidden = [("action", "cancel"), ("post", "yes")] + [(ACTION_CHECKBOX_NAME, str(t.pk)) for t in tasks]
+        return modeladmin.cancel_confirmation(request, tasks, form_url=request.get_full_path(), hidden=hidden)
     _report(modeladmin, request, queryset, "Cancelled", services.task_cancel)
+    return None
 
 
 @admin.action(description="Retry selected failed tasks", permissions=["change"])
@@ -256,14 +286,41 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
     _report(modeladmin, request, queryset, "Resumed", services.task_resume)
 
 
+class TaskChangeList(ChangeList):
+    """The task list's rows carry their tags (one prefetch) and their last started attempt (subqueries, no N+1)."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Task]:
+        queryset = super().get_queryset(request, exclude_parameters)
+        # The latest attempt that started, found through result_task_idx (task, -created_at).
+        last = TaskResult.objects.filter(task=OuterRef("pk"), started_at__isnull=False).order_by("-created_at", "-pk")
+        return queryset.prefetch_related(Prefetch("tags", queryset=Tag.objects.only("id", "name"))).annotate(
+            last_started=Subquery(last.values("started_at")[:1]),
+            last_status=Subquery(last.values("status")[:1]),
+            last_duration=Subquery(last.values("duration")[:1]),
+        )
+
+
 @admin.register(Task)
 class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     form = TaskForm
-    list_display = ["name", "task_type", "status", "priority", "enabled", "owner", "next_fire_at", "updated_at"]
+    list_display = [
+        "name",
+        "status_badge",
+        "task_type",
+        "tag_list",
+        "schedule",
+        "last_run",
+        "attempts",
+        "priority",
+        "owner",
+        "updated_at",
+    ]
     # Owners of the tasks the user may see only: the filter must not list every user.
     list_filter = ["status", "priority", "task_type", "enabled", TagFilter, ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "id"]
-    list_select_related = ["owner"]
+    list_select_related = ["owner", "retry_policy"]
+    ordering = ["-updated_at"]  # what changed last first (task_updated_idx)
+    change_list_template = "admin/scheduling/task/change_list.html"
     autocomplete_fields = ["dependencies", "retry_policy"]
     readonly_fields = [
         "status",
@@ -313,6 +370,72 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
         ),
         ("Metadata", {"classes": ["collapse"], "fields": ["metadata"]}),
     ]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TaskChangeList
+
+    def get_inlines(self, request: HttpRequest, obj: Task | None) -> list[Any]:
+        return super().get_inlines(request, obj) if obj is not None and obj.pk else []  # no attempts yet
+
+    def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        """Before the first save there is no state and no computed schedule to show: leave those out."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.pk:
+            return fieldsets
+        unsaved = {"cron_description", "next_fire_at"}
+        return [
+            (title, {**options, "fields": [f for f in options["fields"] if f not in unsaved]})
+            for title, options in fieldsets
+            if title != "State"
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra = {
+            "live_counts": dashboard.live_counts(),
+            "pipeline_tags": list(Tag.objects.order_by("name").values_list("name", flat=True)[:200]),
+            "current_tag": request.GET.get("tag", ""),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, task: Task) -> str:
+        paused = badge("PAUSED", "paused") if not task.enabled else ""
+        return format_html("{} {}", badge(task.status), paused)
+
+    @admin.display(description="tags")
+    def tag_list(self, task: Task) -> str:
+        names = sorted(tag.name for tag in task.tags.all())  # prefetched by TaskChangeList
+        return format_html_join_tags(names)
+
+    @admin.display(description="schedule", ordering="next_fire_at")
+    def schedule(self, task: Task) -> str:
+        if task.task_type != TaskType.SCHEDULED or not task.cron_expr:
+            return "-"
+        upcoming = local_time(task.next_fire_at, task.timezone) if task.next_fire_at else "paused"
+        return format_html(
+            "<code>{}</code> <small>{}</small><br><small>next: {}</small>", task.cron_expr, task.timezone, upcoming
+        )
+
+    @admin.display(description="last run")
+    def last_run(self, task: Task) -> str:
+        started = getattr(task, "last_started", None)
+        if started is None:
+            return "-"
+        took = humanise_duration(task.last_duration) if task.last_duration is not None else "running"
+        return format_html(
+            '{} <small title="{}">{} ago</small> <small class="th-duration">{}</small>',
+            badge(task.last_status),
+            f"{started:%Y-%m-%d %H:%M:%S %Z}",
+            timesince_short(started),
+            took,
+        )
+
+    @admin.display(description="attempts")
+    def attempts(self, task: Task) -> str:
+        if task.retry_policy_id and task.retry_policy:
+            return f"{task.attempt} of {task.retry_policy.max_retries + 1}"
+        return str(task.attempt)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "dependencies":  # a task may only depend on tasks its editor can see
@@ -554,21 +677,100 @@ class RetryPolicyAdmin(OwnedAdmin):
     ]
 
 
+RESULT_FIELDS = [f.name for f in TaskResult._meta.fields]
+RESULT_OUTCOME = ["task", "attempt", "status_badge", "took", "worker", "started_at", "finished_at"]
+RESULT_SHOWN_OTHERWISE = {"id", "duration", "error_message", "traceback", *RESULT_OUTCOME}
+RESULT_DETAILS = [f for f in RESULT_FIELDS if f not in RESULT_SHOWN_OTHERWISE]
+
+
 @admin.register(TaskResult)
 class TaskResultAdmin(admin.ModelAdmin):
-    list_display = ["task", "attempt", "status", "fire_time", "started_at", "finished_at", "duration", "worker"]
-    list_filter = ["status"]
+    list_display = [
+        "attempt_link",
+        "task_name",
+        "attempt",
+        "status_badge",
+        "started_at",
+        "took",
+        "error_excerpt",
+        "worker",
+    ]
+    list_display_links = ["attempt_link"]
+    list_filter = ["status", TaskNameFilter, WorkerFilter, FinishedWithinFilter]
     search_fields = ["task__name", "celery_task_id"]
     list_select_related = ["task"]
     show_full_result_count = False
     # Newest first by the primary key: no index serves -created_at over every attempt (1 s at 1M on
     # PostgreSQL), and a date hierarchy's SELECT DISTINCT by month read every row (bench/scale.py).
     ordering = ["-id"]
-    readonly_fields = [f.name for f in TaskResult._meta.fields]
+    change_list_template = "admin/scheduling/taskresult/change_list.html"
+    change_form_template = "admin/scheduling/taskresult/change_form.html"
+    # The page leads with the outcome: a status badge, the duration humanised, the error and the traceback as
+    # preformatted blocks (indentation kept); the machine fields follow, collapsed.
+    fieldsets = [
+        (None, {"fields": [*RESULT_OUTCOME, "error_block", "traceback_block"]}),
+        ("Details", {"classes": ["collapse"], "fields": RESULT_DETAILS}),
+    ]
+    readonly_fields = [*RESULT_FIELDS, "status_badge", "took", "error_block", "traceback_block"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
         return visible_results(request.user, super().get_queryset(request))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        return super().changelist_view(request, {"live_counts": dashboard.live_counts(), **(extra_context or {})})
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup in ("task__id__exact", "task__id") or super().lookup_allowed(lookup, value, request)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        extra = dict(extra_context or {})
+        result = self.get_object(request, object_id)  # None (not visible): Django's "doesn't exist" follows
+        extra["attempt_log"] = attempt_log.admin_context(result)
+        if result is not None:  # "export-jira, attempt 3", not the task's UUID
+            extra["title"] = f"{result.task.name}, attempt {result.attempt}"
+            extra["subtitle"] = None
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.display(description="result")
+    def attempt_link(self, result: TaskResult) -> str:
+        return f"#{result.pk}"
+
+    @admin.display(description="task", ordering="task__name")
+    def task_name(self, result: TaskResult) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:scheduling_task_change", args=[result.task_id]), result.task.name
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, result: TaskResult) -> str:
+        return badge(result.status)
+
+    @admin.display(description="duration", ordering="duration")
+    def took(self, result: TaskResult) -> str:
+        return humanise_duration(result.duration) or "-"
+
+    @admin.display(description="error")
+    def error_excerpt(self, result: TaskResult) -> str:
+        text = " ".join(result.error_message.split())
+        if not text:
+            return ""
+        short = text if len(text) <= ERROR_EXCERPT else text[: ERROR_EXCERPT - 1] + "…"
+        return format_html('<span class="th-error-cell" title="{}">{}</span>', text[:1000], short)
+
+    @admin.display(description="error")
+    def error_block(self, result: TaskResult) -> str:
+        if not result.error_message:
+            return "-"
+        return format_html('<pre class="th-error">{}</pre>', result.error_message)
+
+    @admin.display(description="traceback")
+    def traceback_block(self, result: TaskResult) -> str:
+        if not result.traceback:
+            return "-"
+        return format_html('<pre class="th-traceback">{}</pre>', result.traceback)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -603,11 +805,6 @@ class TaskResultAdmin(admin.ModelAdmin):
         _, refused = services.results_delete(results=list(queryset.values_list("pk", flat=True)), actor=request.user)
         for line in refused:
             self.message_user(request, f"Not deleted: {line}", messages.ERROR)
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
-        result = self.get_object(request, object_id)  # None (not visible): Django's "doesn't exist" follows
-        extra = {**(extra_context or {}), "attempt_log": attempt_log.admin_context(result)}
-        return super().change_view(request, object_id, form_url, extra)
 
 
 @admin.register(Tag)
@@ -653,3 +850,7 @@ class TaskAuditAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# django-celery-beat's admin registered first (INSTALLED_APPS order); its tables are TaskHub's internals.
+restrict_internals(admin.site)

@@ -74,6 +74,16 @@ def available_actions(task: Task) -> list[tuple[str, str]]:
     return [(name, ACTIONS[name][0]) for name in names]
 
 
+def running_attempts(tasks: list[Task]) -> list[TaskResult]:
+    """Return the attempts of ``tasks`` running now (result_inflight_idx), with their task's name."""
+    return list(
+        TaskResult.objects.filter(task__in=tasks, status=AttemptStatus.RUNNING)
+        .select_related("task")
+        .only("id", "attempt", "status", "started_at", "worker", "progress", "task__id", "task__name")
+        .order_by("started_at")[:100]
+    )
+
+
 def timeline(task: Task) -> list[TaskResult]:
     """Return the task's latest attempts, newest first (result_task_idx), each with its artifact file names."""
     attempts = list(
@@ -149,6 +159,35 @@ def cron_preview(expr: str, tz_name: str, count: int = 5) -> dict[str, Any]:
             for f in fires
         ],
     }
+
+
+def schema_skeleton(schema: Any) -> Any:
+    """Return parameters to start from: every required property with a placeholder, optional ones with a default."""
+    if not isinstance(schema, dict):
+        return None
+    if "default" in schema:
+        return schema["default"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = [name for name in schema.get("required", []) if isinstance(name, str)]
+        skeleton = {name: schema_skeleton(properties.get(name, {})) for name in required}
+        for name, sub in properties.items():
+            if name not in skeleton and isinstance(sub, dict) and "default" in sub:
+                skeleton[name] = sub["default"]
+        return skeleton
+    if kind == "array":
+        return []
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    if kind == "string":
+        return ""
+    return None
 
 
 def _inside_storage(relative: str) -> Path | None:
@@ -229,7 +268,8 @@ class TaskPagesMixin:
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context["th_config"] = {"cronPreviewUrl": reverse("admin:scheduling_task_cron_preview")}
         context["handler_specs"] = {
-            spec.tag: {"description": spec.description, "schema": spec.schema} for spec in registry.all()
+            spec.tag: {"description": spec.description, "schema": spec.schema, "skeleton": schema_skeleton(spec.schema)}
+            for spec in registry.all()
         }
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
 
@@ -257,6 +297,9 @@ class TaskPagesMixin:
             path("<uuid:object_id>/do/<str:action>/", wrap(self.action_view), name="scheduling_task_do"),
             path("<uuid:object_id>/live/", wrap(self.live_view), name="scheduling_task_live"),
             path("<uuid:object_id>/graph/", wrap(self.graph_view), name="scheduling_task_graph"),
+            path("pipeline/", wrap(self.pipeline_view), name="scheduling_task_pipeline"),
+            path("pipeline/live/", wrap(self.pipeline_live_view), name="scheduling_task_pipeline_live"),
+            path("counts/", wrap(self.counts_view), name="scheduling_task_counts"),
             path(
                 "<uuid:object_id>/artifact/<int:result_id>/<int:index>/",
                 wrap(self.artifact_view),
@@ -277,6 +320,8 @@ class TaskPagesMixin:
         if action not in ACTIONS:
             raise Http404(f"unknown action {action!r}")
         label, call, said = ACTIONS[action]
+        if action == "cancel" and request.POST.get("confirm") != "yes" and running_attempts([task]):
+            return self.cancel_confirmation(request, [task], form_url=request.path)
         try:
             outcome = call(task, request.user)
         except TaskHubError as exc:
@@ -284,6 +329,22 @@ class TaskPagesMixin:
         else:
             self.message_user(request, said(task, outcome), messages.SUCCESS)  # type: ignore[attr-defined]
         return HttpResponseRedirect(self._change_url(task.pk))
+
+    def cancel_confirmation(
+        self, request: HttpRequest, tasks: list[Task], *, form_url: str, hidden: list[tuple[str, str]] | None = None
+    ) -> TemplateResponse:
+        """Ask before cancelling running work, as Django asks before deleting: list what runs, then a POST."""
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Task._meta,
+            "title": "Are you sure?",
+            "tasks": tasks,
+            "running": running_attempts(tasks),
+            "form_url": form_url,
+            "hidden": hidden or [("confirm", "yes")],
+            "back_url": self._change_url(tasks[0].pk) if len(tasks) == 1 and not hidden else "",
+        }
+        return TemplateResponse(request, "admin/scheduling/task/cancel_confirmation.html", context)
 
     def live_view(self, request: HttpRequest, object_id: UUID) -> HttpResponse:
         """Return the task's status and the rendered attempts panel, for the page's polling script."""
@@ -323,6 +384,53 @@ class TaskPagesMixin:
             "status_colours": admin_graph.STATUS_COLOURS,
         }
         return TemplateResponse(request, "admin/scheduling/task/graph.html", context)
+
+    def _pipeline(self, request: HttpRequest) -> tuple[admin_graph.Graph, str, UUID | None]:
+        """Return the pipeline ?task= (its connected component) or ?tag= (the visible tasks with the tag) asks for."""
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        task_id, tag = request.GET.get("task", ""), request.GET.get("tag", "").strip()[:64]
+        if task_id:
+            try:
+                task = self._task_or_404(request, str(UUID(task_id)))
+            except ValueError:
+                raise Http404("no such task") from None
+            return admin_graph.component(task), f"Pipeline of {task.name}", task.pk
+        if tag:
+            return admin_graph.tagged(tag, visible_tasks(request.user)), f"Pipeline: tasks tagged {tag}", None
+        raise Http404("choose a task (?task=) or a tag (?tag=)")
+
+    def _pipeline_context(self, request: HttpRequest) -> dict[str, Any]:
+        graph, title, focus = self._pipeline(request)
+        return {
+            "title": title,
+            "graph_svg": admin_graph.render_svg(graph, focus, self._change_url, self._can_see(request)),
+            "graph_size": len(graph.nodes),
+            "graph_truncated": graph.truncated,
+            "status_colours": admin_graph.STATUS_COLOURS,
+            "live_url": f"{reverse('admin:scheduling_task_pipeline_live')}?{request.GET.urlencode()}",
+        }
+
+    def pipeline_view(self, request: HttpRequest) -> HttpResponse:
+        """Show a whole pipeline (a task's connected component, or every visible task with a tag), following status."""
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Task._meta,
+            **self._pipeline_context(request),
+        }
+        return TemplateResponse(request, "admin/scheduling/task/pipeline.html", context)
+
+    def pipeline_live_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the pipeline's graph rendered again, for the page's polling script."""
+        context = self._pipeline_context(request)
+        html = TemplateResponse(request, "admin/scheduling/task/_graph.html", context).rendered_content
+        return JsonResponse({"html": html})
+
+    def counts_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the counts the dashboard and the lists show (tasks by status, attempts in flight), as JSON."""
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return JsonResponse(dashboard.live_counts())
 
     def artifact_view(self, request: HttpRequest, object_id: UUID, result_id: int, index: int) -> HttpResponse:
         """Send one artifact file of one attempt, if the user may see the task and the file is inside storage."""

@@ -159,6 +159,11 @@ def recent_workers(now: datetime | None = None, minutes: int = 60) -> list[dict[
     return sorted(workers.values(), key=lambda w: w["worker"])
 
 
+def live_counts() -> dict[str, Any]:
+    """Return what the pages' live counters show: tasks by status and attempts in flight (three cheap queries)."""
+    return {"tasks": status_counts(), "attempts": attempt_counts()}
+
+
 def summary() -> dict[str, Any]:
     """Gather everything the dashboard shows."""
     buckets = attempts_per_hour()

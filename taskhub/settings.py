@@ -69,7 +69,7 @@ DEBUG = TASKHUB["web"]["debug"]
 ALLOWED_HOSTS = TASKHUB["web"]["allowed_hosts"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "scheduling.admin_site.TaskHubAdminConfig",  # django.contrib.admin with TaskHub's site (section order)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,17 +1,24 @@
-"""Admin test fixtures: a view-only staff user, a small dependency chain (operator: tests/conftest.py)."""
+"""Admin test fixtures: a view-only staff user, a small dependency chain (operator: tests/conftest.py), and the
+browser: a Playwright page on Debian's Chromium with named, screenshotted steps (tests/admin/browser.py)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
 from scheduling import services
 from scheduling.models import Task
+from tests.admin.browser import CHROMIUM, TIMEOUT_MS
 
 
 @pytest.fixture
@@ -71,3 +78,50 @@ def task_form(**fields: Any) -> dict[str, Any]:
         "results-MAX_NUM_FORMS": "0",
         **fields,
     }
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("TASKHUB_TEST_ARTIFACTS") or tmp_path) / f"browser-{tmp_path.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(shots: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API keeps an asyncio loop on this thread; the ORM calls the test makes in between
+    # are still plain blocking calls, which Django would otherwise refuse.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.js_errors = errors
+        yield tab
+        context.close()
+        browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection (asgiref's context-local
+        # storage); close it here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
+
+
+@pytest.fixture
+def step(page: Any, shots: Path) -> Callable[[str], Any]:
+    """Run a named step; screenshot it after, or on failure as FAILED-<name>.png."""
+
+    @contextmanager
+    def run(name: str) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            page.screenshot(path=str(shots / f"FAILED-{name}.png"), full_page=True)
+            raise
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    return run

@@ -1,16 +1,8 @@
-"""The admin in a real browser: Playwright driving Debian's Chromium headless against a live server and a real worker.
-
-Screenshots of each step go to $TASKHUB_TEST_ARTIFACTS (or the test's tmp dir); a failing step saves one named
-``FAILED-<step>.png`` before the error propagates.
-"""
+"""The admin in a real browser against a live server and a real worker (fixtures: tests/admin/browser.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,75 +10,14 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import connections
 
 from scheduling import services
 from scheduling.models import Task, TaskResult, TaskStatus
+from tests.admin.browser import BROWSER, log_in
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
-
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("TASKHUB_TEST_ARTIFACTS") or tmp_path) / f"browser-{tmp_path.name}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def page(shots: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API keeps an asyncio loop on this thread; the ORM calls the test makes in between
-    # are still plain blocking calls, which Django would otherwise refuse.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.js_errors = errors
-        yield tab
-        context.close()
-        browser.close()
-        # ORM calls made while Playwright's loop runs get their own connection (asgiref's context-local
-        # storage); close it here, or PostgreSQL refuses to drop the test database at the end.
-        connections.close_all()
-
-
-@pytest.fixture
-def step(page: Any, shots: Path) -> Callable[[str], Any]:
-    """Run a named step; screenshot it after, or on failure as FAILED-<name>.png."""
-
-    @contextmanager
-    def run(name: str) -> Iterator[None]:
-        try:
-            yield
-        except BaseException:
-            page.screenshot(path=str(shots / f"FAILED-{name}.png"), full_page=True)
-            raise
-        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-
-    return run
-
-
-def log_in(page: Any, base: str, username: str, password: str) -> None:
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
+pytestmark = BROWSER
 
 
 def pick_dependency(page: Any, name: str) -> None:
@@ -174,7 +105,7 @@ def test_operator_day_in_the_browser(live_server: Any, page: Any, step: Any, sta
         page.locator("svg.th-graph").wait_for()
         names = page.locator("svg.th-graph a.th-node text[font-weight=bold]").all_text_contents()
         assert sorted(names) == ["build report", "extract issues"]
-        assert page.locator("svg.th-graph line.th-edge").count() == 1
+        assert page.locator("svg.th-graph path.th-edge").count() == 1
         assert page.locator("svg.th-graph a.th-node[data-status=DONE]").count() == 2
 
     with step("08b-graph-node-opens-the-task"):

@@ -14,16 +14,12 @@ from django.contrib.auth import get_user_model
 
 from scheduling import services
 from scheduling.models import AttemptStatus, TaskResult
-from tests.admin.test_browser import CHROMIUM, log_in, page, shots, step  # noqa: F401 - fixtures
+from tests.admin.browser import BROWSER, log_in
 from tests.conftest import wait_until
 
 pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
+pytestmark = BROWSER
 
 
 def test_attempt_and_task_pages_follow_a_running_attempts_log(
@@ -31,7 +27,7 @@ def test_attempt_and_task_pages_follow_a_running_attempts_log(
     page: Any,
     step: Any,
     start_worker: Any,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     base = live_server.url
     get_user_model().objects.create_superuser("op", "op@example.com", "browser-pw-1")

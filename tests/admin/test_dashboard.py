@@ -78,8 +78,11 @@ def test_dashboard_page_shows_it_all_with_links(client_op: Client, busy: dict[st
     response = client_op.get(task_url("dashboard"))
     assert response.status_code == 200
     page = response.content.decode()
-    assert '<strong class="th-inflight">2 / 5</strong>' in page
-    assert '<strong class="th-queue">2</strong> waiting attempts (1 due now)' in page
+    assert '<strong class="th-inflight"><span data-th-count="attempts.in_flight">2</span> / 5</strong>' in page
+    assert (
+        '<strong class="th-queue" data-th-count="attempts.waiting">2</strong> waiting attempts '
+        '(<span data-th-count="attempts.due">1</span> due now)'
+    ) in page
     assert "4 finished, 1 failed (25.0% failure rate)" in page
     assert page.count('class="th-bar"') == 24
     assert "jira 401 &lt;script&gt;" in page and "jira 401 <script>" not in page

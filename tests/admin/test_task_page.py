@@ -48,7 +48,7 @@ def test_timeline_lists_attempts_with_status_worker_duration_error_and_artifacts
     page = client_op.get(task_url("change", task.pk)).content.decode()
     assert page.count('class="th-attempt"') == 3
     assert "jira said 503 &lt;b&gt;busy&lt;/b&gt;" in page  # the error, escaped
-    assert "12.50 s" in page and "on w1@box" in page
+    assert '<span class="th-duration">12 s</span>' in page and "on w1@box" in page  # humanised, not 12.50
     assert f"/admin/scheduling/task/{task.pk}/artifact/{ok.pk}/0/" in page
     assert ">report.xlsx</a>" in page
 

@@ -104,18 +104,53 @@
     refresh();
   }
 
-  // --- handler help: description and parameter schema of the chosen handler ---------------------------
+  // --- schedule fields only for SCHEDULED tasks --------------------------------------------------------
+  function startTypeFields() {
+    var type = document.getElementById("id_task_type");
+    if (!type) { return; }
+    var rows = ["cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"];
+    function apply() {
+      var scheduled = type.value === "SCHEDULED";
+      rows.forEach(function (name) {
+        document.querySelectorAll(".form-row.field-" + name).forEach(function (row) { row.hidden = !scheduled; });
+      });
+    }
+    type.addEventListener("change", apply);
+    apply();
+  }
+
+  // --- handler help: description, parameter schema and a parameters skeleton of the chosen handler -----
   function startHandlerHelp() {
     var select = document.getElementById("id_handler_tag");
     var specsNode = document.getElementById("th-handlers");
     if (!select || !specsNode) { return; }
     var specs = JSON.parse(specsNode.textContent);
+    var params = document.getElementById("id_parameters");
+    var tags = document.getElementById("id_tag_names");
     var box = el("div", { "class": "th-handler-help", id: "th-handler-help" });
     below(select, box);
-    function show() {
+    var offered = null;  // the skeleton last written into the box, replaced freely until someone edits it
+
+    function chosen() {
+      if (specs[select.value]) { return select.value; }
+      var typed = tags ? tags.value.split(",").map(function (t) { return t.trim(); }) : [];
+      return typed.filter(function (t) { return specs[t]; })[0] || "";
+    }
+
+    function offerSkeleton(spec) {
+      if (!params || !spec || spec.skeleton === null || spec.skeleton === undefined) { return; }
+      var current = params.value.trim();
+      if (current !== "" && current !== "{}" && current !== offered) { return; }  // never overwrite typed input
+      offered = JSON.stringify(spec.skeleton, null, 2);
+      params.value = offered;
+    }
+
+    function show(event) {
       box.innerHTML = "";
-      var spec = specs[select.value];
+      var spec = specs[chosen()];
       if (!spec) { return; }
+      // On a saved task's page the stored parameters stay as they are until the handler is changed.
+      if (event || !document.getElementById("th-live")) { offerSkeleton(spec); }
       if (spec.description) { box.appendChild(el("div", {}, spec.description)); }
       var details = el("details");
       details.appendChild(el("summary", {}, "Parameters schema"));
@@ -123,6 +158,7 @@
       box.appendChild(details);
     }
     select.addEventListener("change", show);
+    if (tags) { tags.addEventListener("change", show); }
     show();
   }
 
@@ -130,5 +166,6 @@
     startLive();
     startCronPreview();
     startHandlerHelp();
+    startTypeFields();
   });
 })();
