@@ -9,17 +9,17 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from scheduling import cron, services
+from scheduling import clock, cron, services
 from scheduling.admin_views import TaskPagesMixin
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Tag, Task, TaskAudit, TaskResult
+from scheduling.models import AttemptStatus, RetryPolicy, Tag, Task, TaskAudit, TaskResult, Worker
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
@@ -379,11 +379,25 @@ class TaskResultAdmin(admin.ModelAdmin):
     # Newest first by the primary key: no index serves -created_at over every attempt (1 s at 1M on
     # PostgreSQL), and a date hierarchy's SELECT DISTINCT by month read every row (bench/scale.py).
     ordering = ["-id"]
-    readonly_fields = [f.name for f in TaskResult._meta.fields]
+    readonly_fields = [
+        name
+        for f in TaskResult._meta.fields
+        for name in ((f.name, "worker_link") if f.name == "worker_node" else (f.name,))
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
         return visible_results(request.user, super().get_queryset(request))
+
+    @admin.display(description="worker page")
+    def worker_link(self, result: TaskResult) -> str:
+        """Link the attempt to the worker that ran it (its heartbeat row), when that row is still known."""
+        if not result.worker_node:
+            return "-"
+        worker = Worker.objects.filter(name=result.worker_node).only("pk").first()
+        if worker is None:
+            return format_html("{} <small>(no longer known)</small>", result.worker_node)
+        return format_html('<a href="{}">{}</a>', reverse("admin:scheduling_worker_change", args=[worker.pk]), worker)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -433,4 +447,62 @@ class TaskAuditAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers from their heartbeats; read-only (each worker writes its own row)."""
+
+    list_display = [
+        "name",
+        "online",
+        "host",
+        "running_now",
+        "concurrency",
+        "pool_processes",
+        "queue_names",
+        "last_seen",
+    ]
+    search_fields = ["name", "host"]
+    readonly_fields = [f.name for f in Worker._meta.fields if f.name != "id"] + ["online", "state", "running_now"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
+        running = (
+            TaskResult.objects.filter(status=AttemptStatus.RUNNING, worker_node=OuterRef("name"))
+            .order_by()
+            .values("worker_node")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(running=Subquery(running))
+
+    @admin.display(description="online", boolean=True)
+    def online(self, worker: Worker) -> bool:
+        return worker.is_online(clock.now())
+
+    @admin.display(description="state")
+    def state(self, worker: Worker) -> str:
+        if worker.is_online(clock.now()):
+            return "online"
+        return "stopped (clean shutdown)" if worker.stopped_at else "offline (no heartbeat for two intervals)"
+
+    @admin.display(description="running now")
+    def running_now(self, worker: Worker) -> str:
+        url = reverse("admin:scheduling_taskresult_changelist")
+        count = getattr(worker, "running", None) or 0
+        return format_html('<a href="{}?worker_node={}&amp;status__exact=RUNNING">{}</a>', url, worker.name, count)
+
+    @admin.display(description="pool")
+    def pool_processes(self, worker: Worker) -> str:
+        return f"{worker.pool}: {', '.join(str(pid) for pid in worker.processes) or '-'}"
+
+    @admin.display(description="queues")
+    def queue_names(self, worker: Worker) -> str:
+        return ", ".join(worker.queues)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -12,7 +12,10 @@ from scheduling import dispatcher, executor, retention
 def execute(result_id: int) -> str:
     """Run one attempt (idempotent: a redelivered message for a taken attempt is ignored)."""
     outcome = executor.run_attempt(
-        result_id, celery_task_id=execute.request.id or "", soft_timeout_exc=(SoftTimeLimitExceeded,)
+        result_id,
+        celery_task_id=execute.request.id or "",
+        soft_timeout_exc=(SoftTimeLimitExceeded,),
+        worker_node=execute.request.hostname or "",
     )
     if outcome == "ignored":
         # Redelivered after the worker process died mid-attempt: reclaim it now so the

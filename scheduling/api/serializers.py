@@ -26,6 +26,7 @@ from scheduling.models import (
     TaskResult,
     TaskStatus,
     TaskType,
+    Worker,
 )
 
 PRIORITY_NAMES = list(Priority.names)
@@ -282,7 +283,7 @@ class TaskWriteSerializer(serializers.Serializer):
         allow_null=True,
         write_only=True,
         validators=[check_json_value],
-        help_text="Parameters that must stay secret (e.g. {\"headers\": {\"Authorization\": \"Bearer ...\"}}): "
+        help_text='Parameters that must stay secret (e.g. {"headers": {"Authorization": "Bearer ..."}}): '
         "stored encrypted, merged over parameters when the handler runs, never returned. "
         "Leave out to keep the stored ones; {} clears them.",
     )
@@ -408,6 +409,7 @@ class TaskResultSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration",
             "worker",
+            "worker_node",
             "celery_task_id",
             "progress",
             "progress_message",
@@ -441,3 +443,45 @@ class HandlerSerializer(serializers.Serializer):
     tag = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.JSONField(help_text="JSON schema the task's parameters must satisfy.")
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    """A Celery worker as its heartbeat reports it."""
+
+    online = serializers.BooleanField(
+        read_only=True, help_text="A heartbeat within two intervals and no clean shutdown since."
+    )
+    state = serializers.SerializerMethodField()
+    running = serializers.IntegerField(read_only=True, help_text="Attempts RUNNING on it now.")
+    processes = serializers.ListField(child=serializers.IntegerField(), read_only=True, help_text="Its pool's pids.")
+    queues = serializers.ListField(child=serializers.CharField(), read_only=True, help_text="Queues it consumes.")
+
+    class Meta:
+        model = Worker
+        fields = [
+            "name",
+            "host",
+            "state",
+            "online",
+            "pid",
+            "pool",
+            "concurrency",
+            "processes",
+            "queues",
+            "running",
+            "heartbeat_interval",
+            "started_at",
+            "last_seen",
+            "offline_after",
+            "stopped_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "name": {"help_text": "Celery node name; attempts name it in worker_node."},
+        }
+
+    @extend_schema_field({"type": "string", "enum": ["online", "offline", "stopped"]})
+    def get_state(self, worker: Worker) -> str:
+        if worker.online:
+            return "online"
+        return "stopped" if worker.stopped_at is not None else "offline"
