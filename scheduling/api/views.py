@@ -317,6 +317,13 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
         page = self.paginate_queryset(workers.listing(self.get_queryset()))
         return self.get_paginated_response(WorkerSerializer(page, many=True).data)
 
+    def get_object(self) -> Worker:
+        name = self.kwargs.get(self.lookup_field, "")
+        # Node names are short printable text; anything else names no worker (and NUL would upset PostgreSQL).
+        if len(name) > 200 or not name.isprintable():
+            raise Http404
+        return super().get_object()
+
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """One worker by its Celery node name (an attempt's worker_node)."""
         (worker,) = workers.listing(Worker.objects.filter(pk=self.get_object().pk))

@@ -83,7 +83,7 @@ def test_the_online_filter_says_what_it_expects(ops: APIClient) -> None:
 
 
 def test_an_unknown_worker_is_a_json_404(ops: APIClient) -> None:
-    for path in ("/workers/nobody@nowhere", "/workers/nobody/extra"):
+    for path in ("/workers/nobody@nowhere", "/workers/nobody/extra", "/workers/a%00b", "/workers/" + "x" * 300):
         response = ops.get(path)
         assert response.status_code == 404 and response.json()["detail"], path
 
