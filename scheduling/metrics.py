@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -52,10 +53,21 @@ class TaskHubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self.now or clock.now()
         since = now - WINDOW
+        # A fire is a run's first attempt with its fire time: finished ones are in the history range (a fire
+        # finishes after it fires), the others among the few waiting or in flight. Counted in the same queries.
+        fired = Q(attempt=1, fire_time__gte=since)
+        live = self._live(now, fired)
+        finished = {
+            row["status"]: row
+            for row in TaskResult.objects.filter(finished_at__gte=since)  # result_history_idx
+            .order_by()
+            .values("status")
+            .annotate(n=Count("pk"), fires=Count("pk", filter=fired))
+        }
         yield from self._tasks()
-        yield from self._attempts(now)
-        yield from self._finished(since)
-        yield from self._fires(since)
+        yield from self._attempts(live)
+        yield from self._finished(finished, since)
+        yield from self._fires(live, finished)
         yield from self._reports(since)
         yield from self._workers(now)
 
@@ -65,34 +77,40 @@ class TaskHubCollector(Collector):
             family.add_metric([status], n)
         yield family
 
-    def _attempts(self, now: datetime) -> Iterator[Metric]:
+    def _live(self, now: datetime, fired: Q) -> dict[str, int]:
+        """Count the attempts waiting (result_pick_idx) and in flight (result_inflight_idx): one query each."""
         waiting = (
-            TaskResult.objects.filter(status_in(WAITING))  # result_pick_idx
+            TaskResult.objects.filter(status_in(WAITING))
             .order_by()
             .aggregate(
                 pending=Count("pk", filter=Q(status=AttemptStatus.PENDING)),
                 retry=Count("pk", filter=Q(status=AttemptStatus.RETRY)),
                 due=Count("pk", filter=Q(available_at__lte=now)),
+                waiting_fires=Count("pk", filter=fired),
             )
         )
         flight = (
-            TaskResult.objects.filter(status_in(IN_FLIGHT))  # result_inflight_idx
+            TaskResult.objects.filter(status_in(IN_FLIGHT))
             .order_by()
             .aggregate(
                 queued=Count("pk", filter=Q(status=AttemptStatus.QUEUED)),
                 running=Count("pk", filter=Q(status=AttemptStatus.RUNNING)),
+                flight_fires=Count("pk", filter=fired),
             )
         )
+        return {**waiting, **flight}
+
+    def _attempts(self, live: dict[str, int]) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "taskhub_attempts", "Attempts waiting or in flight now, by status.", labels=["status"]
         )
-        for status, key in (("PENDING", "pending"), ("RETRY", "retry"), ("QUEUED", "queued"), ("RUNNING", "running")):
-            family.add_metric([status], (waiting | flight)[key])
+        for status in (AttemptStatus.PENDING, AttemptStatus.RETRY, AttemptStatus.QUEUED, AttemptStatus.RUNNING):
+            family.add_metric([status], live[status.lower()])
         yield family
         yield GaugeMetricFamily(
             "taskhub_attempts_in_flight",
             "Attempts queued with the broker or running (compare with taskhub_concurrency_cap).",
-            value=flight["queued"] + flight["running"],
+            value=live["queued"] + live["running"],
         )
         yield GaugeMetricFamily(
             "taskhub_concurrency_cap",
@@ -102,25 +120,23 @@ class TaskHubCollector(Collector):
         yield GaugeMetricFamily(
             "taskhub_queue_depth",
             "Attempts waiting for a slot (PENDING, or RETRY in backoff).",
-            value=waiting["pending"] + waiting["retry"],
+            value=live["pending"] + live["retry"],
         )
-        yield GaugeMetricFamily("taskhub_queue_due", "Waiting attempts already due to start.", value=waiting["due"])
+        yield GaugeMetricFamily("taskhub_queue_due", "Waiting attempts already due to start.", value=live["due"])
 
-    def _finished(self, since: datetime) -> Iterator[Metric]:
-        recent = TaskResult.objects.filter(finished_at__gte=since)  # result_history_idx
-        by_status = dict(recent.order_by().values_list("status").annotate(n=Count("pk")))
+    def _finished(self, finished: dict[str, dict[str, Any]], since: datetime) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "taskhub_attempts_finished_last_hour", "Attempts finished in the last hour, by status.", labels=["status"]
         )
         for status in FINISHED:
-            family.add_metric([status], by_status.get(status, 0))
+            family.add_metric([status], finished.get(status, {}).get("n", 0))
         yield family
 
         buckets = {
             f"le_{index}": Count("pk", filter=Q(duration__lte=bound)) for index, bound in enumerate(DURATION_BUCKETS)
         }
         rows = (
-            recent.filter(duration__isnull=False)
+            TaskResult.objects.filter(finished_at__gte=since, duration__isnull=False)
             .order_by()
             .values("task__handler")
             .annotate(total=Count("pk"), seconds=Sum("duration"), **buckets)
@@ -138,28 +154,15 @@ class TaskHubCollector(Collector):
             histogram.add_metric([row["task__handler"] or ""], cumulative, gsum_value=row["seconds"] or 0.0)
         yield histogram
 
-    def _fires(self, since: datetime) -> Iterator[Metric]:
-        # A fire is a run's first attempt with its fire time; finished ones are in the history range (a
-        # fire finishes after it fires), the others among the few waiting or in flight.
-        fired = Q(attempt=1, fire_time__gte=since)
-        finished = (
-            TaskResult.objects.filter(fired, finished_at__gte=since)
-            .order_by()
-            .aggregate(fires=Count("pk"), skipped=Count("pk", filter=Q(status=AttemptStatus.SKIPPED)))
-        )
-        active = sum(
-            TaskResult.objects.filter(status_in(statuses)).filter(fired).order_by().count()
-            for statuses in (WAITING, IN_FLIGHT)
-        )
+    def _fires(self, live: dict[str, int], finished: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+        fires = sum(row["fires"] for row in finished.values()) + live["waiting_fires"] + live["flight_fires"]
         yield GaugeMetricFamily(
-            "taskhub_fires_last_hour",
-            "Cron fires in the last hour (skipped ones included).",
-            value=finished["fires"] + active,
+            "taskhub_fires_last_hour", "Cron fires in the last hour (skipped ones included).", value=fires
         )
         yield GaugeMetricFamily(
             "taskhub_fires_skipped_last_hour",
             "Cron fires skipped in the last hour (overlap_policy skip with max_instances in flight).",
-            value=finished["skipped"],
+            value=finished.get(AttemptStatus.SKIPPED, {}).get("fires", 0),
         )
 
     def _reports(self, since: datetime) -> Iterator[Metric]:
