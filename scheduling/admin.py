@@ -465,7 +465,22 @@ class WorkerAdmin(admin.ModelAdmin):
         "last_seen",
     ]
     search_fields = ["name", "host"]
-    readonly_fields = [f.name for f in Worker._meta.fields if f.name != "id"] + ["online", "state", "running_now"]
+    fields = [
+        "name",
+        "state",
+        "host",
+        "pid",
+        "pool_processes",
+        "concurrency",
+        "running_now",
+        "queue_names",
+        "heartbeat_interval",
+        "started_at",
+        "heard_from",
+        "offline_after",
+        "stopped_at",
+    ]
+    readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         running = (
@@ -486,6 +501,11 @@ class WorkerAdmin(admin.ModelAdmin):
         if worker.is_online(clock.now()):
             return "online"
         return "stopped (clean shutdown)" if worker.stopped_at else "offline (no heartbeat for two intervals)"
+
+    @admin.display(description="last heartbeat")
+    def heard_from(self, worker: Worker) -> str:
+        ago = max((clock.now() - worker.last_seen).total_seconds(), 0.0)
+        return f"{timezone.localtime(worker.last_seen):%Y-%m-%d %H:%M:%S %Z} ({ago:.0f} s ago)"
 
     @admin.display(description="running now")
     def running_now(self, worker: Worker) -> str:

@@ -96,6 +96,7 @@ def listing(queryset: QuerySet[Worker] | None = None, *, now: datetime | None = 
     for worker in workers:
         worker.online = worker.is_online(now)
         worker.running = running.get(worker.name, 0)
+        worker.seen_ago = max((now - worker.last_seen).total_seconds(), 0.0)
     workers.sort(key=lambda w: (not w.online, w.name))
     return workers
 

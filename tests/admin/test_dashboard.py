@@ -92,9 +92,10 @@ def test_dashboard_page_shows_it_all_with_links(client_op: Client, busy: dict[st
     assert "2026-11-29 13:00" in page  # the next fire
     assert 'data-worker="w2@box" data-online="true"' in page and 'data-worker="w1@box" data-online="false"' in page
     assert "gone@box" not in page and "box:4242" not in page
+    assert ">5 s ago</td>" in page and ">20\xa0minutes ago</td>" in page  # w2's and w1's last heartbeats
     w2 = Worker.objects.get(name="w2@box")
     assert reverse("admin:scheduling_worker_change", args=[w2.pk]) in page
-    assert "?worker_node=w2%40box&amp;status__exact=RUNNING\">1</a> / 2" in page  # running now / concurrency
+    assert '?worker_node=w2%40box&amp;status__exact=RUNNING">1</a> / 2' in page  # running now / concurrency
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
 
 

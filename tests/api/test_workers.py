@@ -137,4 +137,5 @@ def test_the_admin_result_page_links_to_its_worker_and_the_worker_list_shows_sta
     assert listing.count('alt="True"') == 1 and listing.count('alt="False"') == 2  # the online column
     assert "?worker_node=w-a@h1&amp;status__exact=RUNNING" in listing.replace("%40", "@")
     detail = client_op.get(reverse("admin:scheduling_worker_change", args=[worker.pk])).content.decode()
-    assert "online" in detail and "4001, 4002" in detail
+    assert "online" in detail and "prefork: 4001, 4002" in detail
+    assert "2026-11-29 12:29:57 UTC (3 s ago)" in detail
