@@ -334,6 +334,7 @@ class TaskResult(models.Model):
         max_length=200,
         blank=True,
         default="",
+        db_default="",  # raw INSERTs (firing's INSERT ... SELECT, bench/scale.py) name no such column
         help_text="The Celery worker (node name, as in Workers) whose pool process ran the attempt.",
     )
     celery_task_id = models.CharField("Celery task id", max_length=64, blank=True, default="")

@@ -14,6 +14,7 @@ class Migration(migrations.Migration):
             name="worker_node",
             field=models.CharField(
                 blank=True,
+                db_default="",
                 default="",
                 help_text="The Celery worker (node name, as in Workers) whose pool process ran the attempt.",
                 max_length=200,
