@@ -12,14 +12,14 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from scheduling import attempt_log, cron, dashboard, selectors, services, validation
+from scheduling import attempt_log, clock, cron, dashboard, selectors, services, validation
 from scheduling.admin_lists import (
     ERROR_EXCERPT,
     FinishedWithinFilter,
@@ -33,7 +33,7 @@ from scheduling.admin_site import restrict_internals
 from scheduling.admin_views import TaskPagesMixin, running_attempts
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType
+from scheduling.models import FINISHED, AttemptStatus, RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType, Worker
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.
@@ -678,7 +678,7 @@ class RetryPolicyAdmin(OwnedAdmin):
 
 
 RESULT_FIELDS = [f.name for f in TaskResult._meta.fields]
-RESULT_OUTCOME = ["task", "attempt", "status_badge", "took", "worker", "started_at", "finished_at"]
+RESULT_OUTCOME = ["task", "attempt", "status_badge", "took", "worker", "worker_link", "started_at", "finished_at"]
 RESULT_SHOWN_OTHERWISE = {"id", "duration", "error_message", "traceback", *RESULT_OUTCOME}
 RESULT_DETAILS = [f for f in RESULT_FIELDS if f not in RESULT_SHOWN_OTHERWISE]
 
@@ -711,7 +711,7 @@ class TaskResultAdmin(admin.ModelAdmin):
         (None, {"fields": [*RESULT_OUTCOME, "error_block", "traceback_block"]}),
         ("Details", {"classes": ["collapse"], "fields": RESULT_DETAILS}),
     ]
-    readonly_fields = [*RESULT_FIELDS, "status_badge", "took", "error_block", "traceback_block"]
+    readonly_fields = [*RESULT_FIELDS, "status_badge", "took", "worker_link", "error_block", "traceback_block"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
@@ -771,6 +771,16 @@ class TaskResultAdmin(admin.ModelAdmin):
         if not result.traceback:
             return "-"
         return format_html('<pre class="th-traceback">{}</pre>', result.traceback)
+
+    @admin.display(description="worker page")
+    def worker_link(self, result: TaskResult) -> str:
+        """Link the attempt to the worker that ran it (its heartbeat row), when that row is still known."""
+        if not result.worker_node:
+            return "-"
+        worker = Worker.objects.filter(name=result.worker_node).only("pk").first()
+        if worker is None:
+            return format_html("{} <small>(no longer known)</small>", result.worker_node)
+        return format_html('<a href="{}">{}</a>', reverse("admin:scheduling_worker_change", args=[worker.pk]), worker)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -849,6 +859,84 @@ class TaskAuditAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers from their heartbeats; read-only (each worker writes its own row)."""
+
+    list_display = [
+        "name",
+        "online",
+        "host",
+        "running_now",
+        "concurrency",
+        "pool_processes",
+        "queue_names",
+        "last_seen",
+    ]
+    search_fields = ["name", "host"]
+    fields = [
+        "name",
+        "state",
+        "host",
+        "pid",
+        "pool_processes",
+        "concurrency",
+        "running_now",
+        "queue_names",
+        "heartbeat_interval",
+        "started_at",
+        "heard_from",
+        "offline_after",
+        "stopped_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
+        running = (
+            TaskResult.objects.filter(status=AttemptStatus.RUNNING, worker_node=OuterRef("name"))
+            .order_by()
+            .values("worker_node")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(running=Subquery(running))
+
+    @admin.display(description="online", boolean=True)
+    def online(self, worker: Worker) -> bool:
+        return worker.is_online(clock.now())
+
+    @admin.display(description="state")
+    def state(self, worker: Worker) -> str:
+        if worker.is_online(clock.now()):
+            return "online"
+        return "stopped (clean shutdown)" if worker.stopped_at else "offline (no heartbeat for two intervals)"
+
+    @admin.display(description="last heartbeat")
+    def heard_from(self, worker: Worker) -> str:
+        ago = max((clock.now() - worker.last_seen).total_seconds(), 0.0)
+        return f"{timezone.localtime(worker.last_seen):%Y-%m-%d %H:%M:%S %Z} ({ago:.0f} s ago)"
+
+    @admin.display(description="running now")
+    def running_now(self, worker: Worker) -> str:
+        url = reverse("admin:scheduling_taskresult_changelist")
+        count = getattr(worker, "running", None) or 0
+        return format_html('<a href="{}?worker_node={}&amp;status__exact=RUNNING">{}</a>', url, worker.name, count)
+
+    @admin.display(description="pool")
+    def pool_processes(self, worker: Worker) -> str:
+        return f"{worker.pool}: {', '.join(str(pid) for pid in worker.processes) or '-'}"
+
+    @admin.display(description="queues")
+    def queue_names(self, worker: Worker) -> str:
+        return ", ".join(worker.queues)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

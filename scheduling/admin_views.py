@@ -459,6 +459,8 @@ class TaskPagesMixin:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
         data = dashboard.summary()
+        if not request.user.has_perm("scheduling.view_worker"):
+            data["workers"] = None  # the template says which permission shows them
         if not request.user.has_perm(VIEW_ALL):
             # Counts stay global (numbers only); lists that name tasks or show their errors keep the user's own.
             ids = {row["task_id"] for row in data["slowest"]} | {t.pk for t in data["next_fires"]}

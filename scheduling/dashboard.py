@@ -8,11 +8,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.db.models.functions import Substr, TruncHour
 from django.utils import timezone
 
-from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType, status_in
+from scheduling import clock, workers
+from scheduling.models import (
+    IN_FLIGHT,
+    WAITING,
+    AttemptStatus,
+    Task,
+    TaskResult,
+    TaskStatus,
+    TaskType,
+    Worker,
+    status_in,
+)
 
 FAILED_ATTEMPTS = (AttemptStatus.FAILED, AttemptStatus.TIMEOUT)
 
@@ -128,35 +139,10 @@ def recent_failures(limit: int = 10) -> list[TaskResult]:
     )
 
 
-def recent_workers(now: datetime | None = None, minutes: int = 60) -> list[dict[str, Any]]:
-    """Return workers that ran attempts recently: those in flight now and those that finished one lately."""
-    since = (now or timezone.now()) - timedelta(minutes=minutes)
-    workers: dict[str, dict[str, Any]] = {}
-
-    def add(rows: Any) -> None:
-        for row in rows:
-            entry = workers.setdefault(row["worker"], {"worker": row["worker"], "running": 0, "finished": 0})
-            entry["running"] += row.get("running", 0)
-            entry["finished"] += row.get("finished", 0)
-            seen = [t for t in (entry.get("seen"), row.get("seen")) if t]
-            entry["seen"] = max(seen) if seen else None
-
-    # Two index range scans (result_inflight_idx, result_history_idx) instead of one OR the planner may not split.
-    add(
-        TaskResult.objects.filter(status_in(IN_FLIGHT))
-        .exclude(worker="")
-        .order_by()
-        .values("worker")
-        .annotate(running=Count("pk", filter=Q(status=AttemptStatus.RUNNING)), seen=Max("started_at"))
-    )
-    add(
-        TaskResult.objects.filter(finished_at__gte=since)
-        .exclude(worker="")
-        .order_by()
-        .values("worker")
-        .annotate(finished=Count("pk"), seen=Max("finished_at"))
-    )
-    return sorted(workers.values(), key=lambda w: w["worker"])
+def recent_workers(now: datetime | None = None, hours: int = 24) -> list[Worker]:
+    """Return the workers online now and those last heard from within ``hours``, from their heartbeats."""
+    now = now or clock.now()
+    return workers.listing(Worker.objects.filter(last_seen__gte=now - timedelta(hours=hours)), now=now)
 
 
 def live_counts() -> dict[str, Any]:

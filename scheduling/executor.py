@@ -52,8 +52,10 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim(result_id: int, *, celery_task_id: str = "", now: datetime | None = None) -> TaskResult | None:
-    """Take a QUEUED attempt for this worker; return None when it is not QUEUED (a duplicate)."""
+def claim(
+    result_id: int, *, celery_task_id: str = "", worker_node: str = "", now: datetime | None = None
+) -> TaskResult | None:
+    """Take a QUEUED attempt for this worker (``worker_node``: its Celery node name); None when not QUEUED."""
     now = now or clock.now()
     with transaction.atomic():
         result = TaskResult.objects.select_related("task").filter(pk=result_id).first()
@@ -66,6 +68,7 @@ def claim(result_id: int, *, celery_task_id: str = "", now: datetime | None = No
                 AttemptStatus.RUNNING,
                 now=now,
                 worker=worker_name()[:200],
+                worker_node=worker_node[:200],
                 deadline=deadline,
                 **({"celery_task_id": celery_task_id} if celery_task_id else {}),
             )
@@ -264,9 +267,12 @@ def run_attempt(
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
     progress_listener: ProgressCallback | None = None,
     live_log: bool = False,
+    worker_node: str = "",
 ) -> str:
     """Claim, run and complete one attempt; return what happened (for logs and tests)."""
-    result = reconnecting(lambda: claim(result_id, celery_task_id=celery_task_id), f"attempt {result_id} claim")
+    result = reconnecting(
+        lambda: claim(result_id, celery_task_id=celery_task_id, worker_node=worker_node), f"attempt {result_id} claim"
+    )
     if result is None:
         logger.info("attempt %s is not QUEUED: duplicate delivery ignored", result_id)
         return "ignored"

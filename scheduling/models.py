@@ -365,6 +365,14 @@ class TaskResult(models.Model):
     )
     duration = models.FloatField("duration (s)", null=True, blank=True)
     worker = models.CharField("worker", max_length=200, blank=True, default="")
+    worker_node = models.CharField(
+        "worker node",
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",  # raw INSERTs (firing's INSERT ... SELECT, bench/scale.py) name no such column
+        help_text="The Celery worker (node name, as in Workers) whose pool process ran the attempt.",
+    )
     celery_task_id = models.CharField("Celery task id", max_length=64, blank=True, default="")
     claim = models.PositiveIntegerField(
         "claim", default=0, help_text="Fencing token: bumped at each claim; a completion must present it."
@@ -484,3 +492,33 @@ class AttemptLog(models.Model):
 
     def __str__(self) -> str:
         return f"log of attempt {self.result_id}"
+
+
+class Worker(models.Model):
+    """A Celery worker, as its heartbeat reports it: a row its main process keeps fresh (scheduling/workers.py)."""
+
+    name = models.CharField("name", max_length=200, unique=True, help_text="Celery node name, e.g. w1@host.")
+    host = models.CharField("host", max_length=200)
+    pid = models.PositiveIntegerField("main process id")
+    pool = models.CharField("pool", max_length=32, help_text="prefork, threads, solo, ...")
+    concurrency = models.PositiveIntegerField("concurrency", help_text="Attempts it runs at once at most.")
+    processes = models.JSONField("pool processes", default=list, blank=True, help_text="Pool process ids.")
+    queues = models.JSONField("queues", default=list, blank=True)
+    heartbeat_interval = models.FloatField("heartbeat interval (s)")
+    started_at = models.DateTimeField("started")
+    last_seen = models.DateTimeField("last seen", help_text="Its latest heartbeat (database clock).")
+    offline_after = models.DateTimeField(
+        "offline after", help_text="Two heartbeat intervals after the last one: silent past this, it is offline."
+    )
+    stopped_at = models.DateTimeField("stopped", null=True, blank=True, help_text="Set by a clean shutdown.")
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["offline_after"], name="worker_offline_after_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_online(self, at: datetime) -> bool:
+        """Whether it has sent a heartbeat within two intervals of ``at`` and has not stopped."""
+        return self.stopped_at is None and self.offline_after > at

@@ -12,7 +12,11 @@ from scheduling import dispatcher, executor, retention
 def execute(result_id: int) -> str:
     """Run one attempt (idempotent: a redelivered message for a taken attempt is ignored)."""
     outcome = executor.run_attempt(
-        result_id, celery_task_id=execute.request.id or "", soft_timeout_exc=(SoftTimeLimitExceeded,), live_log=True
+        result_id,
+        celery_task_id=execute.request.id or "",
+        soft_timeout_exc=(SoftTimeLimitExceeded,),
+        live_log=True,
+        worker_node=execute.request.hostname or "",
     )
     if outcome == "ignored":
         # Redelivered after the worker process died mid-attempt: reclaim it now so the

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from scheduling import metrics
 from scheduling.api import views
 
 
@@ -18,6 +19,7 @@ class OptionalSlashRouter(SimpleRouter):
 
 router = OptionalSlashRouter()
 router.register("tasks", views.TaskViewSet, basename="task")
+router.register("workers", views.WorkerViewSet, basename="worker")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -25,10 +27,11 @@ urlpatterns = [
     re_path(r"^task_history/?$", views.TaskHistoryView.as_view(), name="task-history"),
     re_path(r"^handlers/?$", views.HandlerListView.as_view(), name="handlers"),
     re_path(r"^health/?$", views.HealthView.as_view(), name="health"),
+    re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Log in and out of the browsable API.
     path("api-auth/", include("rest_framework.urls")),
-    re_path(r"^(?:tasks|task_history|handlers)(?:/.*)?$", views.not_found),
+    re_path(r"^(?:tasks|task_history|handlers|workers)(?:/.*)?$", views.not_found),
 ]

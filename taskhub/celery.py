@@ -10,6 +10,7 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
+from scheduling.heartbeat import Heartbeat
 from taskhub import config
 from taskhub.startup import guarded
 
@@ -21,6 +22,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskhub.settings")
 guarded(config.load)
 
 app = Celery("taskhub")
+# Each worker's main process keeps its row in scheduling.Worker fresh (the dashboard's and /workers' source).
+app.steps["worker"].add(Heartbeat)
 
 
 @app.on_configure.connect

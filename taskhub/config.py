@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import ipaddress
 import logging
 import math
 import os
@@ -228,6 +229,28 @@ def _fernet_keys(value: Any) -> list[str]:
     return keys
 
 
+def _networks(value: Any) -> list[str]:
+    """Check a list of IP addresses or CIDR networks (security.metrics_allowed_hosts); names are refused."""
+    if value is None or value == "":
+        return []
+    expected = "expected a list of IP addresses or CIDR networks such as 127.0.0.1, ::1 or 10.0.0.0/8"
+    try:
+        items = _str_list(value)
+        for item in items:
+            ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(expected) from None
+    return items
+
+
+def _token(value: Any) -> str:
+    """Check a bearer token: empty (none) or at least 16 characters without spaces."""
+    value = _str(value).strip()
+    if value and (len(value) < 16 or re.search(r"\s", value)):
+        raise ValueError("expected empty (no token) or a token of at least 16 characters without spaces")
+    return value
+
+
 def _rate(value: Any) -> str:
     """Check a throttle rate such as 600/minute (DRF's NUMBER/second|minute|hour|day)."""
     value = _str(value).strip()
@@ -347,6 +370,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_timeout_seconds": Key(_int(1), 86400),
         "timeout_grace_seconds": Key(_int(1), 30),
         "requeue_after_seconds": Key(_int(1), 60),
+        # Each worker refreshes its row this often (s); one silent for two intervals reads offline.
+        "worker_heartbeat": Key(_number(0, strict=True), 10.0),
     },
     "log": {
         "level": Key(_choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO"),
@@ -415,6 +440,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "login_lockout_minutes": Key(_number(0, strict=True), 15.0),
         # Empty: the connection's address. Behind one trusted proxy: the header it sets (its last entry is used).
         "login_client_ip_header": Key(_header_name, ""),
+        # GET /metrics: from these addresses, or from anywhere with "Authorization: Bearer <metrics_token>".
+        "metrics_allowed_hosts": Key(_networks, ["127.0.0.1", "::1"]),
+        "metrics_token": Key(_token, "", secret=True),
     },
     "web": {
         "secret_key": Key(_str, "", secret=True),

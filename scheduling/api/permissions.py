@@ -49,6 +49,16 @@ class TaskPermission(BasePermission):
         return False
 
 
+class WorkerPermission(BasePermission):
+    """Reading workers needs Django's view permission on Worker (scheduling.view_worker)."""
+
+    message = "You need the permission scheduling.view_worker for this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("scheduling.view_worker"))
+
+
 def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
     """Return the tasks ``user`` may see: all with view_all_tasks, else their own."""
     queryset = Task.objects.all() if queryset is None else queryset

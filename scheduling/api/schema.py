@@ -37,7 +37,7 @@ def _errors_for(path: str, method: str, operation: dict[str, Any]) -> dict[str, 
     if not path.startswith(PUBLIC):
         errors["401"] = _json(ERROR, "Not authenticated: send a token, Basic credentials or a session cookie.")
         errors["403"] = _json(ERROR, "Authenticated, but missing the Task permission this needs.")
-    if "{id}" in path or any(p.get("name") == "page" for p in operation.get("parameters", [])):
+    if "{id}" in path or "{name}" in path or any(p.get("name") == "page" for p in operation.get("parameters", [])):
         errors["404"] = _json(ERROR, "No such task (or not yours to see), or no such page.")
     if operation.get("requestBody"):
         errors["413"] = _json(ERROR, "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.")

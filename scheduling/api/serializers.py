@@ -25,6 +25,7 @@ from scheduling.models import (
     TaskResult,
     TaskStatus,
     TaskType,
+    Worker,
 )
 
 PRIORITY_NAMES = list(Priority.names)
@@ -399,6 +400,7 @@ class TaskResultSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration",
             "worker",
+            "worker_node",
             "celery_task_id",
             "progress",
             "progress_message",
@@ -446,3 +448,45 @@ class AttemptLogSerializer(serializers.Serializer):
     lines = serializers.IntegerField(help_text="Lines logged in all, the dropped ones included.")
     dropped_lines = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True, help_text="When the worker last wrote the log.")
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    """A Celery worker as its heartbeat reports it."""
+
+    online = serializers.BooleanField(
+        read_only=True, help_text="A heartbeat within two intervals and no clean shutdown since."
+    )
+    state = serializers.SerializerMethodField()
+    running = serializers.IntegerField(read_only=True, help_text="Attempts RUNNING on it now.")
+    processes = serializers.ListField(child=serializers.IntegerField(), read_only=True, help_text="Its pool's pids.")
+    queues = serializers.ListField(child=serializers.CharField(), read_only=True, help_text="Queues it consumes.")
+
+    class Meta:
+        model = Worker
+        fields = [
+            "name",
+            "host",
+            "state",
+            "online",
+            "pid",
+            "pool",
+            "concurrency",
+            "processes",
+            "queues",
+            "running",
+            "heartbeat_interval",
+            "started_at",
+            "last_seen",
+            "offline_after",
+            "stopped_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "name": {"help_text": "Celery node name; attempts name it in worker_node."},
+        }
+
+    @extend_schema_field({"type": "string", "enum": ["online", "offline", "stopped"]})
+    def get_state(self, worker: Worker) -> str:
+        if worker.online:
+            return "online"
+        return "stopped" if worker.stopped_at is not None else "offline"

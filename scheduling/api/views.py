@@ -21,11 +21,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scheduling import attempt_log, services
+from scheduling import attempt_log, clock, services, workers
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.pagination import CappedCountPagination
 from scheduling.api.parsers import LimitedJSONParser
-from scheduling.api.permissions import VIEW_ALL, TaskPermission, WriteRateThrottle, visible_results, visible_tasks
+from scheduling.api.permissions import (
+    VIEW_ALL,
+    TaskPermission,
+    WorkerPermission,
+    WriteRateThrottle,
+    visible_results,
+    visible_tasks,
+)
 from scheduling.api.serializers import (
     PUT_DEFAULTS,
     AttemptLogSerializer,
@@ -36,9 +43,10 @@ from scheduling.api.serializers import (
     TaskResultSerializer,
     TaskSerializer,
     TaskWriteSerializer,
+    WorkerSerializer,
 )
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, AuditAction, Task, TaskAudit, TaskResult, TaskStatus
+from scheduling.models import FINISHED, AuditAction, Task, TaskAudit, TaskResult, TaskStatus, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +335,55 @@ class TaskHistoryView(ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return queryset.none()
         return visible_results(self.request.user, queryset)
+
+
+_ONLINE = OpenApiParameter(
+    "online", str, OpenApiParameter.QUERY, enum=["true", "false"], description="Only online (or offline) workers."
+)
+
+
+class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
+    """Celery workers from their heartbeats: online ones first, then by name.
+
+    Online means a heartbeat within two of its intervals (scheduler.worker_heartbeat) and no clean
+    shutdown since; ``running`` counts the attempts RUNNING on it now.
+    """
+
+    serializer_class = WorkerSerializer
+    permission_classes = [WorkerPermission]
+    filter_backends: list[type] = []
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Worker]:
+        queryset = Worker.objects.order_by("name")
+        if getattr(self, "swagger_fake_view", False):
+            return queryset.none()
+        wanted = self.request.query_params.get("online", "")
+        if wanted:
+            if wanted.lower() not in ("true", "false"):
+                raise serializers.ValidationError({"online": [f"expected true or false, got {wanted[:50]!r}"]})
+            condition = workers.online(clock.now())
+            queryset = queryset.filter(condition) if wanted.lower() == "true" else queryset.exclude(condition)
+        return queryset
+
+    @extend_schema(parameters=[_ONLINE])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List the workers, online ones first: host, pool, concurrency, queues, attempts running, last seen."""
+        page = self.paginate_queryset(workers.listing(self.get_queryset()))
+        return self.get_paginated_response(WorkerSerializer(page, many=True).data)
+
+    def get_object(self) -> Worker:
+        name = self.kwargs.get(self.lookup_field, "")
+        # Node names are short printable text; anything else names no worker (and NUL would upset PostgreSQL).
+        if len(name) > 200 or not name.isprintable():
+            raise Http404
+        return super().get_object()
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One worker by its Celery node name (an attempt's worker_node)."""
+        (worker,) = workers.listing(Worker.objects.filter(pk=self.get_object().pk))
+        return Response(WorkerSerializer(worker).data)
 
 
 class HandlerListView(APIView):

@@ -143,7 +143,16 @@ def test_operator_day_in_the_browser(live_server: Any, page: Any, step: Any, sta
         assert page.locator("#th-chart .th-bar").count() == 24
         assert page.locator(".th-card[data-status=DONE] .th-card-n").inner_text() == "2"
         page.locator("#th-next", has_text="nightly export").wait_for()
-        page.locator("#th-workers", has_text=TaskResult.objects.exclude(worker="").first().worker).wait_for()
+        # Workers by their heartbeat (the Celery node that ran the attempts), not pool pids.
+        node = TaskResult.objects.exclude(worker_node="").first().worker_node
+        page.locator(f"#th-workers tr[data-worker='{node}'][data-online=true]", has_text="online").wait_for()
+        assert page.locator("#th-workers tr.th-worker").count() == 1
+
+    with step("11b-worker-page"):
+        page.click(f"#th-workers a:text-is('{node}')")
+        page.wait_for_url(re.compile(r"/admin/scheduling/worker/\d+/change/$"))
+        page.locator(".field-state .readonly", has_text="online").wait_for()
+        page.locator(".field-heard_from .readonly", has_text=" s ago)").wait_for()
 
     assert page.js_errors == []
 

@@ -12,8 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduling import dashboard
-from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus, status_in
+from scheduling import dashboard, workers
+from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus, Worker, status_in
 from tests.admin.conftest import create, task_url
 
 pytestmark = pytest.mark.django_db
@@ -42,12 +42,16 @@ def busy(db: None) -> dict[str, Task]:
         attempt(slow, AttemptStatus.DONE, timedelta(hours=2, minutes=20), duration=900)
         attempt(bad, AttemptStatus.FAILED, timedelta(minutes=5), error_message="jira 401 <script>")
         attempt(bad, AttemptStatus.TIMEOUT, timedelta(hours=30))  # older than the window
-        attempt(ok, AttemptStatus.RUNNING, None, started_at=NOW, worker="w2@box")
+        attempt(ok, AttemptStatus.RUNNING, None, started_at=NOW, worker="box:4242", worker_node="w2@box")
         attempt(slow, AttemptStatus.QUEUED, None, worker="")
         attempt(bad, AttemptStatus.PENDING, None, available_at=NOW - timedelta(seconds=1), worker="")
         attempt(bad, AttemptStatus.RETRY, None, available_at=NOW + timedelta(minutes=5), worker="")
         Task.objects.filter(pk=ok.pk).update(status=TaskStatus.RUNNING)
         Task.objects.filter(pk=bad.pk).update(status=TaskStatus.FAILED)
+        beat = {"host": "box", "pid": 1, "pool": "prefork", "processes": [2, 3], "queues": ["celery"], "interval": 10}
+        workers.register(workers.Report(name="w2@box", concurrency=2, **beat), now=NOW - timedelta(seconds=5))
+        workers.register(workers.Report(name="w1@box", concurrency=4, **beat), now=NOW - timedelta(minutes=20))
+        workers.register(workers.Report(name="gone@box", concurrency=1, **beat), now=NOW - timedelta(hours=25))
     return {"ok": ok, "slow": slow, "bad": bad, "cron": cron}
 
 
@@ -69,8 +73,9 @@ def test_selectors_count_statuses_load_throughput_and_failures(busy: dict[str, T
     assert sorted(s["task__name"] for s in slowest[1:]) == ["bad task", "ok task"]  # one line per task
     assert [r.error_message for r in dashboard.recent_failures()] == ["jira 401 <script>", ""]
     assert [t.name for t in dashboard.next_fires()] == ["cron task"]
-    workers = {w["worker"]: w for w in dashboard.recent_workers()}
-    assert workers["w2@box"]["running"] == 1 and workers["w1@box"]["finished"] == 2
+    # Workers from their heartbeats (not pool pids): online first; one silent for over a day is left out.
+    listed = [(w.name, w.online, w.running, w.concurrency) for w in dashboard.recent_workers()]
+    assert listed == [("w2@box", True, 1, 2), ("w1@box", False, 0, 4)]
 
 
 @time_machine.travel(NOW, tick=False)
@@ -88,7 +93,12 @@ def test_dashboard_page_shows_it_all_with_links(client_op: Client, busy: dict[st
     assert "jira 401 &lt;script&gt;" in page and "jira 401 <script>" not in page
     assert task_url("change", busy["bad"].pk) in page and task_url("change", busy["cron"].pk) in page
     assert "2026-11-29 13:00" in page  # the next fire
-    assert "w2@box" in page
+    assert 'data-worker="w2@box" data-online="true"' in page and 'data-worker="w1@box" data-online="false"' in page
+    assert "gone@box" not in page and "box:4242" not in page
+    assert ">5 s ago</td>" in page and ">20\xa0minutes ago</td>" in page  # w2's and w1's last heartbeats
+    w2 = Worker.objects.get(name="w2@box")
+    assert reverse("admin:scheduling_worker_change", args=[w2.pk]) in page
+    assert '?worker_node=w2%40box&amp;status__exact=RUNNING">1</a> / 2' in page  # running now / concurrency
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
 
 
@@ -113,6 +123,13 @@ def test_empty_dashboard(client_op: Client) -> None:
     page = client_op.get(task_url("dashboard")).content.decode()
     assert "0 finished, 0 failed (0.0% failure rate)" in page
     assert "No failures." in page and "Nothing scheduled." in page
+    assert "No worker has sent a heartbeat in the last 24 hours" in page
+
+
+@time_machine.travel(NOW, tick=False)
+def test_dashboard_workers_need_the_view_worker_permission(client_viewer: Client, busy: dict[str, Task]) -> None:
+    page = client_viewer.get(task_url("dashboard")).content.decode()
+    assert "Seeing workers needs the permission scheduling.view_worker." in page and "w2@box" not in page
 
 
 def bulk(tasks: int, results_per_task: int, now: datetime = NOW) -> None:
