@@ -135,5 +135,7 @@ def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: li
             # Celery and Django log through the root logger's handlers.
             "django": {"level": section["level"], "propagate": True},
             "celery": {"level": section["level"], "propagate": True},
+            # django-axes announces its version at INFO in every process (web, worker, beat, each command).
+            "axes.apps": {"level": "WARNING", "propagate": True},
         },
     }
