@@ -5,9 +5,10 @@ in ``reporting.report_types`` without a Confluence account or a webhook; reporti
 fail, every ``reporting.interval``, forever. A channel is configured when:
 
 - confluence: ``confluence.url`` is set and is not an example placeholder (``*.example.com``,
-  ``*.example``, ``*.invalid``: reserved names no server has), ``confluence.password`` or
-  ``confluence.token`` is set, and a report page is named (``reporting.confluence.page_id``,
-  ``confluence.task_result_page_id`` or ``confluence.main_page_id`` to create it under);
+  ``*.example``, ``*.invalid``: reserved names no server has), a credential is set (``confluence.password``
+  or ``confluence.token`` on Server / Data Center, ``confluence.api_token`` on Cloud), and a report page is
+  named (``reporting.confluence.page_id``, ``confluence.task_result_page_id``, or ``confluence.main_page_id``
+  / ``confluence.space_key`` to create it under or in);
 - mattermost: ``mattermost.webhook_url`` is set;
 - email: ``email.to`` names a recipient.
 """
@@ -39,11 +40,12 @@ def missing(channel: str) -> str:
             return "confluence.url is empty"
         if _placeholder(confluence["url"]):
             return f"confluence.url is still the example's {urlsplit(confluence['url']).hostname}"
-        if not (confluence["password"] or confluence["token"]):
-            return "confluence.password and confluence.token are empty"
+        if not (confluence["password"] or confluence["token"] or confluence["api_token"]):
+            return "confluence.password, confluence.token and confluence.api_token are empty"
         page = config["reporting"]["confluence"]["page_id"] or confluence["task_result_page_id"]
-        if not (str(page).strip() or str(confluence["main_page_id"]).strip()):
-            return "reporting.confluence.page_id and confluence.main_page_id are empty"
+        where = str(confluence["main_page_id"]).strip() or str(confluence["space_key"]).strip()
+        if not (str(page).strip() or where):
+            return "reporting.confluence.page_id, confluence.main_page_id and confluence.space_key are empty"
         return ""
     if channel == "mattermost":
         return "" if config["mattermost"]["webhook_url"] else "mattermost.webhook_url is empty"

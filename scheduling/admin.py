@@ -392,7 +392,10 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         extra = {
             "live_counts": dashboard.live_counts(),
-            "pipeline_tags": list(Tag.objects.order_by("name").values_list("name", flat=True)[:200]),
+            # Only tag names the user may see (their own and the shared ones), each name once.
+            "pipeline_tags": list(
+                selectors.visible_tags(request.user).order_by("name").values_list("name", flat=True).distinct()[:200]
+            ),
             "current_tag": request.GET.get("tag", ""),
             **(extra_context or {}),
         }

@@ -28,6 +28,16 @@ from scheduling.models import Task, TaskResult
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``embedded_only`` tests on a server backend: .ci/run already ran them in its embedded-default pass."""
+    if connection.vendor == "sqlite":
+        return
+    skip = pytest.mark.skip(reason="embedded_only: runs in the embedded-default pass (no server backend involved)")
+    for item in items:
+        if item.get_closest_marker("embedded_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def make_task(db: None) -> Callable[..., Task]:
     """Create a task through the service layer with sensible defaults."""

@@ -22,7 +22,10 @@ from taskhub.supervise import Service, Supervisor, read_procfile
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's"),
+    pytest.mark.embedded_only,  # processes and signals: the same on every backend (`make run`'s default is embedded)
+]
 # Lines no clean stop may print (gunicorn, Celery, Python and make's own error forms).
 ERROR_LINE = re.compile(r"ERROR|CRITICAL|Traceback|Exception|make: \*\*\*|exited with 'signal", re.IGNORECASE)
 
@@ -207,9 +210,9 @@ def test_stop_signals_stop_everything_quietly(group: Callable[..., Group], sig: 
         supervisor = next(pid for pid, cmd in run.processes().items() if "taskhub.supervise" in cmd)
         os.kill(supervisor, sig)
     before = len(run.output())
-    # make passes on a signal it got itself (dying by it, as a shell expects); one sent to the supervisor alone
-    # ends in a clean exit of both.
-    assert run.popen.wait(timeout=60) == (-sig if to_group else 0)
+    # One sent to the supervisor alone ends in a clean exit of both. After a signal to the whole group, make dies
+    # by it when it handles the signal before its child has exited, or else reports the supervisor's clean 0.
+    assert run.popen.wait(timeout=60) in ((-sig, 0) if to_group else (0,))
     wait_until(lambda: not run.processes(), timeout=15, interval=0.2)
     after = run.output()[before:]
     assert not [line for line in after.splitlines() if ERROR_LINE.search(line)], after

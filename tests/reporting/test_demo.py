@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]  # the demo keeps its own SQLite under .demo/
 
 
 def test_demo_runs_the_whole_loop(tmp_path):

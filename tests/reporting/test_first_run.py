@@ -46,8 +46,22 @@ def test_default_and_example_configuration_list_channels_that_are_skipped(monkey
 def test_what_makes_each_channel_configured(monkeypatch):
     confluence = settings.TASKHUB["confluence"]
     monkeypatch.setitem(confluence, "url", "https://wiki.acme.test")
-    assert channels.missing("confluence") == "confluence.password and confluence.token are empty"
+    assert channels.missing("confluence") == (
+        "confluence.password, confluence.token and confluence.api_token are empty"
+    )
     monkeypatch.setitem(confluence, "token", "pat-123456")
+    assert channels.missing("confluence") == ""
+    # Cloud: an API token, and the page created in a space when no page is named.
+    monkeypatch.setitem(confluence, "token", "")
+    monkeypatch.setitem(confluence, "api_token", "ATATT3xFfGF0-cloud-token")
+    assert channels.missing("confluence") == ""
+    for key in ("task_result_page_id", "main_page_id"):
+        monkeypatch.setitem(confluence, key, "")
+    monkeypatch.setitem(settings.TASKHUB["reporting"]["confluence"], "page_id", "")
+    assert channels.missing("confluence") == (
+        "reporting.confluence.page_id, confluence.main_page_id and confluence.space_key are empty"
+    )
+    monkeypatch.setitem(confluence, "space_key", "OPS")
     assert channels.missing("confluence") == ""
     monkeypatch.setitem(confluence, "url", "")
     assert channels.missing("confluence") == "confluence.url is empty"
