@@ -37,6 +37,8 @@ MAX_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 16 * 1024
 #: How often a running attempt's new lines are written.
 FLUSH_SECONDS = 1.0
+#: How long the attempt's final write waits for a flusher's write under way (then gives the lines up).
+FINAL_WAIT_SECONDS = 10.0
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
@@ -80,7 +82,6 @@ class AttemptLogBuffer(logging.Handler):
         self._dropped_lines = 0
         self._dropped_bytes = 0
         self._dirty = False
-        self._written = False
         self._state = threading.Lock()  # guards the buffer (handler thread vs flusher thread)
         self._flushing = threading.Lock()  # one write at a time
 
@@ -115,13 +116,22 @@ class AttemptLogBuffer(logging.Handler):
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def write(self) -> bool:
-        """Write the kept tail if lines arrived since the last write; True if something was written."""
+    def write(self, *, wait: float = FINAL_WAIT_SECONDS) -> bool:
+        """Write the kept tail if lines arrived since the last write; True if something was written.
+
+        An attempt that logged nothing writes no row (and costs no statement). ``wait``: how long to wait for
+        a write already under way (the flusher's); a flusher stuck on a dead connection must never hold up
+        the attempt's outcome, so past that the lines since the last write are given up, with a warning.
+        """
         from scheduling.models import AttemptLog
 
-        with self._flushing:
+        if not self._flushing.acquire(timeout=wait):
+            if wait:
+                logger.warning("attempt %s: log not written (an earlier write is stuck)", self.result_id)
+            return False
+        try:
             with self._state:
-                if not self._dirty and self._written:
+                if not self._dirty:
                     return False
                 text = self._text_locked()
                 fields = {
@@ -142,8 +152,9 @@ class AttemptLogBuffer(logging.Handler):
                 with self._state:
                     self._dirty = True  # try again at the next flush
                 raise
-            self._written = True
             return True
+        finally:
+            self._flushing.release()
 
 
 class _Flusher(threading.Thread):
@@ -158,7 +169,7 @@ class _Flusher(threading.Thread):
         try:
             while not self.stopping.wait(FLUSH_SECONDS):
                 try:
-                    self.buffer.write()
+                    self.buffer.write(wait=0)  # a write under way (the attempt's own) is not waited for
                 except Exception as exc:  # noqa: BLE001 - the final write from the attempt's thread retries
                     logger.warning("attempt %s: log not written yet (%s)", self.buffer.result_id, exc)
                     connection.close()
