@@ -4,7 +4,7 @@ One invocation, one database and broker, the same two prefork worker processes, 
 one after another (never two at once):
 
 b) tick cost: with ``--total`` SCHEDULED tasks of which ``--due`` are due, one firing tick
-   (``scheduling.firing.fire_due``) in this process before any worker starts; median of 5 after a
+   (``scheduling.engine.firing.fire_due``) in this process before any worker starts; median of 5 after a
    warm-up, split into the firing transaction (to its commit) and the dispatch that runs after the
    commit inside the same call; and the idle tick (nothing due).
 a) drift: ``--tasks`` SCHEDULED NOOP tasks on ``* * * * *``, a real ``celery beat`` running
@@ -213,7 +213,7 @@ def tick_cost(total: int, due: int, repeats: int = 5) -> dict[str, Any]:
 
     No worker runs yet: the dispatched messages are purged afterwards.
     """
-    from scheduling import dispatcher, firing
+    from scheduling.engine import dispatcher, firing
     from scheduling.models import Task, TaskResult
 
     harness.clear_tasks()
@@ -299,7 +299,7 @@ def taskhub_drift(
     ours_tasks = Task.objects.filter(name__startswith=BENCH_PREFIX)
     make_tasks(tasks, aware(first) if first else None, "drift")
     analyze()
-    beat = procs.start("taskhub-beat", "beat", "-S", "scheduling.beat:TaskHubScheduler", "--loglevel", "INFO")
+    beat = procs.start("taskhub-beat", "beat", "-S", "scheduling.engine.beat:TaskHubScheduler", "--loglevel", "INFO")
     wait_idle(beat, timeout=max(5.0, (first or time.time() + 30) - time.time() - 1))
     if first is None:
         first = math.ceil(time.time() + 1.5)

@@ -377,7 +377,7 @@ def measure_pick(runs: int, explain: bool) -> dict[str, Any]:
     from django.db import transaction
     from django.utils import timezone
 
-    from scheduling import dispatcher
+    from scheduling.engine import dispatcher
 
     def dispatch_rolled_back() -> int:
         with transaction.atomic():

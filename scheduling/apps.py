@@ -9,6 +9,6 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from scheduling import checks  # noqa: F401 - registers the system checks
-        from scheduling.builtin_handlers import register
+        from scheduling.handlers.builtin import register
 
         register()

@@ -12,7 +12,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import Substr, TruncHour
 from django.utils import timezone
 
-from scheduling import clock, workers
+from scheduling.engine import clock, workers
 from scheduling.models import (
     IN_FLIGHT,
     WAITING,

@@ -30,8 +30,8 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reporting.models import Channel, ChannelState, Report, ReportOutcome
-from scheduling import clock, workers
 from scheduling.dashboard import status_counts
+from scheduling.engine import clock, workers
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, TaskResult, Worker, status_in
 
 WINDOW = timedelta(hours=1)

@@ -473,7 +473,7 @@ class AttemptLog(models.Model):
     """What an attempt's handler logged through ``context.logger``: the last 1 MiB, secrets scrubbed.
 
     One row per attempt that logged anything, rewritten by its worker about once a second while it
-    runs (see scheduling/attempt_log.py); deleted with its attempt (retention, task deletion).
+    runs (see scheduling/engine/attempt_log.py); deleted with its attempt (retention, task deletion).
     Kept out of TaskResult so the results lists and the dispatcher never read it.
     """
 
@@ -495,7 +495,7 @@ class AttemptLog(models.Model):
 
 
 class Worker(models.Model):
-    """A Celery worker, as its heartbeat reports it: a row its main process keeps fresh (scheduling/workers.py)."""
+    """A Celery worker, as its heartbeat reports it: a row its main process keeps fresh (engine/workers.py)."""
 
     name = models.CharField("name", max_length=200, unique=True, help_text="Celery node name, e.g. w1@host.")
     host = models.CharField("host", max_length=200)

@@ -13,7 +13,8 @@ from typing import Any
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule
 
-from scheduling import audit, clock, cron, dispatcher, lifecycle, retention, selectors, validation
+from scheduling import audit, selectors, validation
+from scheduling.engine import clock, cron, dispatcher, lifecycle, retention
 from scheduling.handlers import registry
 from scheduling.models import (
     EDITABLE_FIELDS,

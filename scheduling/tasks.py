@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from scheduling import dispatcher, executor, retention
+from scheduling.engine import dispatcher, executor, retention
 
 
 @shared_task(name="scheduling.execute", acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -12,7 +12,8 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from scheduling import cron, selectors
+from scheduling import selectors
+from scheduling.engine import cron
 from scheduling.handlers import registry
 from scheduling.models import RetryPolicy, Tag, Task, TaskType
 from taskhub import encryption
@@ -165,7 +166,7 @@ def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[
 
 def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[str, Any]) -> bool:
     """Whether an update points the task's ``url`` at another origin (scheme, host, port) than it had."""
-    from scheduling.http_guard import origin
+    from scheduling.handlers.http_guard import origin
 
     if task is None or task.pk is None or not isinstance(data.get("parameters"), dict):
         return False

@@ -10,7 +10,7 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from scheduling.heartbeat import Heartbeat
+from scheduling.engine.heartbeat import Heartbeat
 from taskhub import config
 from taskhub.startup import guarded
 

@@ -15,7 +15,7 @@ from taskhub.logconfig import build_logging
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 TASKHUB = taskhub_config.load()
-# Scheduling decisions read the database server's clock (scheduling/clock.py), not each host's.
+# Scheduling decisions read the database server's clock (scheduling/engine/clock.py), not each host's.
 TASKHUB_CLOCK = "database"
 
 
@@ -69,7 +69,7 @@ DEBUG = TASKHUB["web"]["debug"]
 ALLOWED_HOSTS = TASKHUB["web"]["allowed_hosts"]
 
 INSTALLED_APPS = [
-    "scheduling.admin_site.TaskHubAdminConfig",  # django.contrib.admin with TaskHub's site (section order)
+    "taskhub.admin_site.TaskHubAdminConfig",  # django.contrib.admin with TaskHub's site (section order)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -287,7 +287,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
-CELERY_BEAT_SCHEDULER = "scheduling.beat:TaskHubScheduler"
+CELERY_BEAT_SCHEDULER = "scheduling.engine.beat:TaskHubScheduler"
 # Beat wakes at least this often, so cron fires land within a second of their time.
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 DJANGO_CELERY_BEAT_TZ_AWARE = True

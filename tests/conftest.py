@@ -146,7 +146,7 @@ def celery_env(transactional_db: None) -> dict[str, str]:
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["TASKHUB_DATABASE_URL"] = _database_url()
     env["PYTHONUNBUFFERED"] = "1"
-    env["TASKHUB_TEST_CLOCK"] = "database"  # as in production: see scheduling/clock.py
+    env["TASKHUB_TEST_CLOCK"] = "database"  # as in production: see scheduling/engine/clock.py
     _clear_broker()
     return env
 

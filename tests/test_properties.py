@@ -17,7 +17,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from scheduling import cron, services, validation
+from scheduling import services, validation
+from scheduling.engine import cron
 from scheduling.models import RetryPolicy, Task
 from taskhub.exceptions import ValidationError
 
@@ -312,7 +313,7 @@ def test_an_accepted_url_is_read_alike_by_the_check_and_the_client(url: str) -> 
     """Whatever a URL holds, the guard's reading is the HTTP client's: it is refused (with a message) otherwise."""
     from urllib.parse import urlsplit
 
-    from scheduling.http_guard import UrlRefused, parse
+    from scheduling.handlers.http_guard import UrlRefused, parse
 
     try:
         target = parse(url)
@@ -332,7 +333,7 @@ def test_the_allow_list_check_passes_only_hosts_it_lists(url: str) -> None:
     """With http.allowed_hosts = [127.0.0.1:*, localhost], an accepted URL connects to one of those two."""
     import ipaddress
 
-    from scheduling.http_guard import check_url
+    from scheduling.handlers.http_guard import check_url
 
     try:
         target = check_url(url)

@@ -52,7 +52,8 @@ import base64, json, os
 from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.test import Client
-from scheduling import dispatcher, executor, services
+from scheduling.engine import dispatcher, executor
+from scheduling import services
 from scheduling.models import Task, TaskResult, TaskAudit
 
 out = Path(os.environ["LEAK_OUT"])

@@ -210,7 +210,7 @@ def checkpoint_dir(context: HandlerContext) -> Path:
 
 def seconds_left(context: HandlerContext) -> float | None:
     """Return how long this attempt may still run (its task's timeout_seconds from its start)."""
-    from scheduling import clock
+    from scheduling.engine import clock
     from scheduling.models import TaskResult
 
     row = TaskResult.objects.filter(pk=context.result_id).values("started_at", "task__timeout_seconds").first()

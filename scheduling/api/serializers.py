@@ -13,7 +13,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduling import cron, selectors, validation
+from scheduling import selectors, validation
+from scheduling.engine import cron
 from scheduling.models import (
     AttemptStatus,
     AuditAction,

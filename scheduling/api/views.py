@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scheduling import attempt_log, clock, services, workers
+from scheduling import services
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.pagination import CappedCountPagination
 from scheduling.api.parsers import LimitedJSONParser
@@ -45,6 +45,7 @@ from scheduling.api.serializers import (
     TaskWriteSerializer,
     WorkerSerializer,
 )
+from scheduling.engine import attempt_log, clock, workers
 from scheduling.handlers import registry
 from scheduling.models import FINISHED, AuditAction, Task, TaskAudit, TaskResult, TaskStatus, Worker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from scheduling.admin_lists import humanise_duration
+from scheduling.admin.lists import humanise_duration
 
 register = template.Library()
 

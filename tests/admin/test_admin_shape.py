@@ -14,10 +14,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from scheduling.admin_site import INTERNALS_NAME
-from scheduling.admin_views import schema_skeleton
+from scheduling.admin.views import schema_skeleton
 from scheduling.handlers import registry
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
+from taskhub.admin_site import INTERNALS_NAME
 from tests.admin.conftest import create, task_url
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduling import dashboard, workers
+from scheduling import dashboard
+from scheduling.engine import workers
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus, Worker, status_in
 from tests.admin.conftest import create, task_url
 

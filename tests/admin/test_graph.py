@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from scheduling import services
-from scheduling.admin_graph import NODE_H, NODE_W, Graph, layout, render_svg
+from scheduling.admin.graph import NODE_H, NODE_W, Graph, layout, render_svg
 from scheduling.models import Task, TaskStatus
 from tests.admin.conftest import create, task_url
 

@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from scheduling.admin_lists import humanise_duration
+from scheduling.admin.lists import humanise_duration
 from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskResult
 from tests.admin.conftest import create, task_url
 

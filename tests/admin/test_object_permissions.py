@@ -15,7 +15,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from scheduling import lifecycle, services
+from scheduling import services
+from scheduling.engine import lifecycle
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult
 from tests.admin.conftest import task_form
 

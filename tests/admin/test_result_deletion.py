@@ -11,7 +11,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from scheduling import lifecycle, services
+from scheduling import services
+from scheduling.engine import lifecycle
 from scheduling.models import AttemptStatus, AuditAction, Task, TaskAudit, TaskResult, TaskStatus
 
 pytestmark = pytest.mark.django_db

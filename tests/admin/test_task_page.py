@@ -181,7 +181,7 @@ def test_task_page_queries_do_not_grow_with_attempts_or_graph(client_op: Client,
 
 
 def test_results_inline_is_bounded_and_saving_survives_new_attempts(client_op: Client) -> None:
-    from tests.test_admin import change_data
+    from tests.admin.test_admin_site import change_data
 
     task = create("busy cron")
     for index in range(55):

@@ -11,7 +11,8 @@ from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scheduling import lifecycle, services
+from scheduling import services
+from scheduling.engine import lifecycle
 from scheduling.models import RetryPolicy, Task, TaskAudit, TaskResult
 
 TASK_PERMS = ("view_task", "add_task", "change_task", "delete_task")

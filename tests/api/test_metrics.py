@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from reporting.models import ChannelState, Report
-from scheduling import workers
+from scheduling.engine import workers
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
 from taskhub import config
 from taskhub.exceptions import ConfigError

@@ -20,7 +20,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
-from scheduling import dispatcher, executor
+from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult
 from taskhub import config as taskhub_config
 from taskhub import encryption

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from scheduling import workers
+from scheduling.engine import workers
 from scheduling.models import AttemptStatus, TaskResult, Worker
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from reporting import schedule
 from reporting.models import ChannelState, Report, ReportedResult, ReportOutcome
 from reporting.services import LATE_COMMITS, report_channel, report_run
 from reporting.tasks import report as report_task
-from scheduling.beat import install_periodic_tasks
+from scheduling.engine.beat import install_periodic_tasks
 from scheduling.models import AttemptStatus
 from tests.reporting.factories import finish
 

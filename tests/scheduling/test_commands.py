@@ -9,7 +9,7 @@ import time_machine
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from scheduling import dispatcher, executor
+from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskResult
 from taskhub import config as taskhub_config
 

@@ -36,7 +36,7 @@ from django.db import InterfaceError, OperationalError, ProgrammingError, connec
 from django.db.models import Count
 from django.utils import timezone
 
-from scheduling import executor, lifecycle
+from scheduling.engine import executor, lifecycle
 from scheduling.models import IN_FLIGHT, AttemptStatus, RetryPolicy, Task, TaskResult, TaskStatus
 from tests.conftest import ROOT, _clear_broker, attempts, wait_until
 
@@ -355,7 +355,7 @@ import sys, time
 from pathlib import Path
 import django
 django.setup()
-from scheduling import dispatcher
+from scheduling.engine import dispatcher
 stop = Path(sys.argv[1])
 print("ready", flush=True)
 picked = 0

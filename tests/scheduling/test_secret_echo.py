@@ -19,9 +19,10 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 from django.conf import settings
 
-from scheduling import dispatcher, executor, services
-from scheduling.builtin_handlers import BODY_EXCERPT
-from scheduling.executor import MAX_ERROR
+from scheduling import services
+from scheduling.engine import dispatcher, executor
+from scheduling.engine.executor import MAX_ERROR
+from scheduling.handlers.builtin import BODY_EXCERPT
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult
 from taskhub import scrubbing
 

@@ -18,7 +18,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scheduling import dispatcher, executor, services
+from scheduling import services
+from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskStatus
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduling import retention
+from scheduling.engine import retention
 
 
 class Command(BaseCommand):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from scheduling import audit, executor, lifecycle, services
+from scheduling import audit, services
+from scheduling.engine import executor, lifecycle
 from scheduling.management.commands._common import add_actor_argument, cli_actor, get_task
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub.exceptions import TaskHubError

@@ -8,7 +8,8 @@ import pytest
 import time_machine
 from django_celery_beat.models import CrontabSchedule
 
-from scheduling import dispatcher, executor, firing, services
+from scheduling import services
+from scheduling.engine import dispatcher, executor, firing
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
 
 pytestmark = pytest.mark.django_db

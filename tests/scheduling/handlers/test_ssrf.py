@@ -13,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.conf import settings
 
-from scheduling import dispatcher, executor, services
-from scheduling.builtin_handlers import address_allowed
+from scheduling import services
+from scheduling.engine import dispatcher, executor
+from scheduling.handlers.builtin import address_allowed
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult
 from taskhub.exceptions import ValidationError
 

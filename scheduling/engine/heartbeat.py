@@ -53,7 +53,7 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def report(self, interval: float) -> Any:
         """Describe the worker now: its pool's processes and its queues may change while it runs."""
-        from scheduling.workers import Report
+        from scheduling.engine.workers import Report
 
         worker = self.worker
         pool = worker.pool
@@ -84,7 +84,7 @@ class Heartbeat(bootsteps.StartStopStep):
     def _run(self, interval: float) -> None:
         from django.db import close_old_connections, connection
 
-        from scheduling import workers
+        from scheduling.engine import workers
 
         first, beat_at = True, time.monotonic()
         try:

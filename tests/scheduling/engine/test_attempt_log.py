@@ -19,7 +19,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scheduling import attempt_log, dispatcher, executor, retention, services
+from scheduling import services
+from scheduling.engine import attempt_log, dispatcher, executor, retention
 from scheduling.models import AttemptLog, AttemptStatus, Task, TaskResult
 from tests.conftest import wait_until
 

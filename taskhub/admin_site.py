@@ -39,7 +39,7 @@ class TaskHubAdminSite(admin.AdminSite):
 class TaskHubAdminConfig(AdminConfig):
     """Replaces django.contrib.admin in INSTALLED_APPS so that admin.site is a TaskHubAdminSite."""
 
-    default_site = "scheduling.admin_site.TaskHubAdminSite"
+    default_site = "taskhub.admin_site.TaskHubAdminSite"
 
 
 class SuperuserOnly:

@@ -9,7 +9,8 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling import dispatcher, executor, services
+from scheduling import services
+from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, TaskResult, TaskStatus, status_in
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 
-from scheduling import clock
+from scheduling.engine import clock
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
 from taskhub.exceptions import IllegalTransition
 

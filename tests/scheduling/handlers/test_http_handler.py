@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scheduling import dispatcher, executor, services
+from scheduling import services
+from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
 from taskhub.exceptions import ValidationError
 

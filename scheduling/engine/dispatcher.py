@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
 
-from scheduling import clock, lifecycle
+from scheduling.engine import clock, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, status_in
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def revoke(celery_ids: list[str], *, terminate: bool = False) -> None:
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """The safety net run every poll_interval: re-send lost QUEUED work, reclaim zombies, dispatch."""
-    from scheduling import executor
+    from scheduling.engine import executor
 
     now = now or clock.now()
     conf = settings.TASKHUB["scheduler"]

@@ -22,8 +22,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from scheduling import admin_graph, attempt_log, cron, dashboard, services
+from scheduling import dashboard, services
+from scheduling.admin import graph as admin_graph
 from scheduling.api.permissions import VIEW_ALL, visible_tasks
+from scheduling.engine import attempt_log, cron
 from scheduling.handlers import registry
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
 from taskhub.exceptions import TaskHubError

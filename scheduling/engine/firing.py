@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, QuerySet, Value, When
 
-from scheduling import clock, cron, dispatcher, lifecycle, services
+from scheduling import services
+from scheduling.engine import clock, cron, dispatcher, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)

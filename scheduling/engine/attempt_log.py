@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
 
-from scheduling import clock
+from scheduling.engine import clock
 from taskhub import scrubbing
 
 if TYPE_CHECKING:

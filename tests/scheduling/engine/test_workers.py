@@ -13,7 +13,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from scheduling import clock, workers
+from scheduling.engine import clock, workers
 from scheduling.models import AttemptStatus, Task, TaskResult, Worker
 from tests.conftest import wait_until
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduling import cron
+from scheduling.engine import cron
 
 
 def utc(*args: int) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from scheduling.beat import LeaderLock
+from scheduling.engine.beat import LeaderLock
 
 pytestmark = [
     pytest.mark.django_db,

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from scheduling import clock
+from scheduling.engine import clock
 from scheduling.models import FINISHED, TaskResult
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from scheduling import attempt_log, clock, cron, dashboard, selectors, services, validation
-from scheduling.admin_lists import (
+from scheduling import dashboard, selectors, services, validation
+from scheduling.admin.lists import (
     ERROR_EXCERPT,
     FinishedWithinFilter,
     TaskNameFilter,
@@ -29,11 +29,12 @@ from scheduling.admin_lists import (
     humanise_duration,
     local_time,
 )
-from scheduling.admin_site import restrict_internals
-from scheduling.admin_views import TaskPagesMixin, running_attempts
+from scheduling.admin.views import TaskPagesMixin, running_attempts
 from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
+from scheduling.engine import attempt_log, clock, cron
 from scheduling.handlers import registry
 from scheduling.models import FINISHED, AttemptStatus, RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType, Worker
+from taskhub.admin_site import restrict_internals
 from taskhub.exceptions import TaskHubError, ValidationError
 
 # Form field suffix -> RetryPolicy field, for a retry policy typed in the task form.

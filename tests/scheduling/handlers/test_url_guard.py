@@ -17,8 +17,9 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError
 
-from scheduling import dispatcher, executor, services
-from scheduling.http_guard import AddressRefused, address_allowed, check_url, guarded_session
+from scheduling import services
+from scheduling.engine import dispatcher, executor
+from scheduling.handlers.http_guard import AddressRefused, address_allowed, check_url, guarded_session
 from scheduling.models import AttemptStatus, RetryPolicy, TaskAudit, TaskResult
 from taskhub import config as taskhub_config
 from taskhub import encryption

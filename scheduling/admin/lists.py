@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from scheduling import cron
+from scheduling.engine import cron
 
 ERROR_EXCERPT = 120  # characters of an attempt's error shown in the results list
 

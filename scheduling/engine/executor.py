@@ -24,7 +24,8 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from scheduling import attempt_log, clock, dispatcher, lifecycle, services
+from scheduling import services
+from scheduling.engine import attempt_log, clock, dispatcher, lifecycle
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub import encryption, scrubbing

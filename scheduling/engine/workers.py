@@ -1,10 +1,10 @@
 """Workers: the heartbeat rows Celery workers keep fresh, and what the dashboard, API and metrics read of them.
 
-Each worker's main process (scheduling/heartbeat.py) writes its row at start, every
+Each worker's main process (scheduling/engine/heartbeat.py) writes its row at start, every
 ``scheduler.worker_heartbeat`` seconds, and at a clean shutdown. A row carries its own
 ``offline_after`` (last heartbeat + two of the intervals that worker uses), so a reader needs
 no configuration of its own to tell whether a worker is online: it is when it has not stopped
-and ``offline_after`` has not passed on the database's clock (scheduling/clock.py). A worker
+and ``offline_after`` has not passed on the database's clock (scheduling/engine/clock.py). A worker
 killed outright (SIGKILL, host lost) stops writing and reads offline two intervals later.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from scheduling import clock
+from scheduling.engine import clock
 from scheduling.models import AttemptStatus, TaskResult, Worker, status_in
 
 #: Offline workers stay listed this long after their last heartbeat, then their row is deleted.

@@ -8,7 +8,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from scheduling import dispatcher, executor, lifecycle, services
+from scheduling import services
+from scheduling.engine import dispatcher, executor, lifecycle
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
 from taskhub.exceptions import ConflictError, IllegalTransition
 

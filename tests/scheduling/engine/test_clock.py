@@ -10,7 +10,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling import clock, dispatcher, executor
+from scheduling.engine import clock, dispatcher, executor
 from scheduling.models import AttemptStatus, TaskResult
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def server_now():
 @postgres_only
 def test_a_host_whose_clock_is_off_schedules_by_the_database_clock(database_clock, caplog):
     with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
-        with caplog.at_level(logging.WARNING, logger="scheduling.clock"):
+        with caplog.at_level(logging.WARNING, logger="scheduling.engine.clock"):
             seen = clock.now()
         assert abs((seen - server_now()).total_seconds()) < 5
     assert "behind the database server's" in caplog.text

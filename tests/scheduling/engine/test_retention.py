@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django_celery_beat.models import PeriodicTask
 
-from scheduling import retention, services
-from scheduling.beat import PURGE_TASK_NAME, install_periodic_tasks
+from scheduling import services
+from scheduling.engine import retention
+from scheduling.engine.beat import PURGE_TASK_NAME, install_periodic_tasks
 from scheduling.models import AttemptStatus, Task, TaskResult
 
 pytestmark = pytest.mark.django_db

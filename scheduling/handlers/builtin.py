@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import requests
 
 from scheduling.handlers import HandlerContext, registry
-from scheduling.http_guard import (  # noqa: F401 - address_allowed and guarded_session are imported from here
+from scheduling.handlers.http_guard import (  # noqa: F401 - address_allowed and guarded_session are imported from here
     AddressRefused,
     UrlRefused,
     address_allowed,
@@ -46,7 +46,7 @@ HTTP_SCHEMA: dict[str, Any] = {
 }
 
 
-# The SSRF guard (one URL parser, the allow-list, the connect-time check) lives in scheduling.http_guard.
+# The SSRF guard (one URL parser, the allow-list, the connect-time check) lives in scheduling.handlers.http_guard.
 
 
 def _check_parameters(parameters: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from reporting import schedule as reporting_schedule
-from scheduling import clock, dispatcher, firing
+from scheduling.engine import clock, dispatcher, firing
 from scheduling.models import WAITING, AttemptStatus, TaskResult, status_in
 
 logger = logging.getLogger(__name__)
