@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 
+from tests.fakes import serving_thread
 from tests.fakes.jira_server import FakeJira
 from tests.fakes.mattermost_server import FakeMattermost
 from tests.integrations.jira.conftest import build_env1
@@ -151,7 +151,7 @@ class Echo(BaseHTTPRequestHandler):
 def servers() -> Iterator[dict[str, Any]]:
     echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     echo.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    serving_thread(echo).start()
     env1 = FakeJira(username="taskhub-bot", password=PLANTED["jira.environments.env1.password"]).start()
     build_env1(env1)
     env2 = FakeJira(token=PLANTED["jira.environments.env2.token"]).start()

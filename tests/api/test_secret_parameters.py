@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,6 +25,7 @@ from taskhub import config as taskhub_config
 from taskhub import encryption
 from taskhub.exceptions import ConfigError
 from tests.api.conftest import task_body
+from tests.fakes import serving_thread
 
 TOKEN = "Bearer sk-live-7f3a9c1e5b2d4f6a8c0e"  # planted: must never come back out
 
@@ -47,7 +47,7 @@ class Recorder(BaseHTTPRequestHandler):
 def server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     httpd.headers_seen = []  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    serving_thread(httpd).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.headers_seen  # type: ignore[attr-defined]
     httpd.shutdown()
     httpd.server_close()

@@ -60,6 +60,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import serving_thread
+
 EPIC_LINK = "customfield_10100"
 EPIC_NAME = "customfield_10101"
 STORY_POINTS = "customfield_10106"
@@ -205,7 +207,7 @@ class FakeJira:
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = serving_thread(self.httpd)
 
     # --- controls ---------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import serving_thread
+
 
 def _error(error_id: str, message: str) -> dict[str, Any]:
     return {
@@ -83,7 +85,7 @@ class FakeMattermost:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.webhook_url = f"{self.url}/hooks/{self.key}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = serving_thread(self.httpd)
 
     def start(self) -> FakeMattermost:
         self.thread.start()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socketserver
-import threading
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
+
+from tests.fakes import serving_thread
 
 
 class FakeSMTP:
@@ -55,7 +56,7 @@ class FakeSMTP:
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = serving_thread(self.server)
 
     def start(self) -> FakeSMTP:
         self.thread.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +11,7 @@ import pytest
 from scheduling import services
 from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus
 from tests.conftest import wait_until
+from tests.fakes import serving_thread
 
 TOKEN = "Bearer e2e-worker-secret-7d41c0aa"
 
@@ -34,7 +34,7 @@ class Echo(BaseHTTPRequestHandler):
 def echo() -> Iterator[tuple[str, list[str]]]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     httpd.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    serving_thread(httpd).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.received  # type: ignore[attr-defined]
     httpd.shutdown()
     httpd.server_close()

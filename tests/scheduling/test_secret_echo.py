@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
@@ -25,6 +24,7 @@ from scheduling.engine.executor import MAX_ERROR
 from scheduling.handlers.builtin import BODY_EXCERPT
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult
 from taskhub import scrubbing
+from tests.fakes import serving_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +90,7 @@ class Echo(BaseHTTPRequestHandler):
 def echo() -> Iterator[tuple[str, list[str]]]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     httpd.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    serving_thread(httpd).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.received  # type: ignore[attr-defined]
     httpd.shutdown()
     httpd.server_close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +12,7 @@ from scheduling import services
 from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
 from taskhub.exceptions import ValidationError
+from tests.fakes import serving_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[str]:
     Handler.received = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = serving_thread(httpd)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -6,7 +6,6 @@ so these tests change http.allowed_hosts to show what happens without that expli
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +17,7 @@ from scheduling.engine import dispatcher, executor
 from scheduling.handlers.builtin import address_allowed
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult
 from taskhub.exceptions import ValidationError
+from tests.fakes import serving_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ class Recorder(BaseHTTPRequestHandler):
 def _serve(host: str) -> Iterator[tuple[str, list[str]]]:
     httpd = ThreadingHTTPServer((host, 0), Recorder)
     httpd.hits = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = serving_thread(httpd)
     thread.start()
     yield f"{host}:{httpd.server_address[1]}", httpd.hits  # type: ignore[attr-defined]
     httpd.shutdown()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +23,7 @@ from scheduling.models import AttemptStatus, RetryPolicy, TaskAudit, TaskResult
 from taskhub import config as taskhub_config
 from taskhub import encryption
 from taskhub.exceptions import ConfigError, ValidationError
+from tests.fakes import serving_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ class Server:
         self.httpd.hits = []  # type: ignore[attr-defined]
         self.httpd.location = ""  # type: ignore[attr-defined]
         self.host, self.port = host, self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        serving_thread(self.httpd).start()
 
     @property
     def hits(self) -> list[tuple[str, dict[str, str]]]:
