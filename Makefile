@@ -49,8 +49,11 @@ run: admin-user
 demo: $(VENV)/.runtime
 	$(BIN)/python -m demo $(ARGS)
 
+# The suite in parallel (pytest-xdist), one process per core by default; tests that start Celery
+# processes run one at a time on one of them (tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 # Benchmarks (bench/): start PostgreSQL and Redis when possible (.ci/services.sh); bench/run.py
 # benchmarks the embedded default and, when they answer, PostgreSQL + Redis. ARGS=--backends sqlite etc.

@@ -28,13 +28,25 @@ from scheduling.models import Task, TaskResult
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Fixtures that start Celery worker or beat processes: such tests run one at a time in a parallel run.
+PROCESS_FIXTURES = {"celery_env", "start_worker", "start_beat"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``embedded_only`` tests on a server backend: .ci/run already ran them in its embedded-default pass."""
-    if connection.vendor == "sqlite":
-        return
+    """Group the tests that start processes; skip ``embedded_only`` tests on a server backend.
+
+    In a parallel run (``make test``: pytest-xdist with ``--dist loadgroup``) the end-to-end, supervision
+    and demo tests, and any test starting a worker or beat, share one group, which runs on one xdist
+    worker, one test at a time, while the other workers take the in-process tests: two machines' worth of
+    Celery processes never compete for the CPU that their timing tests measure.
+    ``embedded_only`` tests are skipped on a server backend: .ci/run already ran them in its embedded pass.
+    """
     skip = pytest.mark.skip(reason="embedded_only: runs in the embedded-default pass (no server backend involved)")
     for item in items:
-        if item.get_closest_marker("embedded_only"):
+        starts_processes = PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if starts_processes or item.get_closest_marker("e2e") or item.get_closest_marker("embedded_only"):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+        if item.get_closest_marker("embedded_only") and connection.vendor != "sqlite":
             item.add_marker(skip)
 
 
