@@ -126,5 +126,6 @@ def main() -> None:
     )
     harness.cleanup()
 
+
 if __name__ == "__main__":
     main()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from reporting.models import ChannelState, Report
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
+
+REPORT_FIELDS = ("channel", "outcome", "count", "destination", "period_start", "period_end", "created_at", "duration")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,11 +35,11 @@ class ReportAdmin(ReadOnlyAdmin):
     search_fields = ["destination", "error"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    fields = ["channel", "outcome", "count", "destination", "period_start", "period_end", "created_at", "duration"]
-    readonly_fields = [*fields, "error"]
+    fields = REPORT_FIELDS
+    readonly_fields = (*REPORT_FIELDS, "error")
 
-    def get_fields(self, request: HttpRequest, obj: Report | None = None) -> list[str]:
-        return [*self.fields, "error"] if obj is not None and obj.error else self.fields
+    def get_fields(self, request: HttpRequest, obj: Report | None = None) -> _FieldGroups:
+        return (*REPORT_FIELDS, "error") if obj is not None and obj.error else REPORT_FIELDS
 
 
 @admin.register(ChannelState)
@@ -55,5 +63,5 @@ class ChannelStateAdmin(ReadOnlyAdmin):
 
         channels = list(queryset.values_list("channel", flat=True))
         for channel in channels:
-            transaction.on_commit(lambda channel=channel: report.delay(channel))
+            transaction.on_commit(partial(report.delay, channel))
         self.message_user(request, f"Reporting queued for: {', '.join(channels)}.", messages.SUCCESS)

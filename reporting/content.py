@@ -28,7 +28,7 @@ SLOWEST = 5
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 #: Colours of Confluence's status macro, by attempt status.
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     A.DONE: "Green",
     A.FAILED: "Red",
     A.TIMEOUT: "Red",

@@ -167,7 +167,8 @@ def _report(state: ChannelState, now: datetime, reasons: dict[str, str]) -> Repo
         return None
     ids = [pk for pk, _ in picked]
     # A capped backlog ends at its last attempt; the rest follows in the next run.
-    period_end = picked[-1][1] if len(picked) == MAX_BATCH else now
+    # (pending() picks only attempts with a finished_at: the "or now" is for the type checker.)
+    period_end = (picked[-1][1] or now) if len(picked) == MAX_BATCH else now
     batch = TaskResult.objects.filter(pk__in=ids)
     started = time.monotonic()
     try:

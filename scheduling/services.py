@@ -134,9 +134,7 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
         clean["handler"] = attempt(validation.validate_handler, tags, parameters)
-    clean["dependencies"] = (
-        attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
-    )
+    clean["dependencies"] = attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
     clean["retry_policy"] = attempt(
         lambda value: _retry_policy(
             value, actor=actor, owner=owner, current=task.retry_policy_id if task is not None else None

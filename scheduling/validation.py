@@ -179,9 +179,7 @@ def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[st
     return before is not None and origin(before) != origin(after)
 
 
-def validate_dependencies(
-    task: Task | None, dependency_ids: Iterable[UUID | str], actor: Any = None
-) -> list[Task]:
+def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str], actor: Any = None) -> list[Task]:
     """Return the dependency tasks; refuse self, unknown ids and cycles (naming the cycle).
 
     A task ``actor`` may not see is unknown to them, and is "a task you cannot see" in a cycle.

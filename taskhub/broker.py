@@ -22,7 +22,8 @@ ALIAS = "taskhubfs"
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # The signature of kombu's filesystem Channel._put, which itself renames its base's "message" argument.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]  # kombu's own mismatch
         """Put a message on ``queue``: write a hidden temporary file, then rename it into the queue."""
         filename = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, filename)

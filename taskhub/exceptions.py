@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class TaskHubError(Exception):
     """Base class of every error TaskHub raises on purpose."""
@@ -49,6 +51,11 @@ class PermanentHandlerError(HandlerError):
 
 class IntegrationError(HandlerError):
     """A call to an external system failed; carries the system, operation and HTTP status."""
+
+    # Set by the Jira error mapping (integrations/jira/errors.py), read by its client's retry and
+    # missing-key handling: how long a 429 asks to wait, which keys a 400 says do not exist.
+    retry_after: float | None = None
+    unknown_keys: Sequence[str] = ()
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from taskhub import config as taskhub_config
@@ -123,7 +124,7 @@ TEMPLATES = [
 ]
 
 
-def _database(url: str) -> dict[str, object]:
+def _database(url: str) -> dict[str, Any]:
     """Translate database.url into a Django DATABASES entry."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":

@@ -106,7 +106,7 @@ class Page:
 
 def _retry_after(exc: IntegrationError, waits: int) -> float:
     """Return how long to wait after a 429: its Retry-After, else 1, 2, 4... seconds."""
-    after = getattr(exc, "retry_after", None)
+    after = exc.retry_after
     return float(after) if after is not None else 2.0**waits
 
 
@@ -317,7 +317,7 @@ class JiraClient:
             try:
                 found = [issue for _, issue in self.search_all(jql, fields=fields, validate=False)]
             except IntegrationError as exc:
-                unknown = {key.upper() for key in getattr(exc, "unknown_keys", [])}
+                unknown = {key.upper() for key in exc.unknown_keys}
                 if exc.status != 400 or not unknown & {k.upper() for k in wanted}:
                     raise
                 missing += [k for k in wanted if k.upper() in unknown]

@@ -224,7 +224,7 @@ def iter_project(
     fields = client.export_fields()
     since_text = jira_time(since, client.myself().get("timeZone") or "UTC") if since else None
     walk.jql = project_jql(project, since_text)
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     cursor: dict[str, Any] | None = None
     if checkpoint is not None:
         state = checkpoint.state(env)

@@ -113,7 +113,7 @@ def _select(client: JiraClient, request: UpdateRequest, field_ids: list[str]) ->
     fields = ["summary", "status", *field_ids]
     if request.keys:
         return [client.get_issue(key, fields) for key in request.keys]
-    issues = []
+    issues: list[dict[str, Any]] = []
     for page, issue in client.search_all(request.jql, fields=fields, page_size=100):
         # Server tells the total on the first page; Cloud does not, so count until one too many.
         total = page.total if page.total is not None else len(issues) + 1

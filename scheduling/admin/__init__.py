@@ -804,9 +804,7 @@ class TaskResultAdmin(admin.ModelAdmin):
                 protected.append(f"{result}: waiting or running; cancel the task first (through the lifecycle)")
         for task_id in {result.task_id for result in objs}:
             last = (
-                TaskResult.objects.filter(task_id=task_id, status__in=FINISHED)
-                .order_by("-created_at", "-id")
-                .first()
+                TaskResult.objects.filter(task_id=task_id, status__in=FINISHED).order_by("-created_at", "-id").first()
             )
             if last is not None and any(result.pk == last.pk for result in objs):
                 protected.append(f"{last}: the task's last result (kept, as by result retention)")

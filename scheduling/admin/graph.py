@@ -88,8 +88,6 @@ def _has_more(frontier: set[UUID], direction: int) -> bool:
     return through.objects.filter(**{key: frontier}).exists()
 
 
-
-
 def component(task: Task, *, limit: int = PIPELINE_LIMIT) -> Graph:
     """Collect the whole pipeline of ``task``: every task connected to it by dependencies, either way."""
     through = Task.dependencies.through

@@ -151,7 +151,7 @@ def test_result_list_filters_by_task_worker_status_and_time(client_op: Client) -
 
 def test_attempt_page_is_titled_by_task_and_attempt_and_keeps_the_traceback_indentation(client_op: Client) -> None:
     task = create("export-jira")
-    trace = 'Traceback (most recent call last):\n  File "h.py", line 3, in run\n    raise JiraError(\'<b>503</b>\')\n'
+    trace = "Traceback (most recent call last):\n  File \"h.py\", line 3, in run\n    raise JiraError('<b>503</b>')\n"
     result = attempt(task, 3, AttemptStatus.FAILED, error_message="JiraError: 503", traceback=trace)
     response = client_op.get(reverse("admin:scheduling_taskresult_change", args=[result.pk]))
     page = response.content.decode()

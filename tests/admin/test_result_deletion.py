@@ -67,9 +67,7 @@ def snapshot(task: Task) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("status", [A.PENDING, A.RETRY, A.QUEUED, A.RUNNING])
-def test_a_waiting_or_running_attempt_cannot_be_deleted_from_the_results_admin(
-    client_op: Client, status: str
-) -> None:
+def test_a_waiting_or_running_attempt_cannot_be_deleted_from_the_results_admin(client_op: Client, status: str) -> None:
     task = new_task()
     attempt = retry_attempt(task) if status == A.RETRY else to(TaskResult.objects.get(task=task), status)
     before = snapshot(task)
