@@ -4,19 +4,28 @@ django-axes counts every failed ``authenticate()`` (admin login, the API's login
 keeps each failure in its ``AccessFailureLog`` and its counters in ``AccessAttempt`` (both in the admin), and
 refuses a user name or an address that reached ``security.login_failure_limit`` failures within
 ``security.login_lockout_minutes``, whatever the password. This module adds what TaskHub needs around it:
-the client's address from a trusted proxy's header only when configured, a 429 for HTTP Basic, and a reset
-on success that clears only the user's own failures.
+the client's address from a trusted proxy's header only when configured, a 429 for HTTP Basic, a reset
+on success that clears only the user's own failures, and a short memory of HTTP Basic credentials that
+verified (``RememberedCredentials``), so a script sending Basic on every request does not pay the password
+hash (about half a second of CPU with Django's PBKDF2 cost) each time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
-from typing import Any
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 from axes.backends import AxesStandaloneBackend
+from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
@@ -96,10 +105,81 @@ class LoginLockedOut(exceptions.APIException):
         self.wait = int(settings.AXES_COOLOFF_TIME.total_seconds())
 
 
+class _Remembered(NamedTuple):
+    expires: float  # time.monotonic()
+    password_hash: str  # the user's stored hash when the credentials verified
+    digest: bytes  # HMAC of the user name and password under SECRET_KEY; the password itself is not kept
+
+
+class RememberedCredentials:
+    """HTTP Basic credentials that verified in this process within the last ``ttl`` seconds.
+
+    Django's password hash costs about half a second of CPU by design; HTTP Basic sends the password with
+    every request, so each request would pay it. A success is remembered as an HMAC (keyed by SECRET_KEY) of
+    the user name and password, beside the user's stored hash at that moment. A later request with the same
+    credentials is accepted without hashing when the HMAC matches, the user still exists and is active, and
+    the stored hash has not changed (a password change or reset forgets it). Nothing is remembered of a
+    failure: every wrong password is hashed and counted by django-axes as before, and a locked-out user name
+    is refused even with remembered credentials.
+    """
+
+    def __init__(self, ttl: float = 300, size: int = 1024) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: OrderedDict[str, _Remembered] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(username: str, password: str) -> bytes:
+        key = settings.SECRET_KEY.encode()
+        return hmac.new(key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+
+    def remember(self, username: str, password: str, user: Any) -> None:
+        entry = _Remembered(time.monotonic() + self.ttl, user.password, self._digest(username, password))
+        with self._lock:
+            self._entries[username] = entry
+            self._entries.move_to_end(username)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def recall(self, username: str, password: str) -> Any | None:
+        """The user whose remembered credentials these are, or None (then verify them the full way)."""
+        with self._lock:
+            entry = self._entries.get(username)
+        if entry is None or entry.expires < time.monotonic():
+            return None
+        if not hmac.compare_digest(entry.digest, self._digest(username, password)):
+            return None
+        user_model = get_user_model()
+        user = user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username}).first()
+        if user is None or not user.is_active or user.password != entry.password_hash:
+            self.forget(username)
+            return None
+        return user
+
+    def forget(self, username: str) -> None:
+        with self._lock:
+            self._entries.pop(username, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+remembered_credentials = RememberedCredentials()
+
+
 class LockoutBasicAuthentication(BasicAuthentication):
-    """HTTP Basic whose lockouts answer 429 (not 401) and whose success clears the user's own failures."""
+    """HTTP Basic whose lockouts answer 429 (not 401), whose success clears the user's own failures, and which
+    remembers credentials that verified for a few minutes (RememberedCredentials), so scripts do not pay the
+    password hash on every request."""
 
     def authenticate_credentials(self, userid: str, password: str, request: Any = None) -> tuple[Any, None]:
+        user = remembered_credentials.recall(userid, password)
+        if user is not None:
+            if request is not None and AxesProxyHandler.is_locked(request, {"username": userid}):
+                raise LoginLockedOut()
+            clear_failures(user.get_username())
+            return user, None
         try:
             user, auth = super().authenticate_credentials(userid, password, request)
         except exceptions.AuthenticationFailed:
@@ -107,6 +187,7 @@ class LockoutBasicAuthentication(BasicAuthentication):
             if request is not None and getattr(request, "axes_locked_out", False):
                 raise LoginLockedOut() from None
             raise
+        remembered_credentials.remember(userid, password, user)
         clear_failures(user.get_username())
         return user, auth
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from scheduling.api.permissions import WriteRateThrottle
 from scheduling.models import Task
+from taskhub.auth import remembered_credentials
 from tests.api.conftest import snapshot, task_body
 
 ID = uuid.UUID(int=42)  # fixed: test ids must be the same in every pytest-xdist worker
@@ -160,3 +164,72 @@ def test_writes_are_throttled_reads_are_not(api: APIClient, monkeypatch: pytest.
     assert Task.objects.count() == 3
     for _ in range(5):
         assert api.get("/tasks").status_code == 200
+
+
+class CountingHasher(MD5PasswordHasher):
+    """The test suite's fast hasher, counting how many passwords it verified."""
+
+    verified = 0
+
+    def verify(self, password: str, encoded: str) -> bool:
+        CountingHasher.verified += 1
+        return super().verify(password, encoded)
+
+
+@pytest.fixture
+def counting_hasher(settings: Any) -> Iterator[type[CountingHasher]]:
+    settings.PASSWORD_HASHERS = ["tests.api.test_auth.CountingHasher"]
+    CountingHasher.verified = 0
+    remembered_credentials.clear()
+    yield CountingHasher
+    remembered_credentials.clear()
+
+
+def basic(username: str, password: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+    return client
+
+
+@pytest.mark.django_db
+def test_basic_auth_hashes_the_password_once_not_on_every_request(
+    counting_hasher: type[CountingHasher], bob: User
+) -> None:
+    client = basic("bob", "pw-bob")
+    for _ in range(5):
+        assert client.get("/tasks").status_code == 200
+    assert counting_hasher.verified == 1
+
+
+@pytest.mark.django_db
+def test_remembered_basic_credentials_never_let_a_wrong_password_in(
+    counting_hasher: type[CountingHasher], bob: User
+) -> None:
+    assert basic("bob", "pw-bob").get("/tasks").status_code == 200
+    for wrong in ("pw-bob ", "PW-BOB", "pw-bo", ""):
+        assert basic("bob", wrong).get("/tasks").status_code == 401
+    assert counting_hasher.verified == 1 + 4  # every wrong password is hashed (and counted by axes) as before
+
+
+@pytest.mark.django_db
+def test_a_password_change_or_deactivation_forgets_remembered_credentials(
+    counting_hasher: type[CountingHasher], bob: User
+) -> None:
+    assert basic("bob", "pw-bob").get("/tasks").status_code == 200
+    bob.set_password("pw-new")
+    bob.save()
+    assert basic("bob", "pw-bob").get("/tasks").status_code == 401
+    assert basic("bob", "pw-new").get("/tasks").status_code == 200
+    bob.is_active = False
+    bob.save()
+    assert basic("bob", "pw-new").get("/tasks").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_locked_out_user_name_is_refused_even_with_remembered_credentials(
+    counting_hasher: type[CountingHasher], bob: User, settings: Any
+) -> None:
+    assert basic("bob", "pw-bob").get("/tasks").status_code == 200
+    statuses = [basic("bob", f"guess-{n}").get("/tasks").status_code for n in range(settings.AXES_FAILURE_LIMIT)]
+    assert statuses[-1] == 429
+    assert basic("bob", "pw-bob").get("/tasks").status_code == 429
