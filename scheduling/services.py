@@ -260,7 +260,7 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
         if task.task_type == TaskType.IMMEDIATE:
             _new_attempt(task, now=now).save(force_insert=True)
             if dependencies:
-                fail_if_upstream_failed(task)
+                lifecycle.fail_if_upstream_failed(task)
         written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
         created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         if clean["secret_parameters"]:
@@ -359,20 +359,10 @@ def _revoke_in_flight(task: Task) -> list[str]:
 
 def task_cancel(*, task: Task, reason: str = "cancelled by a person", actor: Any = None) -> int:
     """Cancel waiting and in-flight attempts (running ones are revoked); return how many."""
-    with transaction.atomic():
-        Task.objects.select_for_update().get(pk=task.pk)
-        active = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING + IN_FLIGHT))
-        if not active:
-            raise ConflictError(f"{task.name!r} has nothing to cancel: it is {task.status}", current_status=task.status)
-        celery_ids = [r.celery_task_id for r in active if r.status in IN_FLIGHT and r.celery_task_id]
-        for result in active:
-            lifecycle.move(result, AttemptStatus.CANCELLED, error_message=reason, refresh=False)
-        lifecycle.refresh_task(task.pk, latest=active[-1], reason=reason)
-        fail_dependents(task, reason=f"dependency {task.name!r} was cancelled")
-        audit.record(task, AuditAction.CANCELLED, actor=actor, detail=f"{len(active)} attempt(s): {reason}")
-        transaction.on_commit(lambda: dispatcher.revoke(celery_ids, terminate=True))
-        transaction.on_commit(dispatcher.wake)
-    return len(active)
+    cancelled = dispatcher.cancel(task, reason=reason, actor=actor)
+    if not cancelled:
+        raise ConflictError(f"{task.name!r} has nothing to cancel: it is {task.status}", current_status=task.status)
+    return cancelled
 
 
 def task_run_now(*, task: Task, dispatch: bool = True, actor: Any = None) -> TaskResult:
@@ -391,7 +381,7 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
         result = _new_attempt(task, now=clock.now())
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
-        fail_if_upstream_failed(task)
+        lifecycle.fail_if_upstream_failed(task)
         audit.record(task, action, actor=actor)
         if dispatch:
             transaction.on_commit(dispatcher.wake)
@@ -436,35 +426,6 @@ def task_resume(*, task: Task, actor: Any = None) -> Task:
 def waiting_on(task: Task) -> list[Task]:
     """Return the dependencies that are not DONE, which is why a PENDING task waits."""
     return list(task.dependencies.exclude(status=TaskStatus.DONE).only("id", "name", "status"))
-
-
-def fail_if_upstream_failed(task: Task) -> None:
-    bad = task.dependencies.filter(status__in=lifecycle.TASK_FAILED).first()
-    if bad is not None:
-        _fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
-
-
-def _fail_waiting(task: Task, reason: str) -> bool:
-    waiting = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING))
-    for result in waiting:
-        lifecycle.move(result, AttemptStatus.FAILED, error_message=reason, refresh=False)
-    if waiting:
-        lifecycle.refresh_task(task.pk, latest=waiting[-1], reason=reason)
-    return bool(waiting)
-
-
-def fail_dependents(task: Task, *, reason: str) -> None:
-    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
-    frontier = [(task, reason)]
-    seen = {task.pk}
-    while frontier:
-        upstream, why = frontier.pop()
-        for dependent in upstream.dependents.all():
-            if dependent.pk in seen:
-                continue
-            seen.add(dependent.pk)
-            if _fail_waiting(dependent, why):
-                frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
 
 
 # Retry policies and tags: owned or shared (scheduling.selectors); a change is audited on every task it affects.

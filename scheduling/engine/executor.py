@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from scheduling import services
 from scheduling.engine import attempt_log, clock, dispatcher, lifecycle
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
@@ -79,8 +79,6 @@ def claim(
 
 
 def _grace() -> int:
-    from django.conf import settings
-
     return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
 
 
@@ -258,7 +256,7 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
         return
     lifecycle.refresh_task(task.pk, latest=result)
     if outcome.status != AttemptStatus.DONE:
-        services.fail_dependents(task, reason=f"dependency {task.name!r} failed")
+        lifecycle.fail_dependents(task, reason=f"dependency {task.name!r} failed")
 
 
 def run_attempt(

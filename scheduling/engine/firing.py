@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, QuerySet, Value, When
 
-from scheduling import services
 from scheduling.engine import clock, cron, dispatcher, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
@@ -180,7 +179,7 @@ def _fire_one(
                 runs.append(run)
                 continue
             if task.overlap_policy == OverlapPolicy.REPLACE:
-                services.task_cancel(task=task, reason="replaced by a newer cron fire (overlap policy: replace)")
+                dispatcher.cancel(task, reason="replaced by a newer cron fire (overlap policy: replace)")
                 active = 0
         active += 1
         runs.append(run)
@@ -198,4 +197,4 @@ def _fail_blocked(candidates: list, now: datetime) -> None:
     """Fail the new runs of the candidates fired at ``now`` if a dependency is (still) FAILED or CANCELLED."""
     fired = Task.objects.filter(pk__in=candidates, status=TaskStatus.PENDING, updated_at=now)
     for task in fired:
-        services.fail_if_upstream_failed(task)
+        lifecycle.fail_if_upstream_failed(task)

@@ -177,6 +177,55 @@ def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str 
     return status
 
 
+def fail_waiting(task: Task, reason: str) -> bool:
+    """Fail the task's waiting attempts (locked); False when it had none."""
+    waiting = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING))
+    for result in waiting:
+        move(result, A.FAILED, error_message=reason, refresh=False)
+    if waiting:
+        refresh_task(task.pk, latest=waiting[-1], reason=reason)
+    return bool(waiting)
+
+
+def fail_if_upstream_failed(task: Task) -> None:
+    """Fail the task's waiting runs at once if one of its dependencies already ended badly."""
+    bad = task.dependencies.filter(status__in=TASK_FAILED).first()
+    if bad is not None:
+        fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
+
+
+def fail_dependents(task: Task, *, reason: str) -> None:
+    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
+    frontier = [(task, reason)]
+    seen = {task.pk}
+    while frontier:
+        upstream, why = frontier.pop()
+        for dependent in upstream.dependents.all():
+            if dependent.pk in seen:
+                continue
+            seen.add(dependent.pk)
+            if fail_waiting(dependent, why):
+                frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
+
+
+def cancel_active(task: Task, reason: str) -> tuple[int, list[str]]:
+    """Cancel the task's waiting and in-flight attempts (locked) and fail its dependents.
+
+    Return how many were cancelled and the Celery ids of those that were in flight: revoking
+    them is the caller's (``dispatcher.cancel``), after commit. Nothing is written when the
+    task has none.
+    """
+    active = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING + IN_FLIGHT))
+    if not active:
+        return 0, []
+    celery_ids = [r.celery_task_id for r in active if r.status in IN_FLIGHT and r.celery_task_id]
+    for result in active:
+        move(result, A.CANCELLED, error_message=reason, refresh=False)
+    refresh_task(task.pk, latest=active[-1], reason=reason)
+    fail_dependents(task, reason=f"dependency {task.name!r} was cancelled")
+    return len(active), celery_ids
+
+
 def _reason(result: TaskResult) -> str:
     if result.status == A.DONE:
         return ""
