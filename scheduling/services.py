@@ -14,14 +14,13 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule
 
 from scheduling import audit, selectors, validation
-from scheduling.engine import clock, cron, dispatcher, lifecycle, retention
+from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle, retention
 from scheduling.handlers import registry
 from scheduling.models import (
     EDITABLE_FIELDS,
     FINISHED,
     IN_FLIGHT,
     WAITING,
-    AttemptStatus,
     AuditAction,
     OverlapPolicy,
     Priority,
@@ -199,26 +198,6 @@ def _set_tags(task: Task, names: list[str], *, new: bool = False) -> None:
         task.tags.set([existing[name] for name in names])
 
 
-def _new_attempt(
-    task: Task,
-    *,
-    now: datetime,
-    fire_time: datetime | None = None,
-    attempt: int = 1,
-    status: str = AttemptStatus.PENDING,
-    available_at: datetime | None = None,
-) -> TaskResult:
-    return TaskResult(
-        task=task,
-        attempt=attempt,
-        status=status,
-        priority=task.priority,
-        fire_time=fire_time,
-        available_at=available_at or now,
-        created_at=now,
-    )
-
-
 def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -> Task:
     """Create a task; an IMMEDIATE one is queued for dispatch as soon as the transaction commits.
 
@@ -258,7 +237,7 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
             through = Task.dependencies.through
             through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
         if task.task_type == TaskType.IMMEDIATE:
-            _new_attempt(task, now=now).save(force_insert=True)
+            attempts.build(task, now=now).save(force_insert=True)
             if dependencies:
                 lifecycle.fail_if_upstream_failed(task)
         written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
@@ -378,7 +357,7 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
             raise ConflictError(f"{task.name!r} already has a run waiting to start", current_status=task.status)
-        result = _new_attempt(task, now=clock.now())
+        result = attempts.build(task, now=clock.now())
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         lifecycle.fail_if_upstream_failed(task)

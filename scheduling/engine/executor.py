@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from scheduling.engine import attempt_log, clock, dispatcher, lifecycle
+from scheduling.engine import attempt_log, attempts, clock, dispatcher, lifecycle
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub import encryption, scrubbing
@@ -241,15 +241,14 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
     )
     if retryable:
         delay = policy.delay_for(result.attempt)
-        TaskResult.objects.create(
-            task=task,
+        attempts.build(
+            task,
+            now=now,
             attempt=result.attempt + 1,
             status=AttemptStatus.RETRY,
-            priority=task.priority,
             fire_time=result.fire_time,
             available_at=now + timedelta(seconds=delay),
-            created_at=now,
-        )
+        ).save(force_insert=True)
         lifecycle.refresh_task(
             task.pk, latest=result, reason=f"attempt {result.attempt} {outcome.status}: retry in {delay:.1f} s"
         )

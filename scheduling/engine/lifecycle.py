@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import CharField, F, Value
+from django.db.models import Case, CharField, F, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
 from scheduling.engine import clock
@@ -46,6 +46,9 @@ TASK_STATUS_AFTER: dict[str, str] = {
 
 #: Task statuses that end a run badly: dependents of a task in one of them fail instead of waiting.
 TASK_FAILED = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED)
+
+#: A task already showing one of these keeps it when a new run is added (they outrank PENDING).
+BUSY = (TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.RETRY)
 
 # Which timestamp a move stamps.
 _STAMPS = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
@@ -130,6 +133,19 @@ def queue_many(results: list[TaskResult], *, now: datetime) -> None:
         result.status, result.queued_at, result.celery_task_id = A.QUEUED, now, celery_id(result.pk)
     Task.objects.filter(pk__in={result.task_id for result in results}).exclude(status=TaskStatus.RUNNING).update(
         status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now
+    )
+
+
+def runs_added(tasks: QuerySet[Task], *, now: datetime, **fields: Any) -> int:
+    """New waiting runs were added to these tasks (a cron fire): show PENDING unless a busier status stands.
+
+    One UPDATE for any number of tasks; ``fields`` are written with it (the fire's ``next_fire_at``).
+    """
+    return tasks.update(
+        status=Case(When(status__in=BUSY, then=F("status")), default=Value(TaskStatus.PENDING)),
+        status_reason=Case(When(status__in=BUSY, then=F("status_reason")), default=Value("")),
+        updated_at=now,
+        **fields,
     )
 
 
