@@ -14,14 +14,13 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule
 
 from scheduling import audit, selectors, validation
-from scheduling.engine import clock, cron, dispatcher, lifecycle, retention
+from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle, retention
 from scheduling.handlers import registry
 from scheduling.models import (
     EDITABLE_FIELDS,
     FINISHED,
     IN_FLIGHT,
     WAITING,
-    AttemptStatus,
     AuditAction,
     OverlapPolicy,
     Priority,
@@ -197,26 +196,6 @@ def _set_tags(task: Task, names: list[str], *, new: bool = False) -> None:
         task.tags.set([existing[name] for name in names])
 
 
-def _new_attempt(
-    task: Task,
-    *,
-    now: datetime,
-    fire_time: datetime | None = None,
-    attempt: int = 1,
-    status: str = AttemptStatus.PENDING,
-    available_at: datetime | None = None,
-) -> TaskResult:
-    return TaskResult(
-        task=task,
-        attempt=attempt,
-        status=status,
-        priority=task.priority,
-        fire_time=fire_time,
-        available_at=available_at or now,
-        created_at=now,
-    )
-
-
 def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -> Task:
     """Create a task; an IMMEDIATE one is queued for dispatch as soon as the transaction commits.
 
@@ -256,9 +235,9 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
             through = Task.dependencies.through
             through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
         if task.task_type == TaskType.IMMEDIATE:
-            _new_attempt(task, now=now).save(force_insert=True)
+            attempts.build(task, now=now).save(force_insert=True)
             if dependencies:
-                fail_if_upstream_failed(task)
+                lifecycle.fail_if_upstream_failed(task)
         written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
         created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         if clean["secret_parameters"]:
@@ -357,20 +336,10 @@ def _revoke_in_flight(task: Task) -> list[str]:
 
 def task_cancel(*, task: Task, reason: str = "cancelled by a person", actor: Any = None) -> int:
     """Cancel waiting and in-flight attempts (running ones are revoked); return how many."""
-    with transaction.atomic():
-        Task.objects.select_for_update().get(pk=task.pk)
-        active = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING + IN_FLIGHT))
-        if not active:
-            raise ConflictError(f"{task.name!r} has nothing to cancel: it is {task.status}", current_status=task.status)
-        celery_ids = [r.celery_task_id for r in active if r.status in IN_FLIGHT and r.celery_task_id]
-        for result in active:
-            lifecycle.move(result, AttemptStatus.CANCELLED, error_message=reason, refresh=False)
-        lifecycle.refresh_task(task.pk, latest=active[-1], reason=reason)
-        fail_dependents(task, reason=f"dependency {task.name!r} was cancelled")
-        audit.record(task, AuditAction.CANCELLED, actor=actor, detail=f"{len(active)} attempt(s): {reason}")
-        transaction.on_commit(lambda: dispatcher.revoke(celery_ids, terminate=True))
-        transaction.on_commit(dispatcher.wake)
-    return len(active)
+    cancelled = dispatcher.cancel(task, reason=reason, actor=actor)
+    if not cancelled:
+        raise ConflictError(f"{task.name!r} has nothing to cancel: it is {task.status}", current_status=task.status)
+    return cancelled
 
 
 def task_run_now(*, task: Task, dispatch: bool = True, actor: Any = None) -> TaskResult:
@@ -386,10 +355,10 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
             raise ConflictError(f"{task.name!r} already has a run waiting to start", current_status=task.status)
-        result = _new_attempt(task, now=clock.now())
+        result = attempts.build(task, now=clock.now())
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
-        fail_if_upstream_failed(task)
+        lifecycle.fail_if_upstream_failed(task)
         audit.record(task, action, actor=actor)
         if dispatch:
             transaction.on_commit(dispatcher.wake)
@@ -434,35 +403,6 @@ def task_resume(*, task: Task, actor: Any = None) -> Task:
 def waiting_on(task: Task) -> list[Task]:
     """Return the dependencies that are not DONE, which is why a PENDING task waits."""
     return list(task.dependencies.exclude(status=TaskStatus.DONE).only("id", "name", "status"))
-
-
-def fail_if_upstream_failed(task: Task) -> None:
-    bad = task.dependencies.filter(status__in=lifecycle.TASK_FAILED).first()
-    if bad is not None:
-        _fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
-
-
-def _fail_waiting(task: Task, reason: str) -> bool:
-    waiting = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING))
-    for result in waiting:
-        lifecycle.move(result, AttemptStatus.FAILED, error_message=reason, refresh=False)
-    if waiting:
-        lifecycle.refresh_task(task.pk, latest=waiting[-1], reason=reason)
-    return bool(waiting)
-
-
-def fail_dependents(task: Task, *, reason: str) -> None:
-    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
-    frontier = [(task, reason)]
-    seen = {task.pk}
-    while frontier:
-        upstream, why = frontier.pop()
-        for dependent in upstream.dependents.all():
-            if dependent.pk in seen:
-                continue
-            seen.add(dependent.pk)
-            if _fail_waiting(dependent, why):
-                frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
 
 
 # Retry policies and tags: owned or shared (scheduling.selectors); a change is audited on every task it affects.

@@ -1,14 +1,18 @@
-"""Celery tasks: thin wrappers that call the executor, the dispatcher and the cron firer."""
+"""Celery tasks: thin entry points into the engine (the executor, the safety sweep, retention).
+
+The engine never imports this module: the dispatcher sends ``execute`` by its name
+(``dispatcher.EXECUTE_TASK``).
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from scheduling.engine import dispatcher, executor, retention
+from scheduling.engine import dispatcher, executor, recovery, retention
 
 
-@shared_task(name="scheduling.execute", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=dispatcher.EXECUTE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute(result_id: int) -> str:
     """Run one attempt (idempotent: a redelivered message for a taken attempt is ignored)."""
     outcome = executor.run_attempt(
@@ -28,7 +32,7 @@ def execute(result_id: int) -> str:
 @shared_task(name="scheduling.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     """Safety net every scheduler.poll_interval: re-send lost work, reclaim zombies, dispatch."""
-    return dispatcher.sweep()
+    return recovery.sweep()
 
 
 @shared_task(name="scheduling.purge_results", ignore_result=True)

@@ -19,15 +19,14 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 
 from scheduling.engine import clock
+from scheduling.models import FINISHED, AttemptLog, AttemptStatus, TaskResult
 from taskhub import scrubbing
-
-if TYPE_CHECKING:
-    from scheduling.models import TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +122,6 @@ class AttemptLogBuffer(logging.Handler):
         a write already under way (the flusher's); a flusher stuck on a dead connection must never hold up
         the attempt's outcome, so past that the lines since the last write are given up, with a warning.
         """
-        from scheduling.models import AttemptLog
-
         if not self._flushing.acquire(timeout=wait):
             if wait:
                 logger.warning("attempt %s: log not written (an earlier write is stuck)", self.result_id)
@@ -210,8 +207,6 @@ def capture(
 
 def payload(result: TaskResult) -> dict[str, Any]:
     """One attempt's stored log and state, as the API and the admin show it (empty when it logged nothing)."""
-    from scheduling.models import FINISHED, AttemptLog
-
     row = AttemptLog.objects.filter(result_id=result.pk).first()
     return {
         "task": result.task_id,
@@ -228,8 +223,6 @@ def payload(result: TaskResult) -> dict[str, Any]:
 
 def shown_attempt(attempts: list[TaskResult]) -> TaskResult | None:
     """The attempt whose log the task page shows: the newest that started (running or finished)."""
-    from scheduling.models import AttemptStatus
-
     for result in attempts:  # newest first
         if result.started_at is not None or result.status == AttemptStatus.RUNNING:
             return result
@@ -240,8 +233,6 @@ def admin_context(result: TaskResult | None) -> dict[str, Any] | None:
     """What templates/admin/scheduling/_attempt_log.html needs for one attempt (None: nothing to show)."""
     if result is None:
         return None
-    from django.urls import reverse
-
     return {
         **payload(result),
         "url": reverse("task-attempt-log", kwargs={"pk": result.task_id, "attempt": result.pk}),

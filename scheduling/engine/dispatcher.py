@@ -4,6 +4,9 @@ The database is the source of truth and the broker only a pipe. ``dispatch()``
 runs in one transaction, serialised across processes (an advisory lock on
 PostgreSQL; SQLite's IMMEDIATE transactions on the embedded default), so the
 in-flight count it reads cannot be raced past ``scheduler.concurrency``.
+
+Messages go to Celery by task name (:data:`EXECUTE_TASK`, which ``scheduling/tasks.py``
+registers): the engine never imports its Celery entry points.
 """
 
 from __future__ import annotations
@@ -11,18 +14,23 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
 
+from scheduling import audit
 from scheduling.engine import clock, lifecycle
-from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus, status_in
+from scheduling.models import IN_FLIGHT, WAITING, AuditAction, Task, TaskResult, TaskStatus, status_in
+from taskhub.celery import app
 
 logger = logging.getLogger(__name__)
 
 DISPATCH_LOCK_KEY = 0x7A5C_4B0B  # pg_advisory_xact_lock key owned by the dispatcher
+#: The Celery task that runs one attempt (scheduling.tasks.execute is registered under this name).
+EXECUTE_TASK = "scheduling.execute"
 
 
 def _lock() -> None:
@@ -111,13 +119,12 @@ def _celery_priority(priority: int) -> int:
 
 def send(results: list[TaskResult]) -> None:
     """Publish one execute message per queued attempt, with its time limits and priority."""
-    from scheduling.tasks import execute
-
     grace = settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
     for result in results:
         timeout = result.task.effective_timeout()
         try:
-            execute.apply_async(
+            app.send_task(
+                EXECUTE_TASK,
                 args=[result.pk],
                 task_id=result.celery_task_id,
                 priority=_celery_priority(result.priority),
@@ -150,37 +157,23 @@ def revoke(celery_ids: list[str], *, terminate: bool = False) -> None:
     """Ask workers to drop (or kill, when running) the given Celery tasks."""
     if not celery_ids:
         return
-    from taskhub.celery import app
-
     try:
         app.control.revoke(celery_ids, terminate=terminate, signal="SIGTERM")
     except Exception:
         logger.exception("could not revoke %d Celery task(s)", len(celery_ids))
 
 
-def sweep(now: datetime | None = None) -> dict[str, int]:
-    """The safety net run every poll_interval: re-send lost QUEUED work, reclaim zombies, dispatch."""
-    from scheduling.engine import executor
+def cancel(task: Task, *, reason: str, actor: Any = None) -> int:
+    """Cancel a task's waiting and in-flight attempts, audited; revoke the running ones after commit.
 
-    now = now or clock.now()
-    conf = settings.TASKHUB["scheduler"]
-    stale = list(
-        TaskResult.objects.filter(
-            status_in(IN_FLIGHT),  # lets SQLite use result_inflight_idx
-            status=AttemptStatus.QUEUED,
-            queued_at__lt=now - timedelta(seconds=conf["requeue_after_seconds"]),
-        ).select_related("task")
-    )
-    if stale:
-        # Bump queued_at so the same attempt is re-sent once per interval, not on every sweep.
-        TaskResult.objects.filter(pk__in=[r.pk for r in stale], status=AttemptStatus.QUEUED).update(queued_at=now)
-        send(stale)
-    zombies = TaskResult.objects.filter(
-        status_in(IN_FLIGHT), status=AttemptStatus.RUNNING, deadline__lt=now
-    ).values_list("pk", flat=True)
-    reclaimed = sum(executor.reclaim(result_id, now=now) for result_id in list(zombies))
-    picked = dispatch(now)
-    counts = {"resent": len(stale), "reclaimed": reclaimed, "dispatched": len(picked)}
-    if any(counts.values()):
-        logger.info("sweep: %s", counts)
-    return counts
+    Return how many were cancelled (0: nothing to cancel, nothing written).
+    """
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=task.pk)
+        cancelled, celery_ids = lifecycle.cancel_active(task, reason)
+        if not cancelled:
+            return 0
+        audit.record(task, AuditAction.CANCELLED, actor=actor, detail=f"{cancelled} attempt(s): {reason}")
+        transaction.on_commit(lambda: revoke(celery_ids, terminate=True))
+        transaction.on_commit(wake)
+    return cancelled

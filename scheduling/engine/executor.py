@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from scheduling import services
-from scheduling.engine import attempt_log, clock, dispatcher, lifecycle
+from scheduling.engine import attempt_log, attempts, clock, dispatcher, lifecycle
 from scheduling.handlers import HandlerContext, ProgressCallback, registry
 from scheduling.models import AttemptStatus, TaskResult
 from taskhub import encryption, scrubbing
@@ -79,8 +79,6 @@ def claim(
 
 
 def _grace() -> int:
-    from django.conf import settings
-
     return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
 
 
@@ -243,22 +241,21 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
     )
     if retryable:
         delay = policy.delay_for(result.attempt)
-        TaskResult.objects.create(
-            task=task,
+        attempts.build(
+            task,
+            now=now,
             attempt=result.attempt + 1,
             status=AttemptStatus.RETRY,
-            priority=task.priority,
             fire_time=result.fire_time,
             available_at=now + timedelta(seconds=delay),
-            created_at=now,
-        )
+        ).save(force_insert=True)
         lifecycle.refresh_task(
             task.pk, latest=result, reason=f"attempt {result.attempt} {outcome.status}: retry in {delay:.1f} s"
         )
         return
     lifecycle.refresh_task(task.pk, latest=result)
     if outcome.status != AttemptStatus.DONE:
-        services.fail_dependents(task, reason=f"dependency {task.name!r} failed")
+        lifecycle.fail_dependents(task, reason=f"dependency {task.name!r} failed")
 
 
 def run_attempt(

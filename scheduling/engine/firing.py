@@ -20,18 +20,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, QuerySet, Value, When
+from django.db.models import Count, QuerySet
 
-from scheduling import services
-from scheduling.engine import clock, cron, dispatcher, lifecycle
+from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
 
 FIRE_LOCK_KEY = 0x7A5C_F14E
 MAX_CATCH_UP = 1000  # fire times walked per task after downtime, at most
-# A task already showing one of these keeps it when a new run is added (they outrank PENDING).
-_BUSY = (TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.RETRY)
 
 
 def due_tasks(now: datetime) -> QuerySet[Task]:
@@ -117,15 +114,10 @@ def fire_due(now: datetime | None = None) -> int:
                 pk__in=[t.pk for t in crowded]
             )
             for fire_time in on_time:
-                fired += _insert_runs(group, fire_time, now)
+                fired += attempts.insert_first_runs(group, fire_time, now)
             if on_time:
-                # One UPDATE per group: advance the fire, and show PENDING unless a busier status stands.
-                group.update(
-                    next_fire_at=following,
-                    status=Case(When(status__in=_BUSY, then=F("status")), default=Value(TaskStatus.PENDING)),
-                    status_reason=Case(When(status__in=_BUSY, then=F("status_reason")), default=Value("")),
-                    updated_at=now,
-                )
+                # One UPDATE per group: advance the fire, and show the new run (lifecycle's rule).
+                lifecycle.runs_added(group, now=now, next_fire_at=following)
             else:
                 group.update(next_fire_at=following)
         if fired and blocked:
@@ -134,63 +126,37 @@ def fire_due(now: datetime | None = None) -> int:
     return fired
 
 
-def _insert_runs(tasks: QuerySet[Task], fire_time: datetime, now: datetime) -> int:
-    """Insert one PENDING run per task for ``fire_time`` with a single INSERT ... SELECT."""
-    aliased = tasks.order_by().values(due_id=F("pk"), due_priority=F("priority"))
-    select, params = aliased.query.sql_with_params()
-    table = connection.ops.quote_name(TaskResult._meta.db_table)
-    columns = (
-        "task_id, attempt, status, priority, fire_time, available_at, created_at, worker, celery_task_id, claim, "
-        "progress_message, error_message, traceback, artifacts"
-    )
-    stamp = connection.ops.adapt_datetimefield_value
-    sql = (
-        f"INSERT INTO {table} ({columns}) "
-        f"SELECT due.due_id, 1, %s, due.due_priority, %s, %s, %s, '', '', 0, '', '', '', '[]' FROM ({select}) due "
-        # "WHERE 1 = 1" lets SQLite tell the upsert clause from a join's ON.
-        "WHERE 1 = 1 ON CONFLICT DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [AttemptStatus.PENDING, stamp(fire_time), stamp(fire_time), stamp(now), *params])
-        return max(cursor.rowcount, 0)
-
-
 def _fire_one(
     task: Task, on_time: list[datetime], following: datetime, active: int, now: datetime, conf: dict[str, Any]
 ) -> int:
     """Fire one task that is at its max_instances, following its overlap policy."""
     runs: list[TaskResult] = []
     for fire_time in on_time:
-        run = TaskResult(
-            task=task,
-            attempt=1,
-            status=AttemptStatus.PENDING,
-            priority=task.priority,
-            fire_time=fire_time,
-            available_at=fire_time,
-            created_at=now,
-        )
         if active >= conf["max_instances"]:
             if task.overlap_policy == OverlapPolicy.SKIP:
-                run.status, run.finished_at = AttemptStatus.SKIPPED, now
-                run.error_message = (
-                    f"skipped: {active} run(s) already waiting or in flight "
-                    f"(scheduler.max_instances = {conf['max_instances']})"
+                runs.append(
+                    attempts.build(
+                        task,
+                        now=now,
+                        status=AttemptStatus.SKIPPED,
+                        fire_time=fire_time,
+                        available_at=fire_time,
+                        finished_at=now,
+                        error_message=f"skipped: {active} run(s) already waiting or in flight "
+                        f"(scheduler.max_instances = {conf['max_instances']})",
+                    )
                 )
-                runs.append(run)
                 continue
             if task.overlap_policy == OverlapPolicy.REPLACE:
-                services.task_cancel(task=task, reason="replaced by a newer cron fire (overlap policy: replace)")
+                dispatcher.cancel(task, reason="replaced by a newer cron fire (overlap policy: replace)")
                 active = 0
         active += 1
-        runs.append(run)
+        runs.append(attempts.build(task, now=now, fire_time=fire_time, available_at=fire_time))
     TaskResult.objects.bulk_create(runs, ignore_conflicts=True)
     fired = sum(run.status == AttemptStatus.PENDING for run in runs)
     Task.objects.filter(pk=task.pk).update(next_fire_at=following)
     if fired:
-        Task.objects.filter(pk=task.pk).exclude(status__in=_BUSY).update(
-            status=TaskStatus.PENDING, status_reason="", updated_at=now
-        )
+        lifecycle.runs_added(Task.objects.filter(pk=task.pk).exclude(status__in=lifecycle.BUSY), now=now)
     return fired
 
 
@@ -198,4 +164,4 @@ def _fail_blocked(candidates: list, now: datetime) -> None:
     """Fail the new runs of the candidates fired at ``now`` if a dependency is (still) FAILED or CANCELLED."""
     fired = Task.objects.filter(pk__in=candidates, status=TaskStatus.PENDING, updated_at=now)
     for task in fired:
-        services.fail_if_upstream_failed(task)
+        lifecycle.fail_if_upstream_failed(task)

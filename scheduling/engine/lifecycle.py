@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import CharField, F, Value
+from django.db.models import Case, CharField, F, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
 from scheduling.engine import clock
@@ -46,6 +46,9 @@ TASK_STATUS_AFTER: dict[str, str] = {
 
 #: Task statuses that end a run badly: dependents of a task in one of them fail instead of waiting.
 TASK_FAILED = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED)
+
+#: A task already showing one of these keeps it when a new run is added (they outrank PENDING).
+BUSY = (TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.RETRY)
 
 # Which timestamp a move stamps.
 _STAMPS = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
@@ -133,6 +136,19 @@ def queue_many(results: list[TaskResult], *, now: datetime) -> None:
     )
 
 
+def runs_added(tasks: QuerySet[Task], *, now: datetime, **fields: Any) -> int:
+    """New waiting runs were added to these tasks (a cron fire): show PENDING unless a busier status stands.
+
+    One UPDATE for any number of tasks; ``fields`` are written with it (the fire's ``next_fire_at``).
+    """
+    return tasks.update(
+        status=Case(When(status__in=BUSY, then=F("status")), default=Value(TaskStatus.PENDING)),
+        status_reason=Case(When(status__in=BUSY, then=F("status_reason")), default=Value("")),
+        updated_at=now,
+        **fields,
+    )
+
+
 def task_status_for(active: list[str], latest: TaskResult | None) -> str | None:
     """Derive a task's status from its active attempts, else from its latest finished one."""
     for status in _ACTIVE_ORDER:
@@ -175,6 +191,55 @@ def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str 
         update["status_reason"] = _reason(latest)
     Task.objects.filter(pk=task_id).update(**update)
     return status
+
+
+def fail_waiting(task: Task, reason: str) -> bool:
+    """Fail the task's waiting attempts (locked); False when it had none."""
+    waiting = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING))
+    for result in waiting:
+        move(result, A.FAILED, error_message=reason, refresh=False)
+    if waiting:
+        refresh_task(task.pk, latest=waiting[-1], reason=reason)
+    return bool(waiting)
+
+
+def fail_if_upstream_failed(task: Task) -> None:
+    """Fail the task's waiting runs at once if one of its dependencies already ended badly."""
+    bad = task.dependencies.filter(status__in=TASK_FAILED).first()
+    if bad is not None:
+        fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
+
+
+def fail_dependents(task: Task, *, reason: str) -> None:
+    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
+    frontier = [(task, reason)]
+    seen = {task.pk}
+    while frontier:
+        upstream, why = frontier.pop()
+        for dependent in upstream.dependents.all():
+            if dependent.pk in seen:
+                continue
+            seen.add(dependent.pk)
+            if fail_waiting(dependent, why):
+                frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
+
+
+def cancel_active(task: Task, reason: str) -> tuple[int, list[str]]:
+    """Cancel the task's waiting and in-flight attempts (locked) and fail its dependents.
+
+    Return how many were cancelled and the Celery ids of those that were in flight: revoking
+    them is the caller's (``dispatcher.cancel``), after commit. Nothing is written when the
+    task has none.
+    """
+    active = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING + IN_FLIGHT))
+    if not active:
+        return 0, []
+    celery_ids = [r.celery_task_id for r in active if r.status in IN_FLIGHT and r.celery_task_id]
+    for result in active:
+        move(result, A.CANCELLED, error_message=reason, refresh=False)
+    refresh_task(task.pk, latest=active[-1], reason=reason)
+    fail_dependents(task, reason=f"dependency {task.name!r} was cancelled")
+    return len(active), celery_ids
 
 
 def _reason(result: TaskResult) -> str:

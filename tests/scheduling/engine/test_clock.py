@@ -10,7 +10,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling.engine import clock, dispatcher, executor
+from scheduling.engine import clock, dispatcher, executor, recovery
 from scheduling.models import AttemptStatus, TaskResult
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def test_a_worker_an_hour_behind_sets_a_deadline_the_sweep_agrees_with(database_
         claimed = executor.claim(queued.pk)
     assert claimed.deadline > server_now() + timedelta(seconds=50)
     clock._measured_at = None  # the sweep runs on the beat's host, whose clock is right
-    assert dispatcher.sweep()["reclaimed"] == 0
+    assert recovery.sweep()["reclaimed"] == 0
     assert TaskResult.objects.get(pk=queued.pk).status == AttemptStatus.RUNNING
     assert task.pk == claimed.task_id
 

@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from scheduling import services
-from scheduling.engine import dispatcher, executor, lifecycle
+from scheduling.engine import dispatcher, executor, lifecycle, recovery
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
 from taskhub.exceptions import ConflictError, IllegalTransition
 
@@ -154,9 +154,9 @@ def test_completion_from_a_worker_that_lost_its_claim_is_refused(make_task, poli
 def test_sweep_reclaims_running_attempt_past_its_deadline(make_task, policy):
     task = make_task("zombie", retry_policy=policy.pk, timeout_seconds=5)
     claimed = executor.claim(dispatcher.dispatch()[0].pk)
-    assert dispatcher.sweep()["reclaimed"] == 0
+    assert recovery.sweep()["reclaimed"] == 0
     with time_machine.travel(claimed.deadline + timedelta(seconds=1)):
-        assert dispatcher.sweep()["reclaimed"] == 1
+        assert recovery.sweep()["reclaimed"] == 1
     assert TaskResult.objects.get(task=task, attempt=1).status == AttemptStatus.TIMEOUT
     assert "stopped answering" in TaskResult.objects.get(task=task, attempt=1).error_message
 
@@ -165,10 +165,10 @@ def test_sweep_resends_queued_work_nobody_took(make_task, scheduler_conf):
     scheduler_conf(requeue_after_seconds=60)
     make_task("lost")
     (result,) = dispatcher.dispatch()
-    assert dispatcher.sweep()["resent"] == 0
+    assert recovery.sweep()["resent"] == 0
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
-        assert dispatcher.sweep()["resent"] == 1
-        assert dispatcher.sweep()["resent"] == 0  # once per interval, not every sweep
+        assert recovery.sweep()["resent"] == 1
+        assert recovery.sweep()["resent"] == 0  # once per interval, not every sweep
     assert TaskResult.objects.get(pk=result.pk).status == AttemptStatus.QUEUED
 
 
