@@ -249,6 +249,7 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
             status=AttemptStatus.RETRY,
             priority=task.priority,
             fire_time=result.fire_time,
+            run_started_at=result.run_started_at,  # the same run: its retries consume what it consumed
             available_at=now + timedelta(seconds=delay),
             created_at=now,
         )
