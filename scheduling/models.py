@@ -101,13 +101,6 @@ class OverlapPolicy(models.TextChoices):
     REPLACE = "replace", "Cancel the running ones and start the new fire"
 
 
-class DependencyMode(models.TextChoices):
-    """When a dependency counts as met for a run of the task that depends on it (scheduling/engine/pipelines.py)."""
-
-    FRESH = "fresh", "A run that finished after this task's previous run started"
-    ANY = "any", "Any successful run (the dependency's latest status is DONE)"
-
-
 class RetryPolicy(models.Model):
     """A reusable retry rule: how many retries and how long to wait before each.
 
@@ -288,8 +281,6 @@ class Task(models.Model):
     dependencies = models.ManyToManyField(
         "self",
         verbose_name="dependencies",
-        through="TaskDependency",
-        through_fields=("from_task", "to_task"),
         symmetrical=False,
         blank=True,
         related_name="dependents",
@@ -352,36 +343,6 @@ class Task(models.Model):
         return self.timeout_seconds or settings.TASKHUB["scheduler"]["default_timeout_seconds"]
 
 
-class TaskDependency(models.Model):
-    """One dependency edge: ``from_task`` waits for ``to_task``, per ``mode`` (fresh by default)."""
-
-    from_task = models.ForeignKey(Task, verbose_name="task", on_delete=models.CASCADE, related_name="+")
-    to_task = models.ForeignKey(Task, verbose_name="depends on", on_delete=models.CASCADE, related_name="+")
-    mode = models.CharField(
-        "counts when",
-        max_length=8,
-        choices=DependencyMode.choices,
-        default=DependencyMode.FRESH,
-        db_default=DependencyMode.FRESH,
-        help_text="fresh: a run of the dependency that finished after this task's previous run started "
-        "(each upstream run is consumed once); any: the dependency's latest run is DONE, whenever it ran.",
-    )
-
-    class Meta:
-        db_table = "scheduling_task_dependencies"  # the table of the former automatic many-to-many
-        verbose_name = "dependency"
-        verbose_name_plural = "dependencies"
-        unique_together = [("from_task", "to_task")]
-
-    def __str__(self) -> str:
-        return f"{self.from_task_id} -> {self.to_task_id} ({self.mode})"
-
-
-#: Attempt statuses of a run that consumed (or is consuming) its upstream runs: it was admitted and did not
-#: end badly. A RETRY attempt belongs to a run still under way.
-CONSUMING = (AttemptStatus.QUEUED, AttemptStatus.RUNNING, AttemptStatus.RETRY, AttemptStatus.DONE)
-
-
 class TaskResult(models.Model):
     """One execution attempt of a task; PENDING and RETRY rows are waiting to be dispatched."""
 
@@ -395,13 +356,6 @@ class TaskResult(models.Model):
         "fire time", null=True, blank=True, help_text="The cron fire this run belongs to, if any."
     )
     available_at = models.DateTimeField("available at", default=now, help_text="Earliest time the attempt may start.")
-    run_started_at = models.DateTimeField(
-        "run started",
-        null=True,
-        blank=True,
-        help_text="When the run this attempt belongs to was admitted (queued, then started): a dependency's "
-        "run is fresh for the task's next run only if it finished after this.",
-    )
     created_at = models.DateTimeField("created", default=now)
     queued_at = models.DateTimeField("queued", null=True, blank=True)
     started_at = models.DateTimeField("started", null=True, blank=True)
@@ -449,9 +403,6 @@ class TaskResult(models.Model):
             # /task_history: finished attempts, newest first.
             models.Index(fields=["-finished_at"], name="result_history_idx", condition=Q(finished_at__isnull=False)),
             models.Index(fields=["task", "-created_at"], name="result_task_idx"),
-            # Run-scoped dependencies: a dependent's latest admitted run, and an upstream's DONE runs after it.
-            models.Index(fields=["task", "run_started_at"], name="result_run_start_idx"),
-            models.Index(fields=["task", "status", "finished_at"], name="result_task_done_idx"),
         ]
         constraints = [
             # A cron fire creates its run once, even if two beats run by mistake.

@@ -8,10 +8,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.checks import ModelAdminChecks
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
@@ -79,10 +77,6 @@ class BoundedJSONField(forms.JSONField):
 
 
 class TaskForm(forms.ModelForm):
-    # Declared: the admin builds no field for a many-to-many with its own through model (TaskDependency);
-    # TaskAdmin.get_form gives it the autocomplete widget and the editor's visible tasks. The service writes it.
-    dependencies = forms.ModelMultipleChoiceField(queryset=Task.objects.none(), required=False)
-
     """Task form whose clean() runs the same validation as the API and the CLI."""
 
     #: Who fills the form in (set by TaskAdmin.get_form): the service checks what they may see and use.
@@ -307,18 +301,8 @@ class TaskChangeList(ChangeList):
         )
 
 
-class TaskAdminChecks(ModelAdminChecks):
-    """The admin's checks, except that ``dependencies`` (a through many-to-many) is a declared form field."""
-
-    def _check_field_spec_item(self, obj: Any, field_name: str, label: str) -> list[Any]:
-        if field_name == "dependencies":
-            return []
-        return super()._check_field_spec_item(obj, field_name, label)
-
-
 @admin.register(Task)
 class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
-    checks_class = TaskAdminChecks
     form = TaskForm
     list_display = [
         "name",
@@ -469,10 +453,6 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
-        field = form.base_fields.get("dependencies")
-        if field is not None:  # a task may only depend on tasks its editor can see
-            field.queryset = visible_tasks(request.user)
-            field.widget = AutocompleteSelectMultiple(Task._meta.get_field("dependencies"), self.admin_site)
         return type(form.__name__, (form,), {"actor": request.user})
 
     @admin.display(description="schedule")

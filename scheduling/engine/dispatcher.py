@@ -18,11 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import audit
-from scheduling.engine import clock, lifecycle, pipelines
+from scheduling.engine import clock, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AuditAction, Task, TaskResult, TaskStatus, status_in
 from taskhub.celery import app
 
@@ -40,8 +40,10 @@ def _lock() -> None:
 
 
 def _ready(now: datetime):
-    """Waiting attempts whose time has come, of enabled tasks whose dependencies are met (engine/pipelines.py)."""
-    blocked = pipelines.blocking_edges()
+    """Waiting attempts whose time has come, of enabled tasks whose dependencies are all DONE."""
+    blocked = Task.dependencies.through.objects.filter(from_task_id=OuterRef("task_id")).exclude(
+        to_task__status=TaskStatus.DONE
+    )
     ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
         ~Exists(blocked)
     )
@@ -76,9 +78,7 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
         candidates = _ready(now).select_related("task")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        picked = _within_instance_limit(
-            pipelines.one_fresh_run_per_task(list(candidates[: free * 4])), free, conf["max_instances"]
-        )
+        picked = _within_instance_limit(list(candidates[: free * 4]), free, conf["max_instances"])
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))

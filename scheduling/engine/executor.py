@@ -247,7 +247,6 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
             attempt=result.attempt + 1,
             status=AttemptStatus.RETRY,
             fire_time=result.fire_time,
-            run_started_at=result.run_started_at,  # the same run: its retries consume what it consumed
             available_at=now + timedelta(seconds=delay),
         ).save(force_insert=True)
         lifecycle.refresh_task(

@@ -96,8 +96,6 @@ def move(
         query = query.filter(claim=claim)
     if target == A.RUNNING:
         fields["claim"] = F("claim") + 1
-        if result.attempt == 1:  # the run starts: what its dependencies' next runs must finish after
-            fields["run_started_at"] = now
     if query.update(status=target, **fields) != 1:
         raise StaleAttempt(f"attempt {result.pk} is no longer {result.status}")
     if "claim" in fields:
@@ -128,15 +126,11 @@ def queue_many(results: list[TaskResult], *, now: datetime) -> None:
         status=A.QUEUED,
         queued_at=now,
         celery_task_id=Concat(Value("taskhub-"), Cast("pk", CharField())),
-        # A first attempt admits its run (engine/pipelines.py); a retry keeps its run's time.
-        run_started_at=Case(When(attempt=1, then=Value(now)), default=F("run_started_at")),
     )
     if changed != len(ids):
         raise StaleAttempt(f"{len(ids) - changed} of {len(ids)} attempts were no longer waiting")
     for result in results:
         result.status, result.queued_at, result.celery_task_id = A.QUEUED, now, celery_id(result.pk)
-        if result.attempt == 1:
-            result.run_started_at = now
     Task.objects.filter(pk__in={result.task_id for result in results}).exclude(status=TaskStatus.RUNNING).update(
         status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now
     )
