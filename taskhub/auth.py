@@ -145,7 +145,10 @@ class RememberedCredentials:
         """The user whose remembered credentials these are, or None (then verify them the full way)."""
         with self._lock:
             entry = self._entries.get(username)
-        if entry is None or entry.expires < time.monotonic():
+        if entry is None:
+            return None
+        if entry.expires < time.monotonic():
+            self.forget(username)
             return None
         if not hmac.compare_digest(entry.digest, self._digest(username, password)):
             return None
