@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -67,22 +69,46 @@ def status_in(statuses: tuple[str, ...]) -> RawSQL:
     return RawSQL(f'"scheduling_taskresult"."status" IN ({values})', [], output_field=models.BooleanField())
 
 
-#: The task fields a person sets (the services write them; the audit trail records them).
-EDITABLE_FIELDS = (
-    "name",
-    "task_type",
-    "cron_expr",
-    "timezone",
-    "priority",
-    "metadata",
-    "parameters",
-    "tags",
-    "dependencies",
-    "timeout_seconds",
-    "retry_policy",
-    "enabled",
-    "overlap_policy",
-)
+#: Marks a task field that a full write (create, PUT) must give: it has no default.
+REQUIRED = object()
+
+#: The task fields a person sets, each with what leaving it out of a full write (create, PUT) means.
+#: The one declaration of them: the services write these, the audit trail records them, the API's write
+#: serializer, its PUT defaults and read-only list, the admin form and ``manage.py task_action --set``
+#: follow from it. (``secret_parameters`` is writable too, but write-only and never audited by value.)
+TASK_FIELDS: dict[str, Any] = {
+    "name": REQUIRED,
+    "task_type": "IMMEDIATE",
+    "cron_expr": "",
+    "timezone": "UTC",
+    "priority": "MEDIUM",
+    "metadata": {},
+    "parameters": {},
+    "tags": REQUIRED,
+    "dependencies": [],
+    "timeout_seconds": None,
+    "retry_policy": None,
+    "enabled": True,
+    "overlap_policy": "skip",
+}
+
+EDITABLE_FIELDS = tuple(TASK_FIELDS)
+
+#: Editable fields that are related rows rather than columns of the task.
+RELATED_FIELDS = ("tags", "dependencies", "retry_policy")
+
+#: Editable fields that are columns of the task.
+COLUMN_FIELDS = tuple(field for field in EDITABLE_FIELDS if field not in RELATED_FIELDS)
+
+
+def default_of(field: str) -> Any:
+    """What a full write that leaves ``field`` out means (a fresh copy: defaults are never shared)."""
+    return copy.deepcopy(TASK_FIELDS[field])
+
+
+def full_write_defaults() -> dict[str, Any]:
+    """The value of each optional editable field that a full write (create, PUT) leaves out."""
+    return {field: default_of(field) for field, value in TASK_FIELDS.items() if value is not REQUIRED}
 
 
 class Priority(models.IntegerChoices):
@@ -101,14 +127,14 @@ class OverlapPolicy(models.TextChoices):
     REPLACE = "replace", "Cancel the running ones and start the new fire"
 
 
-class RetryPolicy(models.Model):
-    """A reusable retry rule: how many retries and how long to wait before each.
+class OwnedModel(models.Model):
+    """A row owned by one user (only that user's tasks use it) or shared (``owner`` empty).
 
-    Owned by the user who made it (only their tasks use it) or shared (``owner`` empty: made on purpose by
-    a user with ``share_retrypolicy``); names are unique per owner and among the shared ones.
+    Shared rows are made on purpose by a user with the model's ``share_<model>`` permission
+    (``scheduling.selectors`` holds who sees and manages which); names are unique per owner and among
+    the shared ones.
     """
 
-    name = models.CharField("name", max_length=100)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name="owner",
@@ -116,8 +142,29 @@ class RetryPolicy(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="Empty: shared with every user (set by a user allowed to share retry policies).",
+        help_text="Empty: shared with every user (set by a user allowed to share them).",
     )
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="%(class)s_owner_name_uniq"),
+            models.UniqueConstraint(
+                fields=["name"], name="%(class)s_shared_name_uniq", condition=Q(owner__isnull=True)
+            ),
+        ]
+
+    name: models.CharField
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RetryPolicy(OwnedModel):
+    """A reusable retry rule: how many retries and how long to wait before each (an owned or shared row)."""
+
+    name = models.CharField("name", max_length=100)
     max_retries = models.PositiveIntegerField(
         "max retries", default=3, help_text="Retries after the first attempt; 0 means never retry."
     )
@@ -146,23 +193,16 @@ class RetryPolicy(models.Model):
         "retry on timeout", default=True, help_text="Whether an attempt that timed out is retried."
     )
 
-    class Meta:
+    class Meta(OwnedModel.Meta):
         verbose_name = "retry policy"
         verbose_name_plural = "retry policies"
-        ordering = ["name"]
         permissions = [("share_retrypolicy", "Can create, change and delete shared retry policies")]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="retrypolicy_owner_name_uniq"),
-            models.UniqueConstraint(
-                fields=["name"], name="retrypolicy_shared_name_uniq", condition=Q(owner__isnull=True)
-            ),
+            *OwnedModel.Meta.constraints,
             models.CheckConstraint(condition=Q(retry_delay__gte=0), name="retrypolicy_delay_gte_0"),
             models.CheckConstraint(condition=Q(backoff_factor__gte=1), name="retrypolicy_backoff_gte_1"),
             models.CheckConstraint(condition=Q(max_delay__gte=0), name="retrypolicy_max_delay_gte_0"),
         ]
-
-    def __str__(self) -> str:
-        return self.name
 
     def delay_for(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Return the seconds to wait before retry ``retry_number`` (1 = the first retry)."""
@@ -179,34 +219,13 @@ class RetryPolicy(models.Model):
         return delay
 
 
-class Tag(models.Model):
-    """A label on tasks; one of a task's tags names its handler.
-
-    Owned by the user whose tasks carry it, or shared (``owner`` empty: handler tags, and tags an operator
-    shares on purpose); names are unique per owner and among the shared ones.
-    """
+class Tag(OwnedModel):
+    """A label on tasks; one of a task's tags names its handler (handler tags are always shared)."""
 
     name = models.CharField("name", max_length=64)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name="owner",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Empty: shared with every user (handler tags, or set by a user allowed to share tags).",
-    )
 
-    class Meta:
-        ordering = ["name"]
+    class Meta(OwnedModel.Meta):
         permissions = [("share_tag", "Can create, change and delete shared tags")]
-        constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="tag_owner_name_uniq"),
-            models.UniqueConstraint(fields=["name"], name="tag_shared_name_uniq", condition=Q(owner__isnull=True)),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Task(models.Model):
@@ -413,14 +432,6 @@ class TaskResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} attempt {self.attempt} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
-
-    def set_duration(self, now: datetime) -> None:
-        if self.started_at:
-            self.duration = max((now - self.started_at) / timedelta(seconds=1), 0.0)
 
 
 class AuditAction(models.TextChoices):

@@ -1,29 +1,91 @@
-"""Who sees and manages which retry policies and tags: one rule for the admin, the API, the CLI and the services.
+"""What a user may see and read: one set of read functions for the admin, the API, the CLI and the services.
 
-A policy or tag is either owned by one user (only that user's tasks use it) or shared (owner empty),
-which only a user with ``scheduling.share_retrypolicy`` / ``scheduling.share_tag`` (or a superuser)
-creates, changes or deletes. A user sees their own and the shared ones; a user with
-``view_all_tasks`` sees every one (as they see every task) but manages only their own and, with the
-share permission, the shared ones. ``user=None`` is the system or the shell without ``--user``: all.
+Tasks: a user with ``scheduling.view_all_tasks`` sees every task, anyone else their own; an attempt,
+audit entry or log is seen with its task. ``user=None`` is the system (a worker, beat, the shell
+without ``--user``): everything.
+
+Retry policies and tags (``OwnedModel`` rows): each is owned by one user (only that user's tasks use
+it) or shared (owner empty), which only a user with ``scheduling.share_retrypolicy`` /
+``scheduling.share_tag`` (or a superuser) creates, changes or deletes. A user sees their own and the
+shared ones; a user with ``view_all_tasks`` sees every one (as they see every task) but manages only
+their own and, with the share permission, the shared ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from scheduling.models import RetryPolicy, Tag, Task
+from scheduling.models import OwnedModel, RetryPolicy, Tag, Task, TaskResult, TaskStatus
 
 VIEW_ALL = "scheduling.view_all_tasks"
-SHARE_PERMISSION = {RetryPolicy: "scheduling.share_retrypolicy", Tag: "scheduling.share_tag"}
+
+
+def share_permission(model: type[OwnedModel]) -> str:
+    """The permission that lets a user create, change and delete shared rows of ``model``."""
+    return f"{model._meta.app_label}.share_{model._meta.model_name}"
 
 
 def _person(user: Any) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) and user.pk else None
 
 
-def visible(model: type[Model], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
+def sees_all_tasks(user: Any) -> bool:
+    """Whether ``user`` sees every task (the system, or a person with view_all_tasks)."""
+    person = _person(user)
+    return user is None or (person is not None and person.has_perm(VIEW_ALL))
+
+
+def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
+    """The tasks ``user`` may see: all with view_all_tasks (or for the system), else their own."""
+    queryset = Task.objects.all() if queryset is None else queryset
+    if sees_all_tasks(user):
+        return queryset
+    person = _person(user)
+    return queryset.filter(owner=person) if person is not None else queryset.none()
+
+
+def visible_results(user: Any, queryset: QuerySet[TaskResult] | None = None) -> QuerySet[TaskResult]:
+    """The attempts of the tasks ``user`` may see."""
+    queryset = TaskResult.objects.all() if queryset is None else queryset
+    if sees_all_tasks(user):
+        return queryset
+    person = _person(user)
+    return queryset.filter(task__owner=person) if person is not None else queryset.none()
+
+
+def may_see_task(user: Any, task: Task) -> bool:
+    """Whether ``user`` may see ``task`` (the rule of visible_tasks, for a task already loaded)."""
+    person = _person(user)
+    return sees_all_tasks(user) or (person is not None and task.owner_id == person.pk)
+
+
+def task_list(queryset: QuerySet[Task] | None = None, *, latest_fields: Iterable[str] = ()) -> QuerySet[Task]:
+    """Tasks with what a task's summary shows (owner, policy, tags, dependencies, latest attempt) prefetched.
+
+    A fixed number of queries for any number of tasks: the latest attempt per task is one window-function
+    query (Django turns a sliced prefetch into one); ``latest_results`` holds it, with only
+    ``latest_fields`` of its columns when given (else all but the traceback, result and artifacts).
+    """
+    queryset = Task.objects.all() if queryset is None else queryset
+    latest = TaskResult.objects.all()
+    fields = [name for name in latest_fields if name not in ("id", "task_id", "created_at")]
+    latest = latest.only("id", "task_id", "created_at", *fields) if fields else latest.defer("traceback", "result")
+    return queryset.select_related("owner", "retry_policy").prefetch_related(
+        "tags",
+        Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
+        Prefetch("results", queryset=latest.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
+    )
+
+
+def waiting_on(task: Task) -> list[Task]:
+    """The dependencies that are not DONE, which is why a PENDING task waits (none when all are DONE)."""
+    return list(task.dependencies.exclude(status=TaskStatus.DONE).only("id", "name", "status"))
+
+
+def visible(model: type[OwnedModel], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
     """The rows of ``model`` (RetryPolicy or Tag) that ``user`` may see."""
     queryset = model.objects.all() if queryset is None else queryset
     person = _person(user)
@@ -44,9 +106,10 @@ def visible_tags(user: Any, queryset: QuerySet[Tag] | None = None) -> QuerySet[T
     return visible(Tag, user, queryset)
 
 
-def may_share(user: Any, model: type[Model]) -> bool:
+def may_share(user: Any, model: type[OwnedModel]) -> bool:
     """Whether ``user`` may create, change and delete shared objects of ``model``."""
-    return user is None or bool(_person(user) and _person(user).has_perm(SHARE_PERMISSION[model]))
+    person = _person(user)
+    return user is None or (person is not None and person.has_perm(share_permission(model)))
 
 
 def may_manage(user: Any, obj: RetryPolicy | Tag) -> bool:
@@ -68,11 +131,7 @@ def attachable(obj: RetryPolicy | Tag, task_owner: Any) -> bool:
 
 def visible_task_ids(user: Any, ids: Any) -> set[Any]:
     """The ids among ``ids`` of tasks ``user`` may see (all for the system)."""
-    queryset = Task.objects.filter(pk__in=list(ids))
-    person = _person(user)
-    if user is not None and not (person is not None and person.has_perm(VIEW_ALL)):
-        queryset = queryset.filter(owner=person) if person is not None else queryset.none()
-    return set(queryset.values_list("pk", flat=True))
+    return set(visible_tasks(user, Task.objects.filter(pk__in=list(ids))).values_list("pk", flat=True))
 
 
 def describe_tasks(user: Any, tasks: list[tuple[Any, str]], limit: int = 10) -> str:

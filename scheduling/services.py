@@ -10,13 +10,14 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django_celery_beat.models import CrontabSchedule
 
 from scheduling import audit, selectors, validation
 from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle, retention
 from scheduling.handlers import registry
 from scheduling.models import (
+    COLUMN_FIELDS,
     EDITABLE_FIELDS,
     FINISHED,
     IN_FLIGHT,
@@ -28,15 +29,17 @@ from scheduling.models import (
     Tag,
     Task,
     TaskResult,
-    TaskStatus,
     TaskType,
+    default_of,
 )
 from taskhub import encryption
 from taskhub.exceptions import ConflictError, ValidationError
 
 logger = logging.getLogger(__name__)
 
-EDITABLE = EDITABLE_FIELDS
+#: The task's own columns that a write sets: the editable fields that are not related rows, and the
+#: handler (derived from the tags).
+COLUMNS = (*COLUMN_FIELDS, "handler")
 
 
 def _priority(value: Any) -> int:
@@ -53,24 +56,38 @@ def _choice(field: str, value: Any, choices: type) -> str:
     return value
 
 
-def _retry_policy(value: Any, *, actor: Any, owner: Any, current: int | None) -> RetryPolicy | None:
-    """Resolve the policy a task of ``owner`` will use: a stored one ``actor`` may see and the task may use.
+def _retry_policy(value: Any, *, actor: Any, owner: Any, current: RetryPolicy | None) -> RetryPolicy | None:
+    """Resolve the policy a task of ``owner`` will use: the one rule for the admin, the API and the CLI.
 
-    A policy ``actor`` cannot see is answered exactly like one that does not exist; ``current`` (the
-    task's policy id) is kept as it is.
+    ``value`` is None (no policy), a stored policy or its id, or a dict of policy fields: with ``id``, a
+    stored policy (any other field given must match it); without, the task's ``current`` policy when
+    every field matches it and no name is given, else a new policy of the owner (unsaved; an empty name
+    is filled in when it is saved: "policy for <task>"). A policy ``actor`` cannot see is answered
+    exactly like one that does not exist; ``current`` is kept even if it is no longer attachable.
     """
     if value is None:
         return None
-    if isinstance(value, dict):
-        return validation.validate_retry_policy(value, owner=owner)
-    pk = value.pk if isinstance(value, RetryPolicy) else value
+    if isinstance(value, dict) and "id" not in value:
+        values = {k: v for k, v in value.items() if k != "name"}
+        if current is not None and not value.get("name"):
+            wanted = {f: values.get(f, RetryPolicy._meta.get_field(f).get_default()) for f in validation.POLICY_RULE}
+            if set(values) <= set(validation.POLICY_RULE) and all(getattr(current, f) == v for f, v in wanted.items()):
+                return current
+        return validation.validate_retry_policy({**values, "name": value.get("name") or ""}, owner=owner)
+    given = value if isinstance(value, dict) else {}
+    pk = value.get("id") if isinstance(value, dict) else value.pk if isinstance(value, RetryPolicy) else value
     if isinstance(value, RetryPolicy) and pk is None:
         return value
     try:
         policy = selectors.visible_policies(actor).get(pk=pk)
     except (RetryPolicy.DoesNotExist, ValueError, TypeError):
-        raise ValidationError({"retry_policy": f"unknown retry policy {value if pk is None else pk!r}"}) from None
-    if policy.pk != current and not selectors.attachable(policy, owner):
+        field = "retry_policy.id" if isinstance(value, dict) else "retry_policy"
+        raise ValidationError({field: f"unknown retry policy {pk!r}"}) from None
+    different = sorted(str(k) for k, v in given.items() if k not in ("id", "name") and getattr(policy, k, v) != v)
+    if different:
+        hint = f"differs from stored policy {policy.pk} ({policy.name!r}); leave out id to create a new one"
+        raise ValidationError({f"retry_policy.{field}": hint for field in different})
+    if policy.pk != (current.pk if current is not None else None) and not selectors.attachable(policy, owner):
         raise ValidationError(
             {
                 "retry_policy": f"retry policy {policy.pk} ({policy.name!r}) belongs to another user: a task uses "
@@ -78,6 +95,29 @@ def _retry_policy(value: Any, *, actor: Any, owner: Any, current: int | None) ->
             }
         )
     return policy
+
+
+def _save_policy(policy: RetryPolicy | None, *, task_name: str, owner: Any) -> RetryPolicy | None:
+    """Save a new policy resolved by _retry_policy; one without a name is named "policy for <task>" (or "(2)", ...).
+
+    Two tasks of one name saved at once may pick the same free name: the loser takes the next one.
+    """
+    if policy is None or policy.pk is not None:
+        return policy
+    policy.owner = owner
+    if policy.name:
+        policy.full_clean()
+        policy.save()
+        return policy
+    for _ in range(10):
+        policy.name = validation.free_policy_name(f"policy for {task_name}", owner)
+        try:
+            with transaction.atomic():
+                policy.save()
+            return policy
+        except IntegrityError:
+            continue
+    raise ConflictError(f"could not find a free name for a new retry policy of {task_name!r}; name it")
 
 
 def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner: Any = None) -> dict[str, Any]:
@@ -100,22 +140,24 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
 
     clean = dict(data)
     clean["name"] = attempt(validation.validate_name, data.get("name")) or ""
-    clean["task_type"] = attempt(_choice, "task_type", data.get("task_type", TaskType.IMMEDIATE), TaskType)
-    clean["priority"] = attempt(_priority, data.get("priority", Priority.MEDIUM))
+    clean["task_type"] = attempt(_choice, "task_type", data.get("task_type", default_of("task_type")), TaskType)
+    clean["priority"] = attempt(_priority, data.get("priority", default_of("priority")))
     clean["overlap_policy"] = attempt(
-        _choice, "overlap_policy", data.get("overlap_policy", OverlapPolicy.SKIP), OverlapPolicy
+        _choice, "overlap_policy", data.get("overlap_policy", default_of("overlap_policy")), OverlapPolicy
     )
     if clean["task_type"]:
         clean["cron_expr"] = attempt(
             validation.validate_cron, clean["task_type"], data.get("cron_expr") or "", data.get("timezone") or "UTC"
         )
-    clean["timezone"] = data.get("timezone") or "UTC"
-    attempt(validation.validate_timeout, data.get("timeout_seconds"))
+    clean["timezone"] = data.get("timezone") or default_of("timezone")
+    clean["timeout_seconds"] = data.get("timeout_seconds")
+    attempt(validation.validate_timeout, clean["timeout_seconds"])
     for field in ("metadata", "parameters"):
         if not isinstance(data.get(field, {}), dict):
             errors.setdefault(field, []).append("must be a JSON object")
         else:
-            attempt(validation.validate_json_object, field, data.get(field) or {})
+            clean[field] = data.get(field) or {}
+            attempt(validation.validate_json_object, field, clean[field])
     tags = attempt(validation.clean_tags, data.get("tags", []))
     clean["tags"] = tags or []
     secret = attempt(validation.validate_secret_parameters, task, data)
@@ -136,11 +178,12 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
     clean["dependencies"] = attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
     clean["retry_policy"] = attempt(
         lambda value: _retry_policy(
-            value, actor=actor, owner=owner, current=task.retry_policy_id if task is not None else None
+            value, actor=actor, owner=owner, current=task.retry_policy if task is not None else None
         ),
         data.get("retry_policy"),
     )
-    if not isinstance(data.get("enabled", True), bool):
+    clean["enabled"] = data.get("enabled", default_of("enabled"))
+    if not isinstance(clean["enabled"], bool):
         errors["enabled"] = ["must be true or false"]
     if errors and secret:  # a schema error quotes the value it refused: never a secret one
         hidden = encryption.leaves(secret)
@@ -204,27 +247,12 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
     clean = _clean(data, None, actor=actor or owner, owner=owner)
     now = clock.now()
     with transaction.atomic():
-        policy = clean["retry_policy"]
-        if policy is not None and policy.pk is None:
-            policy.owner = owner
-            policy.name = policy.name or validation.free_policy_name(f"policy for {clean['name']}", owner)
-            policy.full_clean()
-            policy.save()
+        policy = _save_policy(clean["retry_policy"], task_name=clean["name"], owner=owner)
         task = Task(
-            name=clean["name"],
-            task_type=clean["task_type"],
-            cron_expr=clean["cron_expr"],
-            timezone=clean["timezone"],
-            priority=clean["priority"],
-            metadata=data.get("metadata") or {},
-            parameters=data.get("parameters") or {},
+            **{field: clean[field] for field in COLUMNS},
             secret_parameters=encryption.encrypt_json(clean["secret_parameters"]),
-            handler=clean["handler"],
             owner=owner,
-            timeout_seconds=data.get("timeout_seconds"),
             retry_policy=policy,
-            enabled=data.get("enabled", True),
-            overlap_policy=clean["overlap_policy"],
             created_at=now,
         )
         _sync_schedule(task, now)
@@ -252,10 +280,10 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
 
 def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     """Change a task's fields; schedules, waiting attempts and dependencies follow in the same transaction."""
-    current = {field: getattr(task, field) for field in EDITABLE if field not in ("tags", "dependencies")}
+    current = {field: getattr(task, field) for field in EDITABLE_FIELDS if field not in ("tags", "dependencies")}
     current["tags"] = list(task.tags.values_list("name", flat=True))
     current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))
-    merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE}}
+    merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE_FIELDS}}
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
     clean = _clean(merged, task, actor=actor)
@@ -263,32 +291,14 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         before = audit.snapshot(task)
-        for field in (
-            "name",
-            "task_type",
-            "cron_expr",
-            "timezone",
-            "priority",
-            "timeout_seconds",
-            "overlap_policy",
-            "handler",
-        ):
+        for field in COLUMNS:
             setattr(task, field, clean[field])
-        task.metadata = merged.get("metadata") or {}
-        task.parameters = merged.get("parameters") or {}
         secret_changed = ("secret_parameters" in merged or clean["secrets_dropped"]) and clean[
             "secret_parameters"
         ] != clean["stored_secret"]
         if secret_changed:
             task.secret_parameters = encryption.encrypt_json(clean["secret_parameters"])
-        task.enabled = merged.get("enabled", True)
-        policy = clean["retry_policy"]
-        if policy is not None and policy.pk is None:
-            policy.owner = task.owner
-            policy.name = policy.name or validation.free_policy_name(f"policy for {task.name}", task.owner)
-            policy.full_clean()
-            policy.save()
-        task.retry_policy = policy
+        task.retry_policy = _save_policy(clean["retry_policy"], task_name=task.name, owner=task.owner)
         _sync_schedule(task, now)
         task.save()
         _set_tags(task, clean["tags"])
@@ -398,11 +408,6 @@ def task_resume(*, task: Task, actor: Any = None) -> Task:
         audit.record(task, AuditAction.RESUMED, actor=actor)
         transaction.on_commit(dispatcher.wake)
     return task
-
-
-def waiting_on(task: Task) -> list[Task]:
-    """Return the dependencies that are not DONE, which is why a PENDING task waits."""
-    return list(task.dependencies.exclude(status=TaskStatus.DONE).only("id", "name", "status"))
 
 
 # Retry policies and tags: owned or shared (scheduling.selectors); a change is audited on every task it affects.

@@ -160,6 +160,7 @@ def validate_secret_parameters(task: Task | None, data: dict[str, Any]) -> dict[
                 " (make a key with `manage.py encryption_keys --generate`)"
             }
         )
+    validate_json_object("secret_parameters", value)
     validate_parameters_size("secret_parameters", value)
     return value
 
@@ -294,15 +295,9 @@ def clean_tags(tags: Any) -> list[str]:
     return cleaned
 
 
-RETRY_POLICY_FIELDS = (
-    "name",
-    "max_retries",
-    "retry_delay",
-    "backoff_factor",
-    "max_delay",
-    "jitter",
-    "retry_on_timeout",
-)
+#: What a retry policy decides: its fields besides its name (and owner).
+POLICY_RULE = ("max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout")
+RETRY_POLICY_FIELDS = ("name", *POLICY_RULE)
 
 
 def validate_retry_policy(

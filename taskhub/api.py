@@ -39,7 +39,7 @@ def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer domain errors as 400/409 JSON, then defer to DRF's own handler."""
     if isinstance(exc, TaskHubValidationError):
-        return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response(exc.tree(), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         return Response(_django_errors(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ConflictError):

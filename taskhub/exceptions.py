@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 
 
@@ -19,6 +21,18 @@ class ValidationError(TaskHubError):
     def __init__(self, errors: dict[str, list[str] | str]) -> None:
         self.errors = {field: [msg] if isinstance(msg, str) else list(msg) for field, msg in errors.items()}
         super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in self.errors.items()))
+
+    def tree(self) -> dict[str, Any]:
+        """The errors with ``"field.part"`` keys nested (``{"field": {"part": [...]}}``), as DRF shows the
+        errors of a nested object; a field that also has errors of its own keeps the dotted keys."""
+        tree: dict[str, Any] = {}
+        for field, messages in self.errors.items():
+            head, dot, rest = field.partition(".")
+            if dot and head not in self.errors:
+                tree.setdefault(head, {})[rest] = messages
+            else:
+                tree[field] = messages
+        return tree
 
 
 class IllegalTransition(TaskHubError):

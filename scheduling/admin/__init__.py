@@ -30,10 +30,20 @@ from scheduling.admin.lists import (
     local_time,
 )
 from scheduling.admin.views import TaskPagesMixin, running_attempts
-from scheduling.api.permissions import VIEW_ALL, visible_results, visible_tasks
 from scheduling.engine import attempt_log, clock, cron
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, AttemptStatus, RetryPolicy, Tag, Task, TaskAudit, TaskResult, TaskType, Worker
+from scheduling.models import (
+    EDITABLE_FIELDS,
+    FINISHED,
+    AttemptStatus,
+    RetryPolicy,
+    Tag,
+    Task,
+    TaskAudit,
+    TaskResult,
+    TaskType,
+    Worker,
+)
 from taskhub.admin_site import restrict_internals
 from taskhub.exceptions import TaskHubError, ValidationError
 
@@ -118,21 +128,8 @@ class TaskForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = [
-            "name",
-            "task_type",
-            "cron_expr",
-            "timezone",
-            "overlap_policy",
-            "priority",
-            "tag_names",
-            "parameters",
-            "metadata",
-            "dependencies",
-            "timeout_seconds",
-            "retry_policy",
-            "enabled",
-        ]
+        # The editable fields (scheduling.models.TASK_FIELDS), tags typed as text; TaskAdmin.fieldsets orders them.
+        fields = ["tag_names" if field == "tags" else field for field in EDITABLE_FIELDS]
         field_classes = {"parameters": BoundedJSONField, "metadata": BoundedJSONField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -187,7 +184,10 @@ class TaskForm(forms.ModelForm):
             )
         except ValidationError as exc:
             renamed = {"tags": "tag_names", "secret_parameters": "secrets"}
-            field_errors = {renamed.get(field, field): msgs for field, msgs in exc.errors.items()}
+            field_errors: dict[str, list[str]] = {}
+            for field, msgs in exc.errors.items():  # "retry_policy.max_retries" is the form's retry_policy
+                head = field.partition(".")[0]
+                field_errors.setdefault(renamed.get(head, head), []).extend(msgs)
             known = {f: m for f, m in field_errors.items() if f in self.fields}
             other = [f"{f}: {' '.join(m)}" for f, m in field_errors.items() if f not in self.fields]
             raise DjangoValidationError({**known, **({"__all__": other} if other else {})}) from None
@@ -443,7 +443,7 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "dependencies":  # a task may only depend on tasks its editor can see
-            kwargs["queryset"] = visible_tasks(request.user)
+            kwargs["queryset"] = selectors.visible_tasks(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -719,7 +719,7 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         """The attempts of the tasks the user may see (view_all_tasks, or their own), as in the API."""
-        return visible_results(request.user, super().get_queryset(request))
+        return selectors.visible_results(request.user, super().get_queryset(request))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         return super().changelist_view(request, {"live_counts": dashboard.live_counts(), **(extra_context or {})})
@@ -839,8 +839,8 @@ class TaskAuditAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskAudit]:
         exists = Task.objects.filter(pk=OuterRef("task_id"))
         queryset = super().get_queryset(request).annotate(task_exists=Exists(exists))
-        if not request.user.has_perm(VIEW_ALL):  # the user's own tasks' entries only, as in the API
-            queryset = queryset.filter(task_id__in=visible_tasks(request.user).values("pk"))
+        if not selectors.sees_all_tasks(request.user):  # the user's own tasks' entries only, as in the API
+            queryset = queryset.filter(task_id__in=selectors.visible_tasks(request.user).values("pk"))
         return queryset
 
     @admin.display(description="task")

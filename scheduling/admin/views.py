@@ -22,9 +22,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from scheduling import dashboard, services
+from scheduling import dashboard, selectors, services
 from scheduling.admin import graph as admin_graph
-from scheduling.api.permissions import VIEW_ALL, visible_tasks
 from scheduling.engine import attempt_log, cron
 from scheduling.handlers import registry
 from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
@@ -126,7 +125,7 @@ def waiting_reason(task: Task) -> str:
     """Say which dependencies a waiting task waits on ('' when it is not waiting on any)."""
     if task.status not in (TaskStatus.PENDING, TaskStatus.RETRY):
         return ""
-    blocking = services.waiting_on(task)
+    blocking = selectors.waiting_on(task)
     return ", ".join(f"{dep.name} ({dep.status})" for dep in blocking)
 
 
@@ -211,7 +210,7 @@ class TaskPagesMixin:
 
     def get_queryset(self, request: HttpRequest) -> Any:
         """Show a user the same tasks the API does: every task with view_all_tasks, else their own."""
-        return visible_tasks(request.user, super().get_queryset(request))  # type: ignore[misc]
+        return selectors.visible_tasks(request.user, super().get_queryset(request))  # type: ignore[misc]
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -227,10 +226,8 @@ class TaskPagesMixin:
 
     @staticmethod
     def _can_see(request: HttpRequest) -> Callable[[Task], bool]:
-        """Return whether the user may see a task in a graph (the API's rule: view_all_tasks or owner)."""
-        if request.user.has_perm(VIEW_ALL):
-            return lambda task: True
-        return lambda task: task.owner_id == request.user.pk
+        """Return whether the user may see a task in a graph (scheduling.selectors' rule)."""
+        return lambda task: selectors.may_see_task(request.user, task)
 
     def _change_url(self, pk: UUID | str) -> str:
         return reverse("admin:scheduling_task_change", args=[pk])
@@ -399,7 +396,7 @@ class TaskPagesMixin:
                 raise Http404("no such task") from None
             return admin_graph.component(task), f"Pipeline of {task.name}", task.pk
         if tag:
-            return admin_graph.tagged(tag, visible_tasks(request.user)), f"Pipeline: tasks tagged {tag}", None
+            return admin_graph.tagged(tag, selectors.visible_tasks(request.user)), f"Pipeline: tasks tagged {tag}", None
         raise Http404("choose a task (?task=) or a tag (?tag=)")
 
     def _pipeline_context(self, request: HttpRequest) -> dict[str, Any]:
@@ -463,11 +460,11 @@ class TaskPagesMixin:
         data = dashboard.summary()
         if not request.user.has_perm("scheduling.view_worker"):
             data["workers"] = None  # the template says which permission shows them
-        if not request.user.has_perm(VIEW_ALL):
+        if not selectors.sees_all_tasks(request.user):
             # Counts stay global (numbers only); lists that name tasks or show their errors keep the user's own.
             ids = {row["task_id"] for row in data["slowest"]} | {t.pk for t in data["next_fires"]}
             ids |= {r.task_id for r in data["failures"]}
-            own = set(visible_tasks(request.user).filter(pk__in=ids).values_list("pk", flat=True))
+            own = set(selectors.visible_tasks(request.user).filter(pk__in=ids).values_list("pk", flat=True))
             data["slowest"] = [row for row in data["slowest"] if row["task_id"] in own]
             data["next_fires"] = [t for t in data["next_fires"] if t.pk in own]
             data["failures"] = [r for r in data["failures"] if r.task_id in own]

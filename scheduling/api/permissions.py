@@ -1,17 +1,15 @@
-"""Who may do what: Django model permissions on Task, and which tasks a user sees."""
+"""Who may call what: the Django model permission each API action needs, and the write throttle.
+
+Which tasks a user sees is the domain's rule (scheduling.selectors), the same for the admin and the CLI.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
-
-from scheduling.models import Task, TaskResult
-
-VIEW_ALL = "scheduling.view_all_tasks"
 
 # The Task permission each API action needs; actions change a task's state, so they need "change".
 ACTION_PERMISSION = {
@@ -57,17 +55,6 @@ class WorkerPermission(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm("scheduling.view_worker"))
-
-
-def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
-    """Return the tasks ``user`` may see: all with view_all_tasks, else their own."""
-    queryset = Task.objects.all() if queryset is None else queryset
-    return queryset if user.has_perm(VIEW_ALL) else queryset.filter(owner=user)
-
-
-def visible_results(user: Any, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
-    """Return the attempts of the tasks ``user`` may see."""
-    return queryset if user.has_perm(VIEW_ALL) else queryset.filter(task__owner=user)
 
 
 class WriteRateThrottle(UserRateThrottle):

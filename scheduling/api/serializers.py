@@ -13,9 +13,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduling import selectors, validation
+from scheduling import validation
 from scheduling.engine import cron
 from scheduling.models import (
+    COLUMN_FIELDS,
+    EDITABLE_FIELDS,
     AttemptStatus,
     AuditAction,
     OverlapPolicy,
@@ -27,6 +29,7 @@ from scheduling.models import (
     TaskStatus,
     TaskType,
     Worker,
+    full_write_defaults,
 )
 
 PRIORITY_NAMES = list(Priority.names)
@@ -42,7 +45,7 @@ def choice(choices: list[tuple[str, str]], **kwargs: Any) -> serializers.ChoiceF
     )
 
 
-POLICY_FIELDS = ("max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout")
+POLICY_FIELDS = validation.POLICY_RULE
 
 
 class RetryPolicySerializer(serializers.ModelSerializer):
@@ -212,58 +215,10 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 # Fields the server sets; a client that sends one gets a 400 naming it instead of a silent ignore.
-READ_ONLY_FIELDS = frozenset(TaskSerializer.Meta.fields) - {
-    "name",
-    "task_type",
-    "cron_expr",
-    "timezone",
-    "priority",
-    "metadata",
-    "tags",
-    "dependencies",
-    "timeout_seconds",
-    "retry_policy",
-    "parameters",
-    "secret_parameters",
-    "enabled",
-    "overlap_policy",
-}
+READ_ONLY_FIELDS = frozenset(TaskSerializer.Meta.fields) - {*EDITABLE_FIELDS, "secret_parameters"}
 
-# What a PUT means for a field it leaves out.
-PUT_DEFAULTS: dict[str, Any] = {
-    "task_type": TaskType.IMMEDIATE.value,
-    "cron_expr": "",
-    "timezone": "UTC",
-    "priority": "MEDIUM",
-    "metadata": {},
-    "parameters": {},
-    "dependencies": [],
-    "timeout_seconds": None,
-    "retry_policy": None,
-    "enabled": True,
-    "overlap_policy": OverlapPolicy.SKIP.value,
-}
-
-
-MAX_JSON_DEPTH = 32
-
-
-def check_json_value(value: Any, depth: int = 0) -> None:
-    """Refuse JSON nested deeper than MAX_JSON_DEPTH, or holding NUL characters (PostgreSQL cannot store them)."""
-    if depth > MAX_JSON_DEPTH:
-        raise serializers.ValidationError(f"is nested deeper than {MAX_JSON_DEPTH} levels.")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("must not contain the NUL character (\\u0000).")
-        if any("\ud800" <= c <= "\udfff" for c in value):  # PostgreSQL refuses them; not valid Unicode text
-            raise serializers.ValidationError("must not contain a lone UTF-16 surrogate (\\ud800-\\udfff).")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_json_value(key, depth + 1)
-            check_json_value(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            check_json_value(item, depth + 1)
+# What a PUT means for a field it leaves out (scheduling.models.TASK_FIELDS).
+PUT_DEFAULTS: dict[str, Any] = full_write_defaults()
 
 
 class TaskWriteSerializer(serializers.Serializer):
@@ -275,15 +230,12 @@ class TaskWriteSerializer(serializers.Serializer):
     cron_expr = serializers.CharField(required=False, allow_blank=True, max_length=120, trim_whitespace=True)
     timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone, e.g. Europe/Paris.")
     priority = choice([(name, name) for name in PRIORITY_NAMES], required=False)
-    metadata = serializers.DictField(required=False, validators=[check_json_value])
-    parameters = serializers.DictField(
-        required=False, validators=[check_json_value], help_text="Checked against the handler's JSON schema."
-    )
+    metadata = serializers.DictField(required=False)
+    parameters = serializers.DictField(required=False, help_text="Checked against the handler's JSON schema.")
     secret_parameters = serializers.DictField(
         required=False,
         allow_null=True,
         write_only=True,
-        validators=[check_json_value],
         help_text='Parameters that must stay secret (e.g. {"headers": {"Authorization": "Bearer ..."}}): '
         "stored encrypted, merged over parameters when the handler runs, never returned. "
         "Leave out to keep the stored ones; {} clears them.",
@@ -319,59 +271,16 @@ class TaskWriteSerializer(serializers.Serializer):
             raise serializers.ValidationError(errors)
         return value
 
-    def validate_retry_policy(self, value: dict[str, Any] | None) -> RetryPolicy | dict[str, Any] | None:
-        """Resolve the nested policy to a stored one (by id, or unchanged) or a new one's fields."""
-        if value is None:
-            return None
-        values = {k: v for k, v in value.items() if k not in ("id", "name")}
-        if "id" in value:
-            # Only the requesting user's own and the shared policies exist for them (scheduling.selectors);
-            # the service checks again that the task may use it.
-            request = self.context.get("request")
-            policy = selectors.visible_policies(getattr(request, "user", None)).filter(pk=value["id"]).first()
-            if policy is None:
-                raise serializers.ValidationError({"id": [f"unknown retry policy {value['id']}"]})
-            different = sorted(k for k, v in values.items() if getattr(policy, k) != v)
-            if different:
-                hint = f"differs from stored policy {policy.pk} ({policy.name!r}); leave out id to create a new one"
-                raise serializers.ValidationError({k: [hint] for k in different})
-            return policy
-        current: Task | None = self.instance
-        if current is not None and current.retry_policy is not None:
-            full = {f: value.get(f, RetryPolicy._meta.get_field(f).get_default()) for f in POLICY_FIELDS}
-            if all(getattr(current.retry_policy, k) == v for k, v in full.items()) and not value.get("name"):
-                return current.retry_policy
-        # A name already taken among the owner's policies is refused by the service (validation.validate_retry_policy).
-        return {**values, "name": value.get("name") or ""}
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        policy = attrs.get("retry_policy")
-        if isinstance(policy, dict) and not policy["name"]:
-            # Policy names are unique: name a new one after its task, with a suffix so two tasks never collide.
-            task_name = attrs.get("name") or (self.instance.name if self.instance else "task")
-            attrs["retry_policy"] = {**policy, "name": f"{task_name[:80]} retries #{uuid.uuid4().hex[:8]}"}
-        return attrs
-
     def to_representation(self, instance: Any) -> dict[str, Any]:
         """Show a task as the writable fields (used by the browsable API's edit form)."""
         if not isinstance(instance, Task):
             return super().to_representation(instance)
-        policy = instance.retry_policy
-        return {
-            "name": instance.name,
-            "task_type": instance.task_type,
-            "cron_expr": instance.cron_expr,
-            "timezone": instance.timezone,
-            "priority": Priority(instance.priority).name,
-            "metadata": instance.metadata,
-            "parameters": instance.parameters,
-            "tags": list(instance.tags.values_list("name", flat=True)),
-            "dependencies": [str(pk) for pk in instance.dependencies.values_list("pk", flat=True)],
-            "timeout_seconds": instance.timeout_seconds,
-            "retry_policy": {"id": policy.pk} if policy else None,
-            "enabled": instance.enabled,
-            "overlap_policy": instance.overlap_policy,
-        }
+        shown: dict[str, Any] = {field: getattr(instance, field) for field in COLUMN_FIELDS}
+        shown["priority"] = Priority(instance.priority).name
+        shown["tags"] = list(instance.tags.values_list("name", flat=True))
+        shown["dependencies"] = [str(pk) for pk in instance.dependencies.values_list("pk", flat=True)]
+        shown["retry_policy"] = {"id": instance.retry_policy_id} if instance.retry_policy_id else None
+        return {field: shown[field] for field in EDITABLE_FIELDS}
 
 
 class CancelSerializer(serializers.Serializer):

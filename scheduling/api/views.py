@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -21,18 +21,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scheduling import services
+from scheduling import selectors, services
 from scheduling.api.filters import HistoryFilter, StableOrderingFilter, TaskFilter
 from scheduling.api.pagination import CappedCountPagination
 from scheduling.api.parsers import LimitedJSONParser
-from scheduling.api.permissions import (
-    VIEW_ALL,
-    TaskPermission,
-    WorkerPermission,
-    WriteRateThrottle,
-    visible_results,
-    visible_tasks,
-)
+from scheduling.api.permissions import TaskPermission, WorkerPermission, WriteRateThrottle
 from scheduling.api.serializers import (
     PUT_DEFAULTS,
     AttemptLogSerializer,
@@ -61,21 +54,7 @@ _CONFLICT = OpenApiResponse(
 
 def task_queryset() -> QuerySet[Task]:
     """Return tasks with everything TaskSerializer reads, in a fixed number of queries."""
-    return Task.objects.select_related("owner", "retry_policy").prefetch_related(
-        "tags",
-        Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
-        # Django turns a sliced prefetch into one window-function query: the latest attempt per task.
-        Prefetch("results", queryset=_LATEST_RESULT.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
-    )
-
-
-# The columns LastResultSerializer shows (not the traceback, artifacts, ...), and those the window needs.
-_LATEST_RESULT = TaskResult.objects.only(
-    "id",
-    "task_id",
-    "created_at",
-    *(name for name in LastResultSerializer.Meta.fields if name != "id"),
-)
+    return selectors.task_list(latest_fields=LastResultSerializer.Meta.fields)
 
 
 class PlainTextLogRenderer(BaseRenderer):
@@ -117,7 +96,7 @@ class TaskViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Task]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no user
             return Task.objects.none()
-        return visible_tasks(self.request.user, task_queryset())
+        return selectors.visible_tasks(self.request.user, task_queryset())
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         """Return the serializer of the body this request (or a browsable API form, or OPTIONS) takes."""
@@ -128,12 +107,6 @@ class TaskViewSet(viewsets.ModelViewSet):
         if self.request is not None and self.request.method in ("POST", "PUT", "PATCH"):
             return TaskWriteSerializer
         return TaskSerializer
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if getattr(self.request, "user", None) is not None and self.request.user.is_authenticated:
-            context["visible_tasks"] = visible_tasks(self.request.user)
-        return context
 
     def _show(self, task: Task, code: int = status.HTTP_200_OK) -> Response:
         fresh = task_queryset().get(pk=task.pk)
@@ -303,7 +276,7 @@ def _deleted_task_id(user: Any, pk: str | None) -> uuid.UUID:
         task_id = uuid.UUID(str(pk))
     except ValueError:
         raise Http404 from None
-    if not user.has_perm(VIEW_ALL) or Task.objects.filter(pk=task_id).exists():
+    if not selectors.sees_all_tasks(user) or Task.objects.filter(pk=task_id).exists():
         raise Http404
     if not TaskAudit.objects.filter(task_id=task_id, action=AuditAction.DELETED).exists():
         raise Http404
@@ -335,7 +308,7 @@ class TaskHistoryView(ListAPIView):
         queryset = TaskResult.objects.filter(status__in=FINISHED, finished_at__isnull=False).select_related("task")
         if getattr(self, "swagger_fake_view", False):
             return queryset.none()
-        return visible_results(self.request.user, queryset)
+        return selectors.visible_results(self.request.user, queryset)
 
 
 _ONLINE = OpenApiParameter(

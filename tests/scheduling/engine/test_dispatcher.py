@@ -9,7 +9,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from scheduling import services
+from scheduling import selectors, services
 from scheduling.engine import dispatcher, executor
 from scheduling.models import AttemptStatus, TaskResult, TaskStatus, status_in
 
@@ -64,7 +64,7 @@ def test_dependent_waits_until_every_dependency_is_done(make_task):
     b = make_task("b")
     c = make_task("c", dependencies=[a.pk, b.pk])
     assert sorted(picked_names(dispatcher.dispatch())) == ["a", "b"]
-    assert [t.name for t in services.waiting_on(c)] == ["a", "b"]
+    assert [t.name for t in selectors.waiting_on(c)] == ["a", "b"]
     finish(a)
     assert dispatcher.dispatch() == []
     finish(b)
