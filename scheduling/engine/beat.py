@@ -18,7 +18,7 @@ from django.db.models import Min
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from reporting import schedule as reporting_schedule
+from scheduling import hooks
 from scheduling.engine import clock, dispatcher, firing
 from scheduling.models import WAITING, AttemptStatus, TaskResult, status_in
 
@@ -30,7 +30,11 @@ PURGE_TASK_NAME = "taskhub: result retention"
 
 
 def install_periodic_tasks() -> None:
-    """Create or update TaskHub's own PeriodicTask rows from the configuration."""
+    """Create or update TaskHub's own PeriodicTask rows from the configuration.
+
+    The dispatcher sweep, then the rows the apps above scheduling contribute (``hooks.periodic_tasks``:
+    reporting's), then the result clean-up.
+    """
     every = max(1, round(settings.TASKHUB["scheduler"]["poll_interval"]))
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
@@ -42,7 +46,8 @@ def install_periodic_tasks() -> None:
             "and dispatch ready tasks (every scheduler.poll_interval seconds).",
         },
     )
-    reporting_schedule.install()
+    for install in hooks.periodic_tasks:
+        install()
     install_purge_task()
 
 
