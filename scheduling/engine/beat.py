@@ -1,7 +1,7 @@
 """TaskHub's beat scheduler: django-celery-beat's DatabaseScheduler plus bulk cron fires.
 
 Beat is the one clock. Ordinary ``PeriodicTask`` rows (the dispatcher's safety
-sweep, reporting, clean-up) run as usual and stay tunable in the admin; on every
+sweep, reporting's through scheduling.hooks, clean-up) run as usual and stay tunable in the admin; on every
 tick the scheduler also fires the SCHEDULED tasks whose ``next_fire_at`` has come
 with one indexed query. On PostgreSQL a session advisory lock elects one active
 beat; another waits and takes over when the first one's connection ends.
