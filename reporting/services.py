@@ -58,7 +58,7 @@ def pending(channel: str, *, watermark: datetime | None, now: datetime) -> Query
 def _destination(channel: str) -> str:
     config = settings.TASKHUB
     if channel == Channel.CONFLUENCE:
-        from integrations.confluence.services import report_page_id
+        from reporting.confluence import report_page_id
 
         return f"page {report_page_id()}"
     if channel == Channel.MATTERMOST:
@@ -68,7 +68,7 @@ def _destination(channel: str) -> str:
 
 
 def _send_confluence(batch: QuerySet[TaskResult], start: datetime | None, end: datetime, now: datetime) -> str:
-    from integrations.confluence.services import page_publish, render_page
+    from reporting.confluence import page_publish, render_page
 
     # The page is a standing view (latest attempts and totals), not a log of deltas.
     content = report_content.build(report_content.page_results(now), period_start=start, period_end=now)
@@ -78,7 +78,7 @@ def _send_confluence(batch: QuerySet[TaskResult], start: datetime | None, end: d
 
 
 def _send_mattermost(batch: QuerySet[TaskResult], start: datetime | None, end: datetime, now: datetime) -> str:
-    from integrations.mattermost.services import digest_post
+    from reporting.mattermost import digest_post
 
     digest_post(report_content.build(batch, period_start=start, period_end=end, alerts=True))
     return _destination(Channel.MATTERMOST)

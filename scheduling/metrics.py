@@ -4,7 +4,7 @@ Workers, beat and web processes are separate (and on several hosts), so no proce
 counters for the whole system; the database does. Each scrape runs a few queries, each on an
 index whatever the table sizes: current states from the partial indexes (waiting, in flight),
 the last hour's finished attempts from the history index. Figures about finished work (attempts
-by outcome, durations, fires, reports) cover the last hour and are gauges (the duration histogram
+by outcome, durations, fires, and reporting's reports) cover the last hour and are gauges (the duration histogram
 is a gauge histogram): rows are deleted by retention, so database counts are not monotonic and
 would read as counter resets.
 
@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from reporting.models import Channel, ChannelState, Report, ReportOutcome
+from scheduling import hooks
 from scheduling.dashboard import status_counts
 from scheduling.engine import clock, workers
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, TaskResult, Worker, status_in
@@ -68,7 +68,8 @@ class TaskHubCollector(Collector):
         yield from self._attempts(live)
         yield from self._finished(finished, since)
         yield from self._fires(live, finished)
-        yield from self._reports(since)
+        for contribute in hooks.metrics:  # reporting's report counts (reporting.apps)
+            yield from contribute(since)
         yield from self._workers(now)
 
     def _tasks(self) -> Iterator[Metric]:
@@ -164,34 +165,6 @@ class TaskHubCollector(Collector):
             "Cron fires skipped in the last hour (overlap_policy skip with max_instances in flight).",
             value=finished.get(AttemptStatus.SKIPPED, {}).get("fires", 0),
         )
-
-    def _reports(self, since: datetime) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "taskhub_reports_last_hour",
-            "Reports in the last hour, by channel and outcome.",
-            labels=["channel", "outcome"],
-        )
-        counted = {
-            (channel, outcome): 0
-            for channel in settings.TASKHUB["reporting"]["report_types"]
-            for outcome in ReportOutcome.values
-        }
-        # channel IN (...) leads report_channel_idx (channel, -created_at): a range per channel, not a scan.
-        rows = Report.objects.filter(channel__in=Channel.values, created_at__gte=since).order_by()
-        rows = rows.values("channel", "outcome")
-        for row in rows.annotate(n=Count("pk")):
-            counted[(row["channel"], row["outcome"])] = row["n"]
-        for (channel, outcome), n in sorted(counted.items()):
-            family.add_metric([channel, outcome], n)
-        yield family
-        failing = GaugeMetricFamily(
-            "taskhub_report_channel_failures",
-            "Consecutive failed reports of each channel (0: its last report was sent).",
-            labels=["channel"],
-        )
-        for channel, failures in ChannelState.objects.order_by("channel").values_list("channel", "failures"):
-            failing.add_metric([channel], failures)
-        yield failing
 
     def _workers(self, now: datetime) -> Iterator[Metric]:
         count = workers.counts(now)

@@ -32,7 +32,7 @@ from scheduling.models import (
     TaskType,
     default_of,
 )
-from taskhub import encryption
+from taskhub import encryption, scrubbing
 from taskhub.exceptions import ConflictError, ValidationError
 
 logger = logging.getLogger(__name__)
@@ -187,7 +187,10 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
         errors["enabled"] = ["must be true or false"]
     if errors and secret:  # a schema error quotes the value it refused: never a secret one
         hidden = encryption.leaves(secret)
-        errors = {field: [encryption.scrub_text(m, hidden) for m in messages] for field, messages in errors.items()}
+        errors = {
+            field: [scrubbing.scrub_text(m, hidden, defaults=False) for m in messages]
+            for field, messages in errors.items()
+        }
     if errors:
         raise ValidationError(errors)
     return clean

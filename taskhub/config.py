@@ -461,7 +461,12 @@ def _defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _env_name(*path: str) -> str:
+def env_name(*path: str) -> str:
+    """Return the environment variable that overrides the setting at ``path``.
+
+    ``env_name("jira", "environments", "acme", "")`` is ``TASKHUB_JIRA_ENVIRONMENTS_ACME_``: each part
+    upper-cased, every character other than A-Z, a-z, 0-9 made ``_``, joined with ``_`` after ``TASKHUB_``.
+    """
     return ENV_PREFIX + "_".join(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in path)
 
 
@@ -525,9 +530,9 @@ def _validate_section(
             clean[name] = _validate_section({} if section is None else section, spec, here, env)
             continue
         value, source = raw.get(name, spec.default), ".".join(here)
-        env_value = env.get(_env_name(*here))
+        env_value = env.get(env_name(*here))
         if env_value is not None:
-            value, source = env_value, f"{source} (from {_env_name(*here)})"
+            value, source = env_value, f"{source} (from {env_name(*here)})"
         try:
             clean[name] = spec.check(value)
         except ValueError as exc:
@@ -573,7 +578,7 @@ def check_credentials(values: Mapping[str, Any], path: tuple[str, ...]) -> None:
         if not api_token:
             raise ConfigError(
                 f"{where}.api_token: required on Atlassian Cloud (with {where}.email); create one at "
-                f"id.atlassian.com > Security > API tokens, set it in {_env_name(*path, 'api_token')}"
+                f"id.atlassian.com > Security > API tokens, set it in {env_name(*path, 'api_token')}"
             )
         if not email:
             raise ConfigError(
@@ -653,19 +658,19 @@ def parse(raw: Any, env: Mapping[str, str] | None = None, path: Path | None = No
 def _env_names(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> set[str]:
     names: set[str] = set()
     for name, spec in schema.items():
-        names |= _env_names(spec, (*path, name)) if isinstance(spec, dict) else {_env_name(*path, name)}
+        names |= _env_names(spec, (*path, name)) if isinstance(spec, dict) else {env_name(*path, name)}
     return names
 
 
 def _check_env_names(env: Mapping[str, str], jira_names: list[str]) -> None:
     """Refuse a TASKHUB_<SECTION>_... variable that overrides nothing: a typo would otherwise be ignored."""
     known = _env_names(SCHEMA)
-    known |= {_env_name("jira", "environments", name, key) for name in jira_names for key in JIRA_ENV_KEYS}
-    sections = tuple(_env_name(section) + "_" for section in SCHEMA)
+    known |= {env_name("jira", "environments", name, key) for name in jira_names for key in JIRA_ENV_KEYS}
+    sections = tuple(env_name(section) + "_" for section in SCHEMA)
     for variable in sorted(env):
         if not variable.startswith(sections) or variable in known:
             continue
-        if variable.startswith(_env_name("jira", "environments") + "_"):
+        if variable.startswith(env_name("jira", "environments") + "_"):
             # Secrets for environments this file does not list are allowed (one secret store
             # serving several deployments); a misspelt key is not.
             if any(variable.endswith("_" + key.upper()) for key in JIRA_ENV_KEYS):

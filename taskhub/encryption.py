@@ -130,17 +130,3 @@ def secrets_in_use(values: list[str]) -> Iterator[None]:
         yield
     finally:
         _active.reset(token)
-
-
-def scrub_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """Replace every form of these secrets in ``text`` (see :func:`taskhub.scrubbing.scrub`, the one scrubber)."""
-    from taskhub import scrubbing
-
-    return scrubbing.scrub_text(text, secrets, defaults=False)
-
-
-def scrub(value: Any, secrets: list[str] | tuple[str, ...]) -> Any:
-    """Return a JSON value with every form of these secrets replaced by ``<hidden>`` in its strings."""
-    from taskhub import scrubbing
-
-    return scrubbing.scrub(value, secrets, defaults=False)

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class ConfluenceConfig(AppConfig):
-    """The Confluence integration: client, services and task handlers."""
+    """The Confluence integration: the page client (read, find, create, update); it has no task handler."""
 
     name = "integrations.confluence"
     label = "confluence_integration"

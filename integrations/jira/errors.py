@@ -20,7 +20,7 @@ from django.utils import timezone
 from jira.exceptions import JIRAError
 
 from taskhub import scrubbing
-from taskhub.config import _env_name
+from taskhub.config import env_name
 from taskhub.exceptions import IntegrationError
 
 MAX_TEXT = 300
@@ -69,7 +69,7 @@ def _jira_text(exc: JIRAError) -> str:
 
 
 def _credentials_hint(env: str, cloud: bool = False) -> str:
-    prefix = _env_name("jira", "environments", env, "")
+    prefix = env_name("jira", "environments", env, "")
     if cloud:
         return (
             f"check jira.environments.{env}.email and .api_token (environment variables {prefix}EMAIL / "

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class MattermostConfig(AppConfig):
-    """The Mattermost integration: client, services and task handlers."""
+    """The Mattermost integration: the webhook client and the NOTIFY_MATTERMOST task handler."""
 
     name = "integrations.mattermost"
     label = "mattermost_integration"

@@ -1,7 +1,7 @@
 """TaskHub's beat scheduler: django-celery-beat's DatabaseScheduler plus bulk cron fires.
 
 Beat is the one clock. Ordinary ``PeriodicTask`` rows (the dispatcher's safety
-sweep, reporting, clean-up) run as usual and stay tunable in the admin; on every
+sweep, reporting's through scheduling.hooks, clean-up) run as usual and stay tunable in the admin; on every
 tick the scheduler also fires the SCHEDULED tasks whose ``next_fire_at`` has come
 with one indexed query. On PostgreSQL a session advisory lock elects one active
 beat; another waits and takes over when the first one's connection ends.
@@ -18,7 +18,7 @@ from django.db.models import Min
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from reporting import schedule as reporting_schedule
+from scheduling import hooks
 from scheduling.engine import clock, dispatcher, firing
 from scheduling.models import WAITING, AttemptStatus, TaskResult, status_in
 
@@ -30,7 +30,11 @@ PURGE_TASK_NAME = "taskhub: result retention"
 
 
 def install_periodic_tasks() -> None:
-    """Create or update TaskHub's own PeriodicTask rows from the configuration."""
+    """Create or update TaskHub's own PeriodicTask rows from the configuration.
+
+    The dispatcher sweep, then the rows the apps above scheduling contribute (``hooks.periodic_tasks``:
+    reporting's), then the result clean-up.
+    """
     every = max(1, round(settings.TASKHUB["scheduler"]["poll_interval"]))
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
@@ -42,7 +46,8 @@ def install_periodic_tasks() -> None:
             "and dispatch ready tasks (every scheduler.poll_interval seconds).",
         },
     )
-    reporting_schedule.install()
+    for install in hooks.periodic_tasks:
+        install()
     install_purge_task()
 
 

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from reporting import channels
+from scheduling import hooks
 
 
 class Command(BaseCommand):
@@ -19,4 +19,5 @@ class Command(BaseCommand):
         self.stdout.write(f"  broker:   {broker}")
         self.stdout.write(f"  storage:  {settings.STORAGE_DIR}")
         self.stdout.write(f"  jira environments: {', '.join(config.jira_environments) or 'none'}")
-        self.stdout.write(f"  {channels.summary()}")
+        for summary in hooks.config_summary:  # reporting's channels (reporting.apps)
+            self.stdout.write(f"  {summary()}")

@@ -11,7 +11,6 @@ from django.conf import settings
 
 from integrations.mattermost.client import post_message
 from integrations.mattermost.handlers import NOTIFY_MATTERMOST
-from integrations.mattermost.services import escape
 from scheduling import services
 from scheduling.handlers import HandlerContext, registry
 from taskhub.exceptions import IntegrationError, ValidationError
@@ -68,14 +67,6 @@ def test_unconfigured_webhook_is_a_clear_error(monkeypatch):
 
     with pytest.raises(IntegrationError, match="mattermost.webhook_url is not configured"):
         post_message("hi")
-
-
-def test_escape_shows_markdown_and_mentions_literally():
-    text = escape("a|b *bold* [x](http://evil) @channel\nnext")
-
-    assert "\n" not in text
-    assert "\\|" in text and "\\*bold\\*" in text and "\\[x\\]\\(http://evil\\)" in text
-    assert "@channel" not in text
 
 
 def _context() -> HandlerContext:

@@ -1,12 +1,12 @@
-"""The real atlassian-python-api client against the fake Confluence: versions, conflicts, errors, creation."""
+"""The report page through the real atlassian-python-api client against the fake Confluence: versions, conflicts,
+errors, creation."""
 
 from __future__ import annotations
 
 import pytest
 from django.conf import settings
 
-from integrations.confluence.client import ConfluenceClient
-from integrations.confluence.services import CONFLICT_RETRIES, page_publish, render_page
+from reporting.confluence import CONFLICT_RETRIES, page_publish, render_page
 from taskhub.exceptions import IntegrationError
 from tests.fakes.fixtures import MAIN_PAGE_ID, REPORT_PAGE_ID
 
@@ -110,15 +110,6 @@ def test_server_down_is_a_transient_error(fake_confluence):
         page_publish(body="<p>x</p>")
 
     assert caught.value.status == 503 and not caught.value.permanent
-
-
-def test_unreachable_server_is_a_transient_error(fake_confluence, monkeypatch):
-    fake_confluence.stop()
-
-    with pytest.raises(IntegrationError) as caught:
-        ConfluenceClient().get_page(REPORT_PAGE_ID)
-
-    assert "cannot connect" in str(caught.value) and not caught.value.permanent
 
 
 def test_unknown_template_names_what_was_tried(monkeypatch):

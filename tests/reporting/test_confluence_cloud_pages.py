@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from integrations.confluence.client import ConfluenceClient
-from integrations.confluence.services import CONFLICT_RETRIES, page_publish
+from reporting.confluence import CONFLICT_RETRIES, page_publish
 from taskhub.exceptions import IntegrationError
 from tests.fakes.fixtures import MAIN_PAGE_ID, REPORT_PAGE_ID
 

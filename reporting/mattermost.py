@@ -1,4 +1,7 @@
-"""Mattermost messages: a markdown digest of finished attempts, led by failure and recovery alerts."""
+"""Reporting's Mattermost channel: a markdown digest of finished attempts, led by failure and recovery alerts.
+
+Rendered here and posted through the integration's webhook client (integrations.mattermost.client).
+"""
 
 from __future__ import annotations
 

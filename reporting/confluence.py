@@ -1,4 +1,8 @@
-"""Publish task results on a Confluence page rendered from a Django template (storage format)."""
+"""Reporting's Confluence channel: task results on the report page, from a Django template (storage format).
+
+The page is named by reporting.confluence (page_id, title, template); it is read, saved, found or
+created through the integration's client (integrations.confluence.client).
+"""
 
 from __future__ import annotations
 
