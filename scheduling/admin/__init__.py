@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from scheduling.admin.lists import (
     humanise_duration,
     local_time,
 )
-from scheduling.admin.views import TaskPagesMixin, running_attempts
+from scheduling.admin.views import ACTIONS, TaskAction, TaskPagesAdmin, running_attempts
 from scheduling.engine import attempt_log, clock, cron
 from scheduling.handlers import registry
 from scheduling.models import (
@@ -243,48 +244,35 @@ class TagFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task], verb: str, op: Any) -> None:
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task], spec: TaskAction) -> None:
     done, refused = [], []
     for task in queryset:
         try:
-            op(task=task, actor=request.user)
+            spec.call(task, request.user)
             done.append(task.name)
         except TaskHubError as exc:
             refused.append(f"{task.name}: {exc}")
     if done:
-        modeladmin.message_user(request, f"{verb}: {', '.join(done)}", messages.SUCCESS)
+        modeladmin.message_user(request, f"{spec.verb}: {', '.join(done)}", messages.SUCCESS)
     for line in refused:
-        modeladmin.message_user(request, f"Not {verb.lower()}: {line}", messages.WARNING)
+        modeladmin.message_user(request, f"Not {spec.verb.lower()}: {line}", messages.WARNING)
 
 
-@admin.action(description="Run selected tasks now", permissions=["change"])
-def run_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-    _report(modeladmin, request, queryset, "Started", services.task_run_now)
+def _bulk_action(name: str) -> Callable[..., Any]:
+    """The task list's action for ACTIONS[name]; cancel asks first while attempts of the selection run."""
+    spec = ACTIONS[name]
 
+    def action(modeladmin: TaskAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> Any:
+        tasks = list(queryset)
+        if name == "cancel" and request.POST.get("post") != "yes" and running_attempts(tasks):
+            # Ask first, as delete_selected does.
+            hidden = [("action", spec.bulk_name), ("post", "yes")] + [(ACTION_CHECKBOX_NAME, str(t.pk)) for t in tasks]
+            return modeladmin.cancel_confirmation(request, tasks, form_url=request.get_full_path(), hidden=hidden)
+        _report(modeladmin, request, queryset, spec)
+        return None
 
-@admin.action(description="Cancel selected tasks", permissions=["change"])
-def cancel(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> Any:
-    tasks = list(queryset)
-    if request.POST.get("post") != "yes" and running_attempts(tasks):  # ask first, as delete_selected does
-        hidden = [("action", "cancel"), ("post", "yes")] + [(ACTION_CHECKBOX_NAME, str(t.pk)) for t in tasks]
-        return modeladmin.cancel_confirmation(request, tasks, form_url=request.get_full_path(), hidden=hidden)
-    _report(modeladmin, request, queryset, "Cancelled", services.task_cancel)
-    return None
-
-
-@admin.action(description="Retry selected failed tasks", permissions=["change"])
-def retry(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-    _report(modeladmin, request, queryset, "Retried", services.task_retry)
-
-
-@admin.action(description="Pause selected tasks", permissions=["change"])
-def pause(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-    _report(modeladmin, request, queryset, "Paused", services.task_pause)
-
-
-@admin.action(description="Resume selected tasks", permissions=["change"])
-def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-    _report(modeladmin, request, queryset, "Resumed", services.task_resume)
+    action.__name__ = spec.bulk_name
+    return admin.action(description=spec.bulk_description, permissions=["change"])(action)
 
 
 class TaskChangeList(ChangeList):
@@ -302,7 +290,7 @@ class TaskChangeList(ChangeList):
 
 
 @admin.register(Task)
-class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
+class TaskAdmin(TaskPagesAdmin):
     form = TaskForm
     list_display = [
         "name",
@@ -336,7 +324,7 @@ class TaskAdmin(TaskPagesMixin, admin.ModelAdmin):
         "updated_at",
     ]
     inlines = [ResultInline]
-    actions = [run_now, cancel, retry, pause, resume]
+    actions = [_bulk_action(name) for name in ACTIONS]
     fieldsets = [
         (
             None,

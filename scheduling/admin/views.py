@@ -1,6 +1,6 @@
 """Extra admin pages for tasks: action buttons, live attempts, artifacts, dependency graph, cron preview, dashboard.
 
-``TaskPagesMixin`` is mixed into ``TaskAdmin``; every view goes through ``admin_site.admin_view`` (staff login)
+``TaskPagesAdmin`` is the base of ``TaskAdmin``; every view goes through ``admin_site.admin_view`` (staff login)
 and then checks the model admin's own view/change permission for the task it touches.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import mimetypes
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
@@ -34,30 +35,61 @@ AUDIT_LIMIT = 30  # latest audit entries shown on the task page
 ACTIVE = (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.RETRY)
 
 
-# name -> (button label, service call with the acting user, what happened)
-ACTIONS: dict[str, tuple[str, Callable[[Task, Any], Any], Callable[[Task, Any], str]]] = {
-    "run": (
+@dataclass(frozen=True)
+class TaskAction:
+    """One thing a person does to a task: a button on its page and an action on the task list."""
+
+    label: str  #: the button's text
+    bulk_name: str  #: the list action's name (what the changelist form posts)
+    bulk_description: str  #: the list action's entry in the "Action" menu
+    verb: str  #: what the list action reports it did: "Started: a, b"
+    call: Callable[[Task, Any], Any]  #: the service call, with the acting user
+    said: Callable[[Task, Any], str]  #: what the button reports, given the call's result
+
+
+def _cancel(task: Task, user: Any) -> int:
+    return services.task_cancel(task=task, reason=f"cancelled from the admin by {user}", actor=user)
+
+
+# The task actions, listed once: the task page's buttons and the list's bulk actions both come from here.
+ACTIONS: dict[str, TaskAction] = {
+    "run": TaskAction(
         "Run now",
+        "run_now",
+        "Run selected tasks now",
+        "Started",
         lambda t, user: services.task_run_now(task=t, actor=user),
         lambda t, r: f"Started a new run of {t.name!r}.",
     ),
-    "cancel": (
+    "cancel": TaskAction(
         "Cancel",
-        lambda t, user: services.task_cancel(task=t, reason=f"cancelled from the admin by {user}", actor=user),
+        "cancel",
+        "Cancel selected tasks",
+        "Cancelled",
+        _cancel,
         lambda t, n: f"Cancelled {n} attempt{'s' if n != 1 else ''} of {t.name!r}.",
     ),
-    "retry": (
+    "retry": TaskAction(
         "Retry",
+        "retry",
+        "Retry selected failed tasks",
+        "Retried",
         lambda t, user: services.task_retry(task=t, actor=user),
         lambda t, r: f"Retrying {t.name!r} from attempt 1.",
     ),
-    "pause": (
+    "pause": TaskAction(
         "Pause",
+        "pause",
+        "Pause selected tasks",
+        "Paused",
         lambda t, user: services.task_pause(task=t, actor=user),
         lambda t, r: f"Paused {t.name!r}: it will not fire or start.",
     ),
-    "resume": (
+    "resume": TaskAction(
         "Resume",
+        "resume",
+        "Resume selected tasks",
+        "Resumed",
         lambda t, user: services.task_resume(task=t, actor=user),
         lambda t, r: f"Resumed {t.name!r}.",
     ),
@@ -72,7 +104,7 @@ def available_actions(task: Task) -> list[tuple[str, str]]:
     if task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
         names.append("retry")
     names.append("pause" if task.enabled else "resume")
-    return [(name, ACTIONS[name][0]) for name in names]
+    return [(name, ACTIONS[name].label) for name in names]
 
 
 def running_attempts(tasks: list[Task]) -> list[TaskResult]:
@@ -203,24 +235,24 @@ def _inside_storage(relative: str) -> Path | None:
     return candidate
 
 
-class TaskPagesMixin:
-    """Task admin pages beyond the model form; mixed into TaskAdmin (a ModelAdmin)."""
+class TaskPagesAdmin(admin.ModelAdmin):
+    """Task admin pages beyond the model form; TaskAdmin extends it."""
 
     change_form_template = "admin/scheduling/task/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> Any:
         """Show a user the same tasks the API does: every task with view_all_tasks, else their own."""
-        return selectors.visible_tasks(request.user, super().get_queryset(request))  # type: ignore[misc]
+        return selectors.visible_tasks(request.user, super().get_queryset(request))
 
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _task_or_404(self, request: HttpRequest, object_id: str) -> Task:
-        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_permission(request):
             raise PermissionDenied
-        task = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        task = self.get_object(request, object_id)
         if task is None:
             raise Http404("no such task")
-        if not self.has_view_permission(request, task):  # type: ignore[attr-defined]
+        if not self.has_view_permission(request, task):
             raise PermissionDenied
         return task
 
@@ -234,7 +266,7 @@ class TaskPagesMixin:
 
     def task_page_context(self, request: HttpRequest, task: Task) -> dict[str, Any]:
         """Return what the task page shows besides the form: timeline, reason line, graph, buttons."""
-        can_change = self.has_change_permission(request, task)  # type: ignore[attr-defined]
+        can_change = self.has_change_permission(request, task)
         graph = admin_graph.neighbourhood(task)
         attempts = timeline(task)
         return {
@@ -259,10 +291,10 @@ class TaskPagesMixin:
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         extra = dict(extra_context or {})
-        task = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if task is not None and self.has_view_permission(request, task):  # type: ignore[attr-defined]
+        task = self.get_object(request, object_id)
+        if task is not None and self.has_view_permission(request, task):
             extra.update(self.task_page_context(request, task))
-        return super().change_view(request, object_id, form_url, extra)  # type: ignore[misc]
+        return super().change_view(request, object_id, form_url, extra)
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context["th_config"] = {"cronPreviewUrl": reverse("admin:scheduling_task_cron_preview")}
@@ -270,11 +302,11 @@ class TaskPagesMixin:
             spec.tag: {"description": spec.description, "schema": spec.schema, "skeleton": schema_skeleton(spec.schema)}
             for spec in registry.all()
         }
-        return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def get_formset_kwargs(self, request: HttpRequest, obj: Any, inline: Any, prefix: str) -> dict[str, Any]:
         """Bound the read-only results inline: a cron task can have thousands of attempts."""
-        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)  # type: ignore[misc]
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         if inline.model is TaskResult and obj is not None and obj.pk:
             if request.method == "POST":
                 # The rows the page showed, whatever arrived since; nothing in them is saved.
@@ -289,7 +321,7 @@ class TaskPagesMixin:
     # --- URLs ---------------------------------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
-        wrap = self.admin_site.admin_view  # type: ignore[attr-defined]
+        wrap = self.admin_site.admin_view
         extra = [
             path("dashboard/", wrap(self.dashboard_view), name="scheduling_task_dashboard"),
             path("cron-preview/", wrap(self.cron_preview_view), name="scheduling_task_cron_preview"),
@@ -305,7 +337,7 @@ class TaskPagesMixin:
                 name="scheduling_task_artifact",
             ),
         ]
-        return extra + super().get_urls()  # type: ignore[misc]
+        return extra + super().get_urls()
 
     # --- views --------------------------------------------------------------------------------------------
 
@@ -314,19 +346,19 @@ class TaskPagesMixin:
         if request.method != "POST":
             return HttpResponse("use POST", status=405, headers={"Allow": "POST"})
         task = self._task_or_404(request, str(object_id))
-        if not self.has_change_permission(request, task):  # type: ignore[attr-defined]
+        if not self.has_change_permission(request, task):
             raise PermissionDenied
         if action not in ACTIONS:
             raise Http404(f"unknown action {action!r}")
-        label, call, said = ACTIONS[action]
+        spec = ACTIONS[action]
         if action == "cancel" and request.POST.get("confirm") != "yes" and running_attempts([task]):
             return self.cancel_confirmation(request, [task], form_url=request.path)
         try:
-            outcome = call(task, request.user)
+            outcome = spec.call(task, request.user)
         except TaskHubError as exc:
-            self.message_user(request, f"{label} refused: {exc}", messages.WARNING)  # type: ignore[attr-defined]
+            self.message_user(request, f"{spec.label} refused: {exc}", messages.WARNING)
         else:
-            self.message_user(request, said(task, outcome), messages.SUCCESS)  # type: ignore[attr-defined]
+            self.message_user(request, spec.said(task, outcome), messages.SUCCESS)
         return HttpResponseRedirect(self._change_url(task.pk))
 
     def cancel_confirmation(
@@ -334,7 +366,7 @@ class TaskPagesMixin:
     ) -> TemplateResponse:
         """Ask before cancelling running work, as Django asks before deleting: list what runs, then a POST."""
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Task._meta,
             "title": "Are you sure?",
             "tasks": tasks,
@@ -373,7 +405,7 @@ class TaskPagesMixin:
         task = self._task_or_404(request, str(object_id))
         graph = admin_graph.neighbourhood(task, depth=10, limit=200)
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Task._meta,
             "original": task,
             "title": f"Dependencies of {task.name}",
@@ -386,7 +418,7 @@ class TaskPagesMixin:
 
     def _pipeline(self, request: HttpRequest) -> tuple[admin_graph.Graph, str, UUID | None]:
         """Return the pipeline ?task= (its connected component) or ?tag= (the visible tasks with the tag) asks for."""
-        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_permission(request):
             raise PermissionDenied
         task_id, tag = request.GET.get("task", ""), request.GET.get("tag", "").strip()[:64]
         if task_id:
@@ -413,7 +445,7 @@ class TaskPagesMixin:
     def pipeline_view(self, request: HttpRequest) -> HttpResponse:
         """Show a whole pipeline (a task's connected component, or every visible task with a tag), following status."""
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Task._meta,
             **self._pipeline_context(request),
         }
@@ -427,7 +459,7 @@ class TaskPagesMixin:
 
     def counts_view(self, request: HttpRequest) -> HttpResponse:
         """Return the counts the dashboard and the lists show (tasks by status, attempts in flight), as JSON."""
-        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_permission(request):
             raise PermissionDenied
         return JsonResponse(dashboard.live_counts())
 
@@ -447,7 +479,7 @@ class TaskPagesMixin:
 
     def cron_preview_view(self, request: HttpRequest) -> HttpResponse:
         """Return the description and next fires of ?expr= in ?tz= as JSON, for the form's live preview."""
-        if not (self.has_add_permission(request) or self.has_change_permission(request)):  # type: ignore[attr-defined]
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
             raise PermissionDenied
         expr = request.GET.get("expr", "")[:200]
         tz_name = request.GET.get("tz", "UTC")[:64]
@@ -455,7 +487,7 @@ class TaskPagesMixin:
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         """Show the operations dashboard: statuses, load, throughput, failures and what fires next."""
-        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_permission(request):
             raise PermissionDenied
         data = dashboard.summary()
         if not request.user.has_perm("scheduling.view_worker"):
@@ -478,7 +510,7 @@ class TaskPagesMixin:
             for b in data["buckets"]
         ]
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Task._meta,
             "title": "TaskHub dashboard",
             "chart": chart,
