@@ -87,7 +87,7 @@ def waiting_on(task: Task) -> list[Task]:
 
 def visible(model: type[OwnedModel], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
     """The rows of ``model`` (RetryPolicy or Tag) that ``user`` may see."""
-    queryset = model.objects.all() if queryset is None else queryset
+    queryset = model._default_manager.all() if queryset is None else queryset
     person = _person(user)
     if user is None or (person is not None and person.has_perm(VIEW_ALL)):
         return queryset

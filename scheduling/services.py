@@ -6,11 +6,12 @@ dispatcher, so an immediate task starts without waiting for the beat poll.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django_celery_beat.models import CrontabSchedule
 
 from scheduling import audit, selectors, validation
@@ -24,6 +25,7 @@ from scheduling.models import (
     WAITING,
     AuditAction,
     OverlapPolicy,
+    OwnedModel,
     Priority,
     RetryPolicy,
     Tag,
@@ -50,7 +52,7 @@ def _priority(value: Any) -> int:
     raise ValidationError({"priority": f"must be one of HIGH, MEDIUM, LOW, got {value!r}"})
 
 
-def _choice(field: str, value: Any, choices: type) -> str:
+def _choice(field: str, value: Any, choices: type[models.TextChoices]) -> str:
     if value not in choices.values:
         raise ValidationError({field: f"must be one of {', '.join(choices.values)}, got {value!r}"})
     return value
@@ -70,12 +72,12 @@ def _retry_policy(value: Any, *, actor: Any, owner: Any, current: RetryPolicy | 
     if isinstance(value, dict) and "id" not in value:
         values = {k: v for k, v in value.items() if k != "name"}
         if current is not None and not value.get("name"):
-            wanted = {f: values.get(f, RetryPolicy._meta.get_field(f).get_default()) for f in validation.POLICY_RULE}
+            wanted = {f: values.get(f, validation.policy_default(f)) for f in validation.POLICY_RULE}
             if set(values) <= set(validation.POLICY_RULE) and all(getattr(current, f) == v for f, v in wanted.items()):
                 return current
         return validation.validate_retry_policy({**values, "name": value.get("name") or ""}, owner=owner)
     given = value if isinstance(value, dict) else {}
-    pk = value.get("id") if isinstance(value, dict) else value.pk if isinstance(value, RetryPolicy) else value
+    pk: Any = value.get("id") if isinstance(value, dict) else value.pk if isinstance(value, RetryPolicy) else value
     if isinstance(value, RetryPolicy) and pk is None:
         return value
     try:
@@ -420,7 +422,7 @@ def _person(actor: Any) -> Any:
     return actor if actor is not None and getattr(actor, "is_authenticated", False) and actor.pk else None
 
 
-def _owner_for_new(actor: Any, shared: bool, model: type) -> Any:
+def _owner_for_new(actor: Any, shared: bool, model: type[OwnedModel]) -> Any:
     if shared:
         if not selectors.may_share(actor, model):
             what = model._meta.verbose_name_plural
@@ -519,7 +521,8 @@ def tag_validate(*, name: Any, tag: Tag | None = None, actor: Any = None, shared
             raise ValidationError({"name": f"{tag.name!r} is a handler's tag: it names what tasks run, keep it"})
     if name in registry and owner_id is not None:
         raise ValidationError({"name": f"{name!r} is a handler's tag: handler tags are shared"})
-    if Tag.objects.filter(name=name, owner_id=owner_id).exclude(pk=tag.pk if tag else None).exists():
+    same_name = Tag.objects.filter(name=name, owner_id=owner_id)
+    if (same_name.exclude(pk=tag.pk) if tag is not None else same_name).exists():
         whose = "a shared tag" if owner_id is None else "a tag of the same owner"
         raise ValidationError({"name": f"{whose} is already named {name!r}"})
     return name, owner_id
@@ -621,5 +624,5 @@ def results_delete(*, results: Any, actor: Any = None) -> tuple[int, list[str]]:
                 + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())),
             )
             deleted += len(gone)
-            transaction.on_commit(lambda gone=gone: retention._remove_artifacts(gone))
+            transaction.on_commit(functools.partial(retention.remove_artifacts, gone))
     return deleted, refused

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 
 from scheduling import selectors
 from scheduling.engine import cron
@@ -25,9 +26,17 @@ from taskhub.exceptions import ConfigError, ValidationError
 # database columns'. The API's serializer only checks JSON types.
 MAX_TAGS = 50
 MAX_DEPENDENCIES = 100
-NAME_MAX_LENGTH = Task._meta.get_field("name").max_length
-TAG_MAX_LENGTH = Tag._meta.get_field("name").max_length
-CRON_MAX_LENGTH = Task._meta.get_field("cron_expr").max_length
+
+
+def _max_length(model: type[models.Model], name: str) -> int:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and isinstance(field.max_length, int), f"{model.__name__}.{name}"
+    return field.max_length
+
+
+NAME_MAX_LENGTH = _max_length(Task, "name")
+TAG_MAX_LENGTH = _max_length(Tag, "name")
+CRON_MAX_LENGTH = _max_length(Task, "cron_expr")
 
 
 def validate_name(name: Any) -> str:
@@ -298,6 +307,13 @@ def clean_tags(tags: Any) -> list[str]:
 #: What a retry policy decides: its fields besides its name (and owner).
 POLICY_RULE = ("max_retries", "retry_delay", "backoff_factor", "max_delay", "jitter", "retry_on_timeout")
 RETRY_POLICY_FIELDS = ("name", *POLICY_RULE)
+
+
+def policy_default(field: str) -> Any:
+    """What a new retry policy has in ``field`` when it is not given."""
+    model_field = RetryPolicy._meta.get_field(field)
+    assert isinstance(model_field, models.Field)
+    return model_field.get_default()
 
 
 def validate_retry_policy(

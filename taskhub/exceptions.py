@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -17,7 +17,7 @@ class ConfigError(TaskHubError):
 class ValidationError(TaskHubError):
     """Input breaks a domain rule; ``errors`` maps field names to messages."""
 
-    def __init__(self, errors: dict[str, list[str] | str]) -> None:
+    def __init__(self, errors: Mapping[str, Sequence[str] | str]) -> None:
         self.errors = {field: [msg] if isinstance(msg, str) else list(msg) for field, msg in errors.items()}
         super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in self.errors.items()))
 

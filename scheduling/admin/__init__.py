@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -139,7 +139,9 @@ class TaskForm(forms.ModelForm):
         if "name" in self.fields:  # not on a view-only page
             name = self.fields["name"]
             name.validators = [v for v in name.validators if not isinstance(v, MaxLengthValidator)]
-        self.fields["handler_tag"].choices = [("", "---------")] + [
+        handler_field = self.fields["handler_tag"]
+        assert isinstance(handler_field, forms.ChoiceField)
+        handler_field.choices = [("", "---------")] + [
             (spec.tag, f"{spec.tag} - {spec.description}"[:90] if spec.description else spec.tag)
             for spec in registry.all()
         ]
@@ -152,7 +154,7 @@ class TaskForm(forms.ModelForm):
             self.fields["tag_names"].initial = ", ".join(n for n in names if n != self.fields["handler_tag"].initial)
 
     def service_data(self) -> dict[str, Any]:
-        data = {name: self.cleaned_data.get(name) for name in self.Meta.fields if name != "tag_names"}
+        data: dict[str, Any] = {name: self.cleaned_data.get(name) for name in self.Meta.fields if name != "tag_names"}
         data["tags"] = [t.strip() for t in (self.cleaned_data.get("tag_names") or "").split(",") if t.strip()]
         handler = self.cleaned_data.get("handler_tag")
         if handler and handler not in data["tags"]:
@@ -173,7 +175,7 @@ class TaskForm(forms.ModelForm):
         return data
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or self.cleaned_data
         if self.errors:
             return cleaned
         try:
@@ -213,8 +215,16 @@ class ResultInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     ordering = ["-created_at"]
-    fields = ["attempt", "status", "fire_time", "started_at", "duration", "worker", "progress", "error_message"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "attempt",
+        "status",
+        "fire_time",
+        "started_at",
+        "duration",
+        "worker",
+        "progress",
+        "error_message",
+    )
     max_num = 0
     classes = ["collapse"]  # the task page's attempts timeline comes first; this is the raw table
     verbose_name_plural = "task results (table)"
@@ -364,7 +374,7 @@ class TaskAdmin(TaskPagesAdmin):
         return TaskChangeList
 
     def get_inlines(self, request: HttpRequest, obj: Task | None) -> list[Any]:
-        return super().get_inlines(request, obj) if obj is not None and obj.pk else []  # no attempts yet
+        return list(super().get_inlines(request, obj)) if obj is not None and obj.pk else []  # no attempts yet
 
     def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
         """Before the first save there is no state and no computed schedule to show: leave those out."""
@@ -414,10 +424,12 @@ class TaskAdmin(TaskPagesAdmin):
         started = getattr(task, "last_started", None)
         if started is None:
             return "-"
-        took = humanise_duration(task.last_duration) if task.last_duration is not None else "running"
+        # last_started, last_status and last_duration are TaskChangeList's annotations.
+        duration = getattr(task, "last_duration", None)
+        took = humanise_duration(duration) if duration is not None else "running"
         return format_html(
             '{} <small title="{}">{} ago</small> <small class="th-duration">{}</small>',
-            badge(task.last_status),
+            badge(getattr(task, "last_status", "")),
             f"{started:%Y-%m-%d %H:%M:%S %Z}",
             timesince_short(started),
             took,
@@ -529,7 +541,7 @@ class SharedFieldForm(forms.ModelForm):
         raise NotImplementedError
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or self.cleaned_data
         if self.errors:
             return cleaned
         validate = services.policy_validate if self._meta.model is RetryPolicy else services.tag_validate
@@ -604,7 +616,7 @@ class OwnedAdmin(admin.ModelAdmin):
             fields = {k: v for k, v in fields.items() if k != "shared"}
         return type(form.__name__, (form,), {"actor": request.user, "base_fields": fields})
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = [f for f in super().get_fields(request, obj) if f not in ("owner", "shared")]
         if obj is None:
             return [*fields, "shared"] if selectors.may_share(request.user, self.model) else fields
@@ -672,7 +684,7 @@ class RetryPolicyAdmin(OwnedAdmin):
 RESULT_FIELDS = [f.name for f in TaskResult._meta.fields]
 RESULT_OUTCOME = ["task", "attempt", "status_badge", "took", "worker", "worker_link", "started_at", "finished_at"]
 RESULT_SHOWN_OTHERWISE = {"id", "duration", "error_message", "traceback", *RESULT_OUTCOME}
-RESULT_DETAILS = [f for f in RESULT_FIELDS if f not in RESULT_SHOWN_OTHERWISE]
+RESULT_DETAILS: list[Any] = [f for f in RESULT_FIELDS if f not in RESULT_SHOWN_OTHERWISE]
 
 
 @admin.register(TaskResult)
@@ -712,7 +724,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         return super().changelist_view(request, {"live_counts": dashboard.live_counts(), **(extra_context or {})})
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         return lookup in ("task__id__exact", "task__id") or super().lookup_allowed(lookup, value, request)
 
     def change_view(
@@ -821,8 +833,7 @@ class TaskAuditAdmin(admin.ModelAdmin):
     list_select_related = ["actor"]
     show_full_result_count = False
     # "task" itself would render empty once the task is deleted; task_ref says so and keeps the id.
-    fields = ["created_at", "task_name", "task_ref", "action", "actor", "changes", "detail"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "task_name", "task_ref", "action", "actor", "changes", "detail")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskAudit]:
         exists = Task.objects.filter(pk=OuterRef("task_id"))
@@ -867,7 +878,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "last_seen",
     ]
     search_fields = ["name", "host"]
-    fields = [
+    fields = readonly_fields = (
         "name",
         "state",
         "host",
@@ -881,8 +892,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "heard_from",
         "offline_after",
         "stopped_at",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         running = (

@@ -103,7 +103,7 @@ def purge_results(
             )
             TaskResult.objects.filter(pk__in=[pk for pk, _, _ in still]).only("pk").delete()  # cascades to report items
         _count(report, still)
-        _remove_artifacts(still)
+        remove_artifacts(still)
         if progress:
             progress(report)
     if not dry_run and report.attempts:
@@ -118,7 +118,7 @@ def _count(report: PurgeReport, rows: list[tuple[int, object, str]]) -> None:
         report.by_status[status] = report.by_status.get(status, 0) + 1
 
 
-def _remove_artifacts(rows: list[tuple[int, object, str]]) -> None:
+def remove_artifacts(rows: list[tuple[int, object, str]]) -> None:
     """Remove the artifact folders of deleted attempts (storage.path/artifacts/<task>/<attempt id>)."""
     root = (Path(settings.STORAGE_DIR) / "artifacts").resolve()
     for pk, task_id, _ in rows:
