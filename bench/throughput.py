@@ -217,7 +217,7 @@ def main() -> None:
             "latency_samples": samples,
             "worker_processes": args.workers,
             "apscheduler_threads": args.workers,
-            "scheduler_concurrency": settings.TASKHUB["scheduler"]["concurrency"],
+            "scheduler_concurrency": settings.TASKHUB.scheduler.concurrency,
         },
         metrics=metrics,
         series={"throughput_tasks_per_s": rates, "latency_ms": latency},

@@ -64,7 +64,7 @@ def attempt_counts() -> dict[str, int]:
         .aggregate(waiting=Count("pk"), due=Count("pk", filter=Q(available_at__lte=now)))
     )
     row["in_flight"] = row["queued"] + row["running"]
-    row["concurrency"] = settings.TASKHUB["scheduler"]["concurrency"]
+    row["concurrency"] = settings.TASKHUB.scheduler.concurrency
     return row
 
 

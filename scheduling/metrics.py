@@ -115,7 +115,7 @@ class TaskHubCollector(Collector):
         yield GaugeMetricFamily(
             "taskhub_concurrency_cap",
             "Most attempts in flight at once (scheduler.concurrency).",
-            value=settings.TASKHUB["scheduler"]["concurrency"],
+            value=settings.TASKHUB.scheduler.concurrency,
         )
         yield GaugeMetricFamily(
             "taskhub_queue_depth",
@@ -173,7 +173,7 @@ class TaskHubCollector(Collector):
         )
         counted = {
             (channel, outcome): 0
-            for channel in settings.TASKHUB["reporting"]["report_types"]
+            for channel in settings.TASKHUB.reporting.report_types
             for outcome in ReportOutcome.values
         }
         # channel IN (...) leads report_channel_idx (channel, -created_at): a range per channel, not a scan.
@@ -224,12 +224,12 @@ def _from_allowed_host(request: HttpRequest) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped  # a dual-stack socket shows 127.0.0.1 as ::ffff:127.0.0.1
-    networks = settings.TASKHUB["security"]["metrics_allowed_hosts"]
+    networks = settings.TASKHUB.security.metrics_allowed_hosts
     return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
 
 
 def _has_token(request: HttpRequest) -> bool:
-    token = settings.TASKHUB["security"]["metrics_token"]
+    token = settings.TASKHUB.security.metrics_token
     scheme, _, sent = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if not token or scheme.lower() != "bearer":
         return False

@@ -31,7 +31,7 @@ PURGE_TASK_NAME = "taskhub: result retention"
 
 def install_periodic_tasks() -> None:
     """Create or update TaskHub's own PeriodicTask rows from the configuration."""
-    every = max(1, round(settings.TASKHUB["scheduler"]["poll_interval"]))
+    every = max(1, round(settings.TASKHUB.scheduler.poll_interval))
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
         name=SWEEP_TASK_NAME,
@@ -48,7 +48,7 @@ def install_periodic_tasks() -> None:
 
 def install_purge_task() -> PeriodicTask:
     """Run the result clean-up daily at 03:30 (settings time zone); disabled when the retention is 0 (keep all)."""
-    days = settings.TASKHUB["storage"]["result_retention_days"]
+    days = settings.TASKHUB.storage.result_retention_days
     daily, _ = CrontabSchedule.objects.get_or_create(
         minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone=settings.TIME_ZONE
     )

@@ -79,7 +79,7 @@ def claim(
 
 
 def _grace() -> int:
-    return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
+    return settings.TASKHUB.scheduler.timeout_grace_seconds
 
 
 #: Tries of one short database step when the connection breaks (server restarted, backend terminated).

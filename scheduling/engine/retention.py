@@ -71,7 +71,7 @@ def purge_results(
 
     ``progress`` is called after each batch with the report so far.
     """
-    days = settings.TASKHUB["storage"]["result_retention_days"] if days is None else days
+    days = settings.TASKHUB.storage.result_retention_days if days is None else days
     if days < 0:
         raise ValueError(f"days: expected an integer >= 0 (0 keeps results forever), got {days}")
     if days == 0:

@@ -55,9 +55,9 @@ class Target:
 
 
 def _rules() -> tuple[list[allowlist.Rule], allowlist.PortRanges]:
-    http = settings.TASKHUB["http"]
-    defaults = tuple((p, p) for p in http.get("default_ports", [80, 443]))
-    return allowlist.parse_rules(list(http["allowed_hosts"])), defaults
+    http = settings.TASKHUB.http
+    defaults = tuple((p, p) for p in http.default_ports)
+    return allowlist.parse_rules(list(http.allowed_hosts)), defaults
 
 
 def refuse_characters(url: str, what: str = "URL") -> None:
@@ -160,7 +160,7 @@ def _ports_text(ranges: allowlist.PortRanges) -> str:
 
 
 def _not_listed(target: Target) -> str:
-    shown = ", ".join(settings.TASKHUB["http"]["allowed_hosts"]) or "none configured"
+    shown = ", ".join(settings.TASKHUB.http.allowed_hosts) or "none configured"
     rules, defaults = _rules()
     any_port = [replace(rule, ports=((1, 65535),)) for rule in rules]
     address = allowlist.ip_of(target.host)
