@@ -90,7 +90,10 @@ def parse(url: Any) -> Target:
     try:
         prepared = requests.PreparedRequest()
         prepared.prepare_url(url, None)
-        client = parse_url(prepared.url)
+        if prepared.url is None:  # prepare_url always sets it; typed Optional for a fresh PreparedRequest
+            raise ValueError("no URL")
+        prepared_url = prepared.url
+        client = parse_url(prepared_url)
     except (requests.RequestException, LocationParseError, ValueError) as exc:
         raise UrlRefused(f"not a URL the HTTP client accepts ({exc.__class__.__name__})") from None
     if client.auth:
@@ -103,7 +106,7 @@ def parse(url: Any) -> Target:
         raise UrlRefused(f"port {port}: expected 1-65535")
     # requests' adapter picks the connection's host with urlsplit on the prepared URL; redirects are resolved
     # with urljoin on the original: every reading must be the same.
-    for reading, text in (("urllib3", url), ("urlsplit", url), ("urlsplit", prepared.url)):
+    for reading, text in (("urllib3", url), ("urlsplit", url), ("urlsplit", prepared_url)):
         seen = _read(reading, text)
         if not 1 <= seen[2] <= 65535:
             raise UrlRefused(f"port {seen[2]}: expected 1-65535")
@@ -113,7 +116,7 @@ def parse(url: Any) -> Target:
                 f"{seen[0]}://{seen[1]}:{seen[2]} to another parser: refused as ambiguous"
             )
     _check_host(bare)
-    return Target(url=prepared.url, scheme=scheme, host=bare.rstrip("."), port=port)
+    return Target(url=prepared_url, scheme=scheme, host=bare.rstrip("."), port=port)
 
 
 def _read(parser: str, url: str) -> tuple[str, str, int]:
