@@ -20,7 +20,7 @@ def snapshot(task: Task, *, tags: list[str] | None = None, dependencies: list[st
     """
     values = {field: getattr(task, field) for field in AUDITED if field not in ("tags", "dependencies")}
     values["priority"] = Priority(task.priority).label
-    values["retry_policy"] = task.retry_policy.name if task.retry_policy_id else None
+    values["retry_policy"] = task.retry_policy.name if task.retry_policy is not None else None
     values["tags"] = sorted(tags if tags is not None else task.tags.values_list("name", flat=True))
     values["dependencies"] = sorted(
         dependencies if dependencies is not None else task.dependencies.values_list("name", flat=True)

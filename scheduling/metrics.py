@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,7 +124,7 @@ class TaskHubCollector(Collector):
         )
         yield GaugeMetricFamily("taskhub_queue_due", "Waiting attempts already due to start.", value=live["due"])
 
-    def _finished(self, finished: dict[str, dict[str, Any]], since: datetime) -> Iterator[Metric]:
+    def _finished(self, finished: Mapping[str, Mapping[str, Any]], since: datetime) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "taskhub_attempts_finished_last_hour", "Attempts finished in the last hour, by status.", labels=["status"]
         )
@@ -147,14 +147,15 @@ class TaskHubCollector(Collector):
             labels=["handler"],
         )
         for row in sorted(rows, key=lambda r: r["task__handler"] or ""):
+            counts: Mapping[str, Any] = row  # the le_N keys are built, not literals the row type knows
             cumulative: list[tuple[str, float]] = [
-                (repr(bound), row[f"le_{index}"]) for index, bound in enumerate(DURATION_BUCKETS)
+                (repr(bound), counts[f"le_{index}"]) for index, bound in enumerate(DURATION_BUCKETS)
             ]
             cumulative.append(("+Inf", row["total"]))
             histogram.add_metric([row["task__handler"] or ""], cumulative, gsum_value=row["seconds"] or 0.0)
         yield histogram
 
-    def _fires(self, live: dict[str, int], finished: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    def _fires(self, live: dict[str, int], finished: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
         fires = sum(row["fires"] for row in finished.values()) + live["waiting_fires"] + live["flight_fires"]
         yield GaugeMetricFamily(
             "taskhub_fires_last_hour", "Cron fires in the last hour (skipped ones included).", value=fires
@@ -177,8 +178,11 @@ class TaskHubCollector(Collector):
             for outcome in ReportOutcome.values
         }
         # channel IN (...) leads report_channel_idx (channel, -created_at): a range per channel, not a scan.
-        rows = Report.objects.filter(channel__in=Channel.values, created_at__gte=since).order_by()
-        rows = rows.values("channel", "outcome")
+        rows = (
+            Report.objects.filter(channel__in=Channel.values, created_at__gte=since)
+            .order_by()
+            .values("channel", "outcome")
+        )
         for row in rows.annotate(n=Count("pk")):
             counted[(row["channel"], row["outcome"])] = row["n"]
         for (channel, outcome), n in sorted(counted.items()):

@@ -30,12 +30,15 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
 from taskhub.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENV_PREFIX = "TASKHUB_"
 HIDDEN = "<hidden>"
@@ -597,13 +600,13 @@ def check_credentials(values: Mapping[str, Any], path: tuple[str, ...]) -> None:
 # Lists become tuples and mappings copies, so a view cannot change the configuration it was read from;
 # secret keys are left out of a view's repr.
 
-_V = TypeVar("_V")
+_V = TypeVar("_V", bound="DataclassInstance")
 
 
 def _build(cls: type[_V], values: Mapping[str, Any]) -> _V:
     """Return the view ``cls`` of one section's validated ``values``."""
     kwargs: dict[str, Any] = {}
-    for item in fields(cls):  # type: ignore[arg-type]  # cls is one of the view dataclasses below
+    for item in fields(cls):
         value = values[item.name]
         build = item.metadata.get("build")
         if build is not None:

@@ -13,7 +13,7 @@ from taskhub.config import LogSettings
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: rotation is then only safe for one process
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # not POSIX: no fcntl module, checked before each use
 
 
 class RedactSecrets(logging.Filter):

@@ -240,7 +240,7 @@ class _GuardedConnectionMixin:
         try:
             infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]  # mixin: self is an HTTPConnection
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         permitted = [a for a in addresses if address_allowed(a, self.port, name_listed=name_listed)]
         if not permitted:
@@ -259,7 +259,7 @@ class _GuardedConnectionMixin:
                 raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
             except OSError as exc:
                 error = exc
-        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]  # mixin: self is an HTTPConnection
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
