@@ -13,6 +13,10 @@ A wrong value raises :class:`ConfigError` naming the key, the value and what is
 expected; secret values are never echoed. A ``TASKHUB_<SECTION>_...`` variable of a
 known section that overrides no key is refused too, so a misspelt secret is not
 silently ignored.
+
+Code reads the values through a typed, frozen view of each section
+(``settings.TASKHUB.scheduler.concurrency``, see ``VIEWS``); ``settings.TASKHUB["scheduler"]``
+is the plain dict of validated values the views are built from (what tests patch).
 """
 
 from __future__ import annotations
@@ -594,11 +598,12 @@ def check_credentials(values: Mapping[str, Any], path: tuple[str, ...]) -> None:
 # One frozen dataclass per section, so code reads ``settings.TASKHUB.scheduler.concurrency`` as an int
 # that mypy knows about. SCHEMA stays the one home of every key (checker, default, secrecy); a view only
 # names the keys and their Python types, and _check_views() (run at import) refuses a view whose fields
-# are not exactly its section's keys. A view is built from the validated values on each access (a few
-# microseconds): Config.data stays what tests patch (monkeypatch.setitem(settings.TASKHUB["scheduler"],
-# ...)) and what they replace (monkeypatch.setattr(settings, "TASKHUB", ...)), and a view sees both.
-# Lists become tuples and mappings copies, so a view cannot change the configuration it was read from;
-# secret keys are left out of a view's repr.
+# are not exactly its section's keys, or whose repr would show a secret (tests/test_config_views.py
+# also checks each field's type against what its key's checker returns). A view is built from the
+# validated values on each access (a few microseconds): Config.data stays what tests patch
+# (monkeypatch.setitem(settings.TASKHUB["scheduler"], ...)) and what they replace
+# (monkeypatch.setattr(settings, "TASKHUB", ...)), and a view sees both. Lists become tuples and
+# mappings copies, so a view cannot change the configuration it was read from.
 
 _V = TypeVar("_V", bound="DataclassInstance")
 
