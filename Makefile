@@ -12,7 +12,7 @@ export PORT
 help:
 	@echo "make run    - install, migrate and start TaskHub (web, worker, beat) on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install the dev tools and run the whole test suite"
-	@echo "make lint   - ruff check, ruff format --check and lint-imports (the import contracts in pyproject.toml)"
+	@echo "make lint   - ruff check, ruff format --check, lint-imports (import contracts) and mypy (pyproject.toml)"
 	@echo "make demo   - TaskHub with fake Jira, Confluence and Mattermost: watch Jira -> Excel -> Confluence -> Mattermost"
 	@echo "make bench  - benchmarks (SQLite and PostgreSQL + Redis) beside raw Celery and APScheduler: table, JSON, chart"
 	@echo "make bench-quick - the same measurements at small sizes (under 2 minutes)"
@@ -69,7 +69,7 @@ bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench.run --quick $(ARGS)
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-logo
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-logo && $(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache .mypy_cache

@@ -341,6 +341,8 @@ def taskhub_drift(
     tick_seconds: dict[float, float] = {}
     per_fire: dict[float, int] = defaultdict(int)
     for fire_time, created_at, started_at in rows:
+        if fire_time is None:  # never: filtered by fire_time__in
+            continue
         fire = epoch(fire_time)
         per_fire[fire] += 1
         committed.append(visible[fire] - fire)
@@ -571,8 +573,12 @@ def _warm_up(procs: Processes):
     for _ in range(4):
         raw_noop.apply_async()
 
+    def started() -> bool:
+        procs.check()  # raises if a process died
+        return done.exists() and done.stat().st_size >= 4
+
     def wait() -> None:
-        wait_for(lambda: (procs.check(), done.exists() and done.stat().st_size >= 4)[1], 60, "worker start-up")
+        wait_for(started, 60, "worker start-up")
 
     return wait
 

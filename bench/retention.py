@@ -36,7 +36,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.db.models import Max  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from scheduling import retention  # noqa: E402
+from scheduling.engine import retention  # noqa: E402
 from scheduling.models import AttemptStatus, Task, TaskResult  # noqa: E402
 
 CHUNK = 20_000
@@ -45,7 +45,7 @@ CHUNK = 20_000
 def build(tasks: int, attempts: int) -> None:
     Task.objects.all().delete()
     now = timezone.now()
-    rows = []
+    rows: list[TaskResult] = []
     task_ids = [uuid.uuid4() for _ in range(tasks)]
     with transaction.atomic():
         Task.objects.bulk_create(

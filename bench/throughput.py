@@ -103,10 +103,19 @@ def committed_to_running(samples: int) -> list[float]:
         stamp: dict[str, Any] = {}
         with transaction.atomic():
             # Registered before the service's own on_commit (the dispatcher's wake), so it runs first.
-            transaction.on_commit(lambda s=stamp: s.setdefault("committed", timezone.now()))
+            def committed(s: dict[str, Any] = stamp) -> None:
+                s.setdefault("committed", timezone.now())
+
+            transaction.on_commit(committed)
             task = services.task_create(data={"name": f"latency-{i}", "tags": ["NOOP"]})
-        wait_for(lambda t=task: Task.objects.filter(pk=t.pk, status=TaskStatus.DONE).exists(), 60, "latency task")
+
+        def latency_done(t: Task = task) -> bool:
+            return Task.objects.filter(pk=t.pk, status=TaskStatus.DONE).exists()
+
+        wait_for(latency_done, 60, "latency task")
         started = TaskResult.objects.get(task=task).started_at
+        if started is None:
+            raise RuntimeError(f"latency-{i}: DONE without a start time")
         values.append((started - stamp["committed"]).total_seconds() * 1000)
     return values
 
@@ -124,9 +133,15 @@ def dependency_to_dependent(samples: int) -> list[float]:
         with transaction.atomic():
             first = services.task_create(data={"name": f"up-{i}", "tags": ["NOOP"]})
             second = services.task_create(data={"name": f"down-{i}", "tags": ["NOOP"], "dependencies": [first.pk]})
-        wait_for(lambda s=second: Task.objects.filter(pk=s.pk, status=TaskStatus.DONE).exists(), 60, "dependent")
+
+        def dependent_done(s: Task = second) -> bool:
+            return Task.objects.filter(pk=s.pk, status=TaskStatus.DONE).exists()
+
+        wait_for(dependent_done, 60, "dependent")
         done = TaskResult.objects.get(task=first).finished_at
         running = TaskResult.objects.get(task=second).started_at
+        if done is None or running is None:
+            raise RuntimeError(f"up-{i} / down-{i}: DONE without finish / start times")
         values.append((running - done).total_seconds() * 1000)
     return values
 
@@ -217,7 +232,7 @@ def main() -> None:
             "latency_samples": samples,
             "worker_processes": args.workers,
             "apscheduler_threads": args.workers,
-            "scheduler_concurrency": settings.TASKHUB["scheduler"]["concurrency"],
+            "scheduler_concurrency": settings.TASKHUB.scheduler.concurrency,
         },
         metrics=metrics,
         series={"throughput_tasks_per_s": rates, "latency_ms": latency},

@@ -35,22 +35,22 @@ def missing(channel: str) -> str:
     """Why ``channel`` cannot be reported to ("" when it is configured)."""
     config = settings.TASKHUB
     if channel == "confluence":
-        confluence = config["confluence"]
-        if not confluence["url"]:
+        confluence = config.confluence
+        if not confluence.url:
             return "confluence.url is empty"
-        if _placeholder(confluence["url"]):
-            return f"confluence.url is still the example's {urlsplit(confluence['url']).hostname}"
-        if not (confluence["password"] or confluence["token"] or confluence["api_token"]):
+        if _placeholder(confluence.url):
+            return f"confluence.url is still the example's {urlsplit(confluence.url).hostname}"
+        if not (confluence.password or confluence.token or confluence.api_token):
             return "confluence.password, confluence.token and confluence.api_token are empty"
-        page = config["reporting"]["confluence"]["page_id"] or confluence["task_result_page_id"]
-        where = str(confluence["main_page_id"]).strip() or str(confluence["space_key"]).strip()
+        page = config.reporting.confluence.page_id or confluence.task_result_page_id
+        where = str(confluence.main_page_id).strip() or str(confluence.space_key).strip()
         if not (str(page).strip() or where):
             return "reporting.confluence.page_id, confluence.main_page_id and confluence.space_key are empty"
         return ""
     if channel == "mattermost":
-        return "" if config["mattermost"]["webhook_url"] else "mattermost.webhook_url is empty"
+        return "" if config.mattermost.webhook_url else "mattermost.webhook_url is empty"
     if channel == "email":
-        return "" if config["email"]["to"] else "email.to is empty"
+        return "" if config.email.to else "email.to is empty"
     return f"unknown channel {channel!r}"
 
 
@@ -58,7 +58,7 @@ def split() -> tuple[list[str], dict[str, str]]:
     """The channels of reporting.report_types: those to report to, and the skipped ones with why."""
     active: list[str] = []
     skipped: dict[str, str] = {}
-    for channel in settings.TASKHUB["reporting"]["report_types"]:
+    for channel in settings.TASKHUB.reporting.report_types:
         why = missing(channel)
         if why:
             skipped[channel] = why

@@ -31,7 +31,7 @@ def template_names(name: str) -> list[str]:
 
 def render_page(context: dict[str, Any]) -> str:
     """Render reporting.confluence.template with ``context`` (autoescaped: values show as text)."""
-    name = settings.TASKHUB["reporting"]["confluence"]["template"]
+    name = settings.TASKHUB.reporting.confluence.template
     try:
         template = select_template(template_names(name))
     except TemplateDoesNotExist:
@@ -45,7 +45,7 @@ def render_page(context: dict[str, Any]) -> str:
 def report_page_id() -> str:
     """Return reporting.confluence.page_id, or the seed's confluence.task_result_page_id when it is empty."""
     config = settings.TASKHUB
-    return str(config["reporting"]["confluence"]["page_id"] or config["confluence"]["task_result_page_id"]).strip()
+    return str(config.reporting.confluence.page_id or config.confluence.task_result_page_id).strip()
 
 
 def page_publish(*, body: str, client: ConfluenceClient | None = None) -> Page:
@@ -73,8 +73,8 @@ def page_publish(*, body: str, client: ConfluenceClient | None = None) -> Page:
 
 def _page_for_missing(client: ConfluenceClient, page_id: str, body: str) -> tuple[Page, bool]:
     """Find the report page by title in the main page's space, or create it there with ``body``."""
-    parent_id = str(settings.TASKHUB["confluence"]["main_page_id"]).strip()
-    title = settings.TASKHUB["reporting"]["confluence"]["title"] or "TaskHub task results"
+    parent_id = str(settings.TASKHUB.confluence.main_page_id).strip()
+    title = settings.TASKHUB.reporting.confluence.title or "TaskHub task results"
     page_id = page_id or "(not set)"
     parent = client.get_page(parent_id) if parent_id else None
     if parent is None:

@@ -116,7 +116,7 @@ class Content:
 
     def context(self) -> dict[str, Any]:
         """Return the template context: the content's fields plus display helpers."""
-        reporting = settings.TASKHUB["reporting"]
+        reporting = settings.TASKHUB.reporting
         rate = self.summary.failure_rate
         return {
             "period_start": self.period_start,
@@ -130,9 +130,9 @@ class Content:
             "alerts_omitted": self.alerts_omitted,
             "title": self.title,
             "new_count": self.new_count,
-            "max_rows": reporting["max_rows"],
-            "summary_hours": reporting["summary_hours"],
-            "results_url": reporting["base_url"].rstrip("/") + reverse("admin:scheduling_taskresult_changelist"),
+            "max_rows": reporting.max_rows,
+            "summary_hours": reporting.summary_hours,
+            "results_url": reporting.base_url.rstrip("/") + reverse("admin:scheduling_taskresult_changelist"),
         }
 
 
@@ -141,7 +141,7 @@ _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 def admin_url(task_id: Any) -> str:
     """Return the absolute URL of a task's admin page."""
-    return _admin_url_pattern(settings.TASKHUB["reporting"]["base_url"].rstrip("/")).replace(_PLACEHOLDER, str(task_id))
+    return _admin_url_pattern(settings.TASKHUB.reporting.base_url.rstrip("/")).replace(_PLACEHOLDER, str(task_id))
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,7 +202,7 @@ def build(
     title: str = "",
 ) -> Content:
     """Build a report over ``results``: their totals, the latest ``max_rows`` and (optionally) the alerts."""
-    max_rows = max_rows or settings.TASKHUB["reporting"]["max_rows"]
+    max_rows = max_rows or settings.TASKHUB.reporting.max_rows
     summary = summarize(results)
     rows = _rows(results.order_by("-finished_at", "-pk")[:max_rows])
     content = Content(
@@ -221,7 +221,7 @@ def build(
 
 def page_results(now: datetime) -> QuerySet[TaskResult]:
     """Return the attempts a standing page summarizes: finished within reporting.summary_hours."""
-    since = now - timedelta(hours=settings.TASKHUB["reporting"]["summary_hours"])
+    since = now - timedelta(hours=settings.TASKHUB.reporting.summary_hours)
     return TaskResult.objects.filter(finished_at__gt=since, finished_at__lte=now)
 
 

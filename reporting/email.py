@@ -15,7 +15,7 @@ SYSTEM = "Email"
 
 def recipients() -> list[str]:
     """Return email.to, the report's recipients."""
-    return list(settings.TASKHUB["email"]["to"])
+    return list(settings.TASKHUB.email.to)
 
 
 def subject(content: Content) -> str:
@@ -23,7 +23,7 @@ def subject(content: Content) -> str:
     summary = content.summary
     failed = f", {summary.failed} failed" if summary.failed else ""
     subject = f"{summary.total} attempt{'s' if summary.total != 1 else ''} finished{failed}"
-    return settings.TASKHUB["email"]["subject_prefix"] + subject
+    return settings.TASKHUB.email.subject_prefix + subject
 
 
 def report_send(content: Content) -> None:
@@ -35,7 +35,7 @@ def report_send(content: Content) -> None:
     message = EmailMultiAlternatives(
         subject=subject(content),
         body=render_to_string("reporting/email.txt", context),
-        from_email=settings.TASKHUB["email"]["from_address"],
+        from_email=settings.TASKHUB.email.from_address,
         to=to,
     )
     message.attach_alternative(render_to_string("reporting/email.html", context), "text/html")

@@ -24,13 +24,12 @@ def collect(since: datetime) -> Iterator[Metric]:
         labels=["channel", "outcome"],
     )
     counted = {
-        (channel, outcome): 0
-        for channel in settings.TASKHUB["reporting"]["report_types"]
-        for outcome in ReportOutcome.values
+        (channel, outcome): 0 for channel in settings.TASKHUB.reporting.report_types for outcome in ReportOutcome.values
     }
     # channel IN (...) leads report_channel_idx (channel, -created_at): a range per channel, not a scan.
-    rows = Report.objects.filter(channel__in=Channel.values, created_at__gte=since).order_by()
-    rows = rows.values("channel", "outcome")
+    rows = (
+        Report.objects.filter(channel__in=Channel.values, created_at__gte=since).order_by().values("channel", "outcome")
+    )
     for row in rows.annotate(n=Count("pk")):
         counted[(row["channel"], row["outcome"])] = row["n"]
     for (channel, outcome), n in sorted(counted.items()):

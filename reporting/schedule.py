@@ -12,10 +12,10 @@ REPORT_TASK_NAME = "taskhub: reporting"
 
 def install() -> PeriodicTask:
     """Create or update the PeriodicTask that runs ``reporting.report`` every reporting.interval seconds."""
-    config = settings.TASKHUB["reporting"]
+    config = settings.TASKHUB.reporting
     active, _ = channels.split()
     channels.log_startup()  # beat's start: one line naming the channels skipped for want of configuration
-    every = max(1, round(config["interval"]))
+    every = max(1, round(config.interval))
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     task, _ = PeriodicTask.objects.update_or_create(
         name=REPORT_TASK_NAME,

@@ -62,9 +62,9 @@ def _destination(channel: str) -> str:
 
         return f"page {report_page_id()}"
     if channel == Channel.MATTERMOST:
-        name = config["mattermost"]["channel"]
+        name = config.mattermost.channel
         return f"channel {name}" if name else "the webhook's channel"
-    return ", ".join(config["email"]["to"])[:300]
+    return ", ".join(config.email.to)[:300]
 
 
 def _send_confluence(batch: QuerySet[TaskResult], start: datetime | None, end: datetime, now: datetime) -> str:
@@ -207,7 +207,7 @@ def _failed(
     error = str(exc) if isinstance(exc, TaskHubError) else f"{exc.__class__.__name__}: {exc}"
     error = scrubbing.cut(error, 5000)  # scrubbed before it is cut, stored or logged
     failures = state.failures + 1
-    interval = settings.TASKHUB["reporting"]["interval"]
+    interval = settings.TASKHUB.reporting.interval
     # The first failure retries on the next tick; further ones wait 1, 3, 7... intervals more.
     backoff = min(timedelta(seconds=interval * (2 ** (failures - 1) - 1)), MAX_BACKOFF)
     with transaction.atomic():

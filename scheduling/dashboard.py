@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,7 +65,7 @@ def attempt_counts() -> dict[str, int]:
         .aggregate(waiting=Count("pk"), due=Count("pk", filter=Q(available_at__lte=now)))
     )
     row["in_flight"] = row["queued"] + row["running"]
-    row["concurrency"] = settings.TASKHUB["scheduler"]["concurrency"]
+    row["concurrency"] = settings.TASKHUB.scheduler.concurrency
     return row
 
 
@@ -88,7 +89,7 @@ def attempts_per_hour(now: datetime | None = None, hours: int = 24) -> list[Hour
         .values("hour")
         .annotate(total=Count("pk"), failed=Count("pk", filter=Q(status__in=FAILED_ATTEMPTS)))
     )
-    found = {}
+    found: dict[datetime, Mapping[str, Any]] = {}
     for row in rows:
         hour = row["hour"]
         if isinstance(hour, str):
@@ -97,8 +98,8 @@ def attempts_per_hour(now: datetime | None = None, hours: int = 24) -> list[Hour
     buckets = []
     for index in range(hours):
         hour = start + timedelta(hours=index)
-        row = found.get(hour.astimezone(UTC), {"total": 0, "failed": 0})
-        buckets.append(HourBucket(hour, row["total"], row["failed"]))
+        counts = found.get(hour.astimezone(UTC), {"total": 0, "failed": 0})
+        buckets.append(HourBucket(hour, counts["total"], counts["failed"]))
     return buckets
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,7 +116,7 @@ class TaskHubCollector(Collector):
         yield GaugeMetricFamily(
             "taskhub_concurrency_cap",
             "Most attempts in flight at once (scheduler.concurrency).",
-            value=settings.TASKHUB["scheduler"]["concurrency"],
+            value=settings.TASKHUB.scheduler.concurrency,
         )
         yield GaugeMetricFamily(
             "taskhub_queue_depth",
@@ -125,7 +125,7 @@ class TaskHubCollector(Collector):
         )
         yield GaugeMetricFamily("taskhub_queue_due", "Waiting attempts already due to start.", value=live["due"])
 
-    def _finished(self, finished: dict[str, dict[str, Any]], since: datetime) -> Iterator[Metric]:
+    def _finished(self, finished: Mapping[str, Mapping[str, Any]], since: datetime) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "taskhub_attempts_finished_last_hour", "Attempts finished in the last hour, by status.", labels=["status"]
         )
@@ -148,14 +148,15 @@ class TaskHubCollector(Collector):
             labels=["handler"],
         )
         for row in sorted(rows, key=lambda r: r["task__handler"] or ""):
+            counts: Mapping[str, Any] = row  # the le_N keys are built, not literals the row type knows
             cumulative: list[tuple[str, float]] = [
-                (repr(bound), row[f"le_{index}"]) for index, bound in enumerate(DURATION_BUCKETS)
+                (repr(bound), counts[f"le_{index}"]) for index, bound in enumerate(DURATION_BUCKETS)
             ]
             cumulative.append(("+Inf", row["total"]))
             histogram.add_metric([row["task__handler"] or ""], cumulative, gsum_value=row["seconds"] or 0.0)
         yield histogram
 
-    def _fires(self, live: dict[str, int], finished: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    def _fires(self, live: dict[str, int], finished: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
         fires = sum(row["fires"] for row in finished.values()) + live["waiting_fires"] + live["flight_fires"]
         yield GaugeMetricFamily(
             "taskhub_fires_last_hour", "Cron fires in the last hour (skipped ones included).", value=fires
@@ -197,12 +198,12 @@ def _from_allowed_host(request: HttpRequest) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped  # a dual-stack socket shows 127.0.0.1 as ::ffff:127.0.0.1
-    networks = settings.TASKHUB["security"]["metrics_allowed_hosts"]
+    networks = settings.TASKHUB.security.metrics_allowed_hosts
     return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
 
 
 def _has_token(request: HttpRequest) -> bool:
-    token = settings.TASKHUB["security"]["metrics_token"]
+    token = settings.TASKHUB.security.metrics_token
     scheme, _, sent = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if not token or scheme.lower() != "bearer":
         return False

@@ -359,7 +359,7 @@ class Task(models.Model):
 
     def effective_timeout(self) -> int:
         """Return the seconds an attempt may run before it is stopped."""
-        return self.timeout_seconds or settings.TASKHUB["scheduler"]["default_timeout_seconds"]
+        return self.timeout_seconds or settings.TASKHUB.scheduler.default_timeout_seconds
 
 
 class TaskResult(models.Model):

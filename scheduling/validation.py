@@ -87,7 +87,7 @@ def validate_cron(task_type: str, cron_expr: str, tz_name: str) -> str:
 
 
 def validate_timeout(timeout_seconds: int | None) -> None:
-    ceiling = settings.TASKHUB["scheduler"]["max_timeout_seconds"]
+    ceiling = settings.TASKHUB.scheduler.max_timeout_seconds
     if timeout_seconds is None:
         return
     if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int) or timeout_seconds <= 0:
@@ -111,7 +111,7 @@ def validate_handler(tags: Iterable[str], parameters: Any) -> str:
 
 def validate_parameters_size(field: str, value: Any) -> None:
     """Refuse parameters whose JSON is larger than security.max_parameters_bytes."""
-    limit = settings.TASKHUB["security"]["max_parameters_bytes"]
+    limit = settings.TASKHUB.security.max_parameters_bytes
     try:
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
     except (TypeError, ValueError, RecursionError):

@@ -13,6 +13,10 @@ A wrong value raises :class:`ConfigError` naming the key, the value and what is
 expected; secret values are never echoed. A ``TASKHUB_<SECTION>_...`` variable of a
 known section that overrides no key is refused too, so a misspelt secret is not
 silently ignored.
+
+Code reads the values through a typed, frozen view of each section
+(``settings.TASKHUB.scheduler.concurrency``, see ``VIEWS``); ``settings.TASKHUB["scheduler"]``
+is the plain dict of validated values the views are built from (what tests patch).
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ import re
 import reprlib
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
 from taskhub.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENV_PREFIX = "TASKHUB_"
 HIDDEN = "<hidden>"
@@ -592,9 +599,248 @@ def check_credentials(values: Mapping[str, Any], path: tuple[str, ...]) -> None:
             )
 
 
+# --- typed views -------------------------------------------------------------
+# One frozen dataclass per section, so code reads ``settings.TASKHUB.scheduler.concurrency`` as an int
+# that mypy knows about. SCHEMA stays the one home of every key (checker, default, secrecy); a view only
+# names the keys and their Python types, and _check_views() (run at import) refuses a view whose fields
+# are not exactly its section's keys, or whose repr would show a secret (tests/test_config_views.py
+# also checks each field's type against what its key's checker returns). A view is built from the
+# validated values on each access (a few microseconds): Config.data stays what tests patch
+# (monkeypatch.setitem(settings.TASKHUB["scheduler"], ...)) and what they replace
+# (monkeypatch.setattr(settings, "TASKHUB", ...)), and a view sees both. Lists become tuples and
+# mappings copies, so a view cannot change the configuration it was read from.
+
+_V = TypeVar("_V", bound="DataclassInstance")
+
+
+def _build(cls: type[_V], values: Mapping[str, Any]) -> _V:
+    """Return the view ``cls`` of one section's validated ``values``."""
+    kwargs: dict[str, Any] = {}
+    for item in fields(cls):
+        value = values[item.name]
+        build = item.metadata.get("build")
+        if build is not None:
+            value = build(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        kwargs[item.name] = value
+    return cls(**kwargs)
+
+
+def _section(cls: type[Any]) -> Any:
+    """Declare a field holding a nested section (reporting.confluence), built as ``cls``."""
+    return field(metadata={"section": cls, "build": lambda values: _build(cls, values)})
+
+
+@dataclass(frozen=True)
+class ConfluenceSettings:
+    url: str
+    deployment: str
+    username: str
+    password: str = field(repr=False)
+    token: str = field(repr=False)
+    email: str
+    api_token: str = field(repr=False)
+    space_key: str
+    main_page_id: str
+    task_result_page_id: str
+    verify_ssl: bool
+    timeout: float
+
+
+@dataclass(frozen=True)
+class JiraEnvironmentSettings:
+    url: str
+    deployment: str
+    username: str
+    password: str = field(repr=False)
+    token: str = field(repr=False)
+    email: str
+    api_token: str = field(repr=False)
+    verify_ssl: bool
+    timeout: float
+
+
+def _jira_environments(values: Mapping[str, Any]) -> dict[str, JiraEnvironmentSettings]:
+    return {name: _build(JiraEnvironmentSettings, env) for name, env in values.items()}
+
+
+@dataclass(frozen=True)
+class JiraSettings:
+    url: str
+    deployment: str
+    username: str
+    password: str = field(repr=False)
+    token: str = field(repr=False)
+    email: str
+    api_token: str = field(repr=False)
+    verify_ssl: bool
+    timeout: float
+    environments: Mapping[str, JiraEnvironmentSettings] = field(
+        metadata={"keys": JIRA_ENV_KEYS, "section": JiraEnvironmentSettings, "build": _jira_environments}
+    )
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    poll_interval: float
+    concurrency: int
+    coalesce: bool
+    max_instances: int
+    misfire_grace_seconds: int
+    priority_aging_seconds: int
+    default_timeout_seconds: int
+    max_timeout_seconds: int
+    timeout_grace_seconds: int
+    requeue_after_seconds: int
+    worker_heartbeat: float
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+    filename: str
+    max_bytes: int
+    backup_count: int
+    format: str
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    path: str
+    reports_path: str
+    result_retention_days: int
+
+
+@dataclass(frozen=True)
+class ReportingConfluenceSettings:
+    page_id: str
+    template: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ReportingSettings:
+    interval: float
+    report_types: tuple[str, ...]
+    max_rows: int
+    summary_hours: int
+    base_url: str
+    confluence: ReportingConfluenceSettings = _section(ReportingConfluenceSettings)
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    from_address: str
+    to: tuple[str, ...]
+    subject_prefix: str
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: str = field(repr=False)
+    use_tls: bool
+    use_ssl: bool
+    timeout: float
+
+
+@dataclass(frozen=True)
+class MattermostSettings:
+    webhook_url: str = field(repr=False)
+    channel: str
+    webhooks: Mapping[str, str] = field(repr=False)
+    username: str
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(repr=False)
+    idle_transaction_timeout: int
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    allowed_hosts: tuple[str, ...]
+    default_ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    encryption_keys: tuple[str, ...] = field(repr=False)
+    max_parameters_bytes: int
+    max_request_bytes: int
+    write_rate: str
+    login_failure_limit: int
+    login_lockout_minutes: float
+    login_client_ip_header: str
+    metrics_allowed_hosts: tuple[str, ...]
+    metrics_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    secret_key: str = field(repr=False)
+    debug: bool
+    allowed_hosts: tuple[str, ...]
+    https: bool
+    time_zone: str
+
+
+#: The view of each section of SCHEMA.
+VIEWS: dict[str, type[Any]] = {
+    "confluence": ConfluenceSettings,
+    "jira": JiraSettings,
+    "scheduler": SchedulerSettings,
+    "log": LogSettings,
+    "storage": StorageSettings,
+    "reporting": ReportingSettings,
+    "email": EmailSettings,
+    "mattermost": MattermostSettings,
+    "database": DatabaseSettings,
+    "broker": BrokerSettings,
+    "http": HttpSettings,
+    "security": SecuritySettings,
+    "web": WebSettings,
+}
+
+
+def _check_views(schema: Mapping[str, Any], view: type[Any], where: str) -> None:
+    """Refuse a view whose fields are not exactly the keys of its section (recursively)."""
+    names = {item.name for item in fields(view)}
+    if names != set(schema):
+        missing, extra = sorted(set(schema) - names), sorted(names - set(schema))
+        raise TypeError(f"{view.__name__} does not match SCHEMA[{where}]: missing {missing}, not in SCHEMA {extra}")
+    for item in fields(view):
+        nested = item.metadata.get("section")
+        keys = item.metadata.get("keys", schema[item.name])
+        if isinstance(keys, dict) != (nested is not None):
+            raise TypeError(f"{view.__name__}.{item.name}: a nested section needs _section() and vice versa")
+        if nested is not None:
+            _check_views(keys, nested, f"{where}.{item.name}")
+        elif item.repr == schema[item.name].secret:
+            # A view may end up in a log line or a traceback: its repr must not show a secret.
+            raise TypeError(f"{view.__name__}.{item.name}: a secret key needs field(repr=False), only a secret one")
+
+
+if set(VIEWS) != set(SCHEMA):
+    raise TypeError(f"VIEWS does not name every section of SCHEMA: {sorted(set(VIEWS) ^ set(SCHEMA))}")
+for _name, _view in VIEWS.items():
+    _check_views(SCHEMA[_name], _view, _name)
+
+
 @dataclass(frozen=True)
 class Config:
-    """Validated configuration: ``config.section('scheduler')['concurrency']``."""
+    """Validated configuration: typed as ``config.scheduler.concurrency``, untyped as ``config['scheduler']``.
+
+    ``data`` holds the validated values (plain dicts, as tests patch them); each section property
+    returns its frozen view (see VIEWS), built from ``data`` at that moment.
+    """
 
     data: dict[str, Any]
     path: Path | None
@@ -604,6 +850,58 @@ class Config:
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         return self.data[name]
+
+    @property
+    def confluence(self) -> ConfluenceSettings:
+        return _build(ConfluenceSettings, self.data["confluence"])
+
+    @property
+    def jira(self) -> JiraSettings:
+        return _build(JiraSettings, self.data["jira"])
+
+    @property
+    def scheduler(self) -> SchedulerSettings:
+        return _build(SchedulerSettings, self.data["scheduler"])
+
+    @property
+    def log(self) -> LogSettings:
+        return _build(LogSettings, self.data["log"])
+
+    @property
+    def storage(self) -> StorageSettings:
+        return _build(StorageSettings, self.data["storage"])
+
+    @property
+    def reporting(self) -> ReportingSettings:
+        return _build(ReportingSettings, self.data["reporting"])
+
+    @property
+    def email(self) -> EmailSettings:
+        return _build(EmailSettings, self.data["email"])
+
+    @property
+    def mattermost(self) -> MattermostSettings:
+        return _build(MattermostSettings, self.data["mattermost"])
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return _build(DatabaseSettings, self.data["database"])
+
+    @property
+    def broker(self) -> BrokerSettings:
+        return _build(BrokerSettings, self.data["broker"])
+
+    @property
+    def http(self) -> HttpSettings:
+        return _build(HttpSettings, self.data["http"])
+
+    @property
+    def security(self) -> SecuritySettings:
+        return _build(SecuritySettings, self.data["security"])
+
+    @property
+    def web(self) -> WebSettings:
+        return _build(WebSettings, self.data["web"])
 
     @property
     def jira_environments(self) -> dict[str, dict[str, Any]]:

@@ -36,7 +36,7 @@ def generate_key() -> str:
 
 
 def _keys() -> list[str]:
-    return list(settings.TASKHUB["security"]["encryption_keys"])
+    return list(settings.TASKHUB.security.encryption_keys)
 
 
 def configured() -> bool:

@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from taskhub.config import LogSettings
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: rotation is then only safe for one process
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # not POSIX: no fcntl module, checked before each use
 
 
 class RedactSecrets(logging.Filter):
@@ -103,7 +105,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             self._lock_fd = None
 
 
-def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: list[str]) -> dict[str, Any]:
+def build_logging(section: LogSettings, log_file: Path | None, *, secrets: list[str]) -> dict[str, Any]:
     """Return a dictConfig: console plus a rotating file, both in the configured format."""
     handlers: dict[str, dict[str, Any]] = {
         "console": {
@@ -116,8 +118,8 @@ def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: li
         handlers["file"] = {
             "class": "taskhub.logconfig.SharedRotatingFileHandler",
             "filename": str(log_file),
-            "maxBytes": section["max_bytes"],
-            "backupCount": section["backup_count"],
+            "maxBytes": section.max_bytes,
+            "backupCount": section.backup_count,
             "encoding": "utf-8",
             "formatter": "taskhub",
             "filters": ["redact"],
@@ -128,13 +130,13 @@ def build_logging(section: dict[str, Any], log_file: Path | None, *, secrets: li
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"redact": {"()": RedactSecrets, "secrets": secrets}},
-        "formatters": {"taskhub": {"format": section["format"]}},
+        "formatters": {"taskhub": {"format": section.format}},
         "handlers": handlers,
-        "root": {"level": section["level"], "handlers": list(handlers)},
+        "root": {"level": section.level, "handlers": list(handlers)},
         "loggers": {
             # Celery and Django log through the root logger's handlers.
-            "django": {"level": section["level"], "propagate": True},
-            "celery": {"level": section["level"], "propagate": True},
+            "django": {"level": section.level, "propagate": True},
+            "celery": {"level": section.level, "propagate": True},
             # django-axes announces its version at INFO in every process (web, worker, beat, each command).
             "axes.apps": {"level": "WARNING", "propagate": True},
         },

@@ -25,9 +25,9 @@ def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
 
 
-STORAGE_DIR = _path(TASKHUB["storage"]["path"])
-REPORTS_DIR = _path(TASKHUB["storage"]["reports_path"])
-LOG_FILE = _path(TASKHUB["log"]["filename"]) if TASKHUB["log"]["filename"] else None
+STORAGE_DIR = _path(TASKHUB.storage.path)
+REPORTS_DIR = _path(TASKHUB.storage.reports_path)
+LOG_FILE = _path(TASKHUB.log.filename) if TASKHUB.log.filename else None
 
 
 def _make_folder(key: str, folder: Path) -> None:
@@ -46,8 +46,8 @@ if LOG_FILE is not None:
 
 def _secret_key() -> str:
     """Return web.secret_key, or one generated once and kept (mode 600) under storage.path."""
-    if TASKHUB["web"]["secret_key"]:
-        return TASKHUB["web"]["secret_key"]
+    if TASKHUB.web.secret_key:
+        return TASKHUB.web.secret_key
     key_file = STORAGE_DIR / ".secret_key"
     if not key_file.exists():
         # Web, worker and beat may start together on a fresh install: write the key whole under a
@@ -66,8 +66,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = TASKHUB["web"]["debug"]
-ALLOWED_HOSTS = TASKHUB["web"]["allowed_hosts"]
+DEBUG = TASKHUB.web.debug
+ALLOWED_HOSTS = list(TASKHUB.web.allowed_hosts)
 
 INSTALLED_APPS = [
     "taskhub.admin_site.TaskHubAdminConfig",  # django.contrib.admin with TaskHub's site (section order)
@@ -157,11 +157,11 @@ def _database(url: str) -> dict[str, Any]:
     }
 
 
-DATABASES = {"default": _database(TASKHUB["database"]["url"])}
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and TASKHUB["database"]["idle_transaction_timeout"]:
+DATABASES = {"default": _database(TASKHUB.database.url)}
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and TASKHUB.database.idle_transaction_timeout:
     # A worker cut off inside the dispatcher's transaction would hold its advisory lock, and so stop
     # every dispatcher, until TCP gave up (hours): the server ends such a session, which rolls it back.
-    _idle_ms = TASKHUB["database"]["idle_transaction_timeout"] * 1000
+    _idle_ms = TASKHUB.database.idle_transaction_timeout * 1000
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c idle_in_transaction_session_timeout={_idle_ms}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -173,7 +173,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = TASKHUB["web"]["time_zone"]
+TIME_ZONE = TASKHUB.web.time_zone
 USE_I18N = True
 USE_TZ = True
 
@@ -195,19 +195,19 @@ LOGIN_URL = "admin:login"
 # --- Login throttling (django-axes, see taskhub/auth.py) ----------------------------------
 # The lockout backend comes first: it refuses a locked-out user name or address before any password is checked.
 AUTHENTICATION_BACKENDS = ["taskhub.auth.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
-_security = TASKHUB["security"]
-AXES_FAILURE_LIMIT = _security["login_failure_limit"]
-AXES_COOLOFF_TIME = timedelta(minutes=_security["login_lockout_minutes"])
+_security = TASKHUB.security
+AXES_FAILURE_LIMIT = _security.login_failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=_security.login_lockout_minutes)
 # Each counts on its own: N failures for one user name (from any addresses) or from one address (any names).
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "taskhub.auth.client_ip"
-LOGIN_CLIENT_IP_HEADER = _security["login_client_ip_header"]
+LOGIN_CLIENT_IP_HEADER = _security.login_client_ip_header
 AXES_RESET_ON_SUCCESS = False  # taskhub.auth clears only the user's own failures on success
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # one admin-visible record per failure, marked when it locked out
 AXES_LOCKOUT_CALLABLE = "taskhub.auth.lockout_response"
 
 # --- HTTPS hardening: on when web.https says the site is served over TLS -----
-if TASKHUB["web"]["https"]:
+if TASKHUB.web.https:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SESSION_COOKIE_SECURE = True
@@ -221,27 +221,27 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- Email (reports): SMTP when email.smtp_host is set, else printed to the console -----
-_email = TASKHUB["email"]
+_email = TASKHUB.email
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
-    if _email["smtp_host"]
+    if _email.smtp_host
     else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_HOST = _email["smtp_host"] or "localhost"
-EMAIL_PORT = _email["smtp_port"]
-EMAIL_HOST_USER = _email["smtp_username"]
-EMAIL_HOST_PASSWORD = _email["smtp_password"]
-EMAIL_USE_TLS = _email["use_tls"] and not _email["use_ssl"]
-EMAIL_USE_SSL = _email["use_ssl"]
-EMAIL_TIMEOUT = _email["timeout"]
-DEFAULT_FROM_EMAIL = SERVER_EMAIL = _email["from_address"]
-EMAIL_SUBJECT_PREFIX = _email["subject_prefix"]
+EMAIL_HOST = _email.smtp_host or "localhost"
+EMAIL_PORT = _email.smtp_port
+EMAIL_HOST_USER = _email.smtp_username
+EMAIL_HOST_PASSWORD = _email.smtp_password
+EMAIL_USE_TLS = _email.use_tls and not _email.use_ssl
+EMAIL_USE_SSL = _email.use_ssl
+EMAIL_TIMEOUT = _email.timeout
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = _email.from_address
+EMAIL_SUBJECT_PREFIX = _email.subject_prefix
 
 # --- Logging ------------------------------------------------------------------
-LOGGING = build_logging(TASKHUB["log"], LOG_FILE, secrets=TASKHUB.secret_values())
+LOGGING = build_logging(TASKHUB.log, LOG_FILE, secrets=TASKHUB.secret_values())
 
 # --- Celery -------------------------------------------------------------------
-CELERY_BROKER_URL = TASKHUB["broker"]["url"]
+CELERY_BROKER_URL = TASKHUB.broker.url
 if CELERY_BROKER_URL.startswith("filesystem://"):
     from taskhub.broker import ALIAS as _FILESYSTEM_ALIAS
 
@@ -265,7 +265,7 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Redis: a message not acknowledged within this many seconds is redelivered;
         # it must exceed the longest task timeout or long tasks run twice.
-        "visibility_timeout": TASKHUB["scheduler"]["max_timeout_seconds"] + 3600,
+        "visibility_timeout": TASKHUB.scheduler.max_timeout_seconds + 3600,
         "queue_order_strategy": "priority",
         "priority_steps": [0, 3, 6, 9],
     }
@@ -309,7 +309,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"writes": TASKHUB["security"]["write_rate"]},
+    "DEFAULT_THROTTLE_RATES": {"writes": TASKHUB.security.write_rate},
     "DEFAULT_PAGINATION_CLASS": "taskhub.pagination.BoundedPageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "taskhub.api.exception_handler",
@@ -337,4 +337,4 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = TASKHUB["security"]["max_request_bytes"]  # larger request bodies are refused (413)
+DATA_UPLOAD_MAX_MEMORY_SIZE = TASKHUB.security.max_request_bytes  # larger request bodies are refused (413)

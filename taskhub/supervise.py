@@ -188,7 +188,8 @@ class Supervisor:
         for service in running:
             # The main process only: it stops its own children in order (Celery's pool processes killed
             # directly would be logged as errors); whatever is left in its group gets SIGKILL once it exits.
-            service.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            if service.process is not None:  # always: running holds started services only
+                service.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         while running and time.monotonic() < deadline:
             for service in [s for s in running if s.exited() is not None]:

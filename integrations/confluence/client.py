@@ -32,6 +32,7 @@ from atlassian.errors import ApiError
 from django.conf import settings
 
 from taskhub import scrubbing
+from taskhub.config import ConfluenceSettings
 from taskhub.exceptions import IntegrationError
 
 SYSTEM = "Confluence"
@@ -81,28 +82,28 @@ def _explain(status: int | None, operation: str, exc: BaseException, cloud: bool
 class ConfluenceClient:
     """Read, create and update pages in storage format through the real atlassian client."""
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        config = config or settings.TASKHUB["confluence"]
-        if not config["url"]:
+    def __init__(self, config: ConfluenceSettings | None = None) -> None:
+        config = config or settings.TASKHUB.confluence
+        if not config.url:
             raise IntegrationError(SYSTEM, "connect", "confluence.url is not configured", permanent=True)
-        cloud_credentials = bool(config.get("api_token"))
-        deployment = config.get("deployment") or "auto"
-        host = (urlsplit(config["url"]).hostname or "").lower()
+        cloud_credentials = bool(config.api_token)
+        deployment = config.deployment or "auto"
+        host = (urlsplit(config.url).hostname or "").lower()
         self.cloud = deployment == "cloud" or (
             deployment == "auto" and (cloud_credentials or host.endswith(".atlassian.net"))
         )
-        self.space_key = str(config.get("space_key") or "").strip()
+        self.space_key = str(config.space_key or "").strip()
         if cloud_credentials:
-            auth: dict[str, Any] = {"username": config.get("email") or "", "password": config["api_token"]}
-        elif config["token"]:
-            auth = {"token": config["token"]}
+            auth: dict[str, Any] = {"username": config.email or "", "password": config.api_token}
+        elif config.token:
+            auth = {"token": config.token}
         else:
-            auth = {"username": config["username"], "password": config["password"]}
-        self.url = config["url"].rstrip("/")
+            auth = {"username": config.username, "password": config.password}
+        self.url = config.url.rstrip("/")
         options: dict[str, Any] = {
-            "verify_ssl": config["verify_ssl"],
+            "verify_ssl": config.verify_ssl,
             # The library truncates the timeout to whole seconds; never let 0.5 become "no wait at all".
-            "timeout": max(1, math.ceil(config["timeout"])),
+            "timeout": max(1, math.ceil(config.timeout)),
             **auth,
         }
         if self.cloud:

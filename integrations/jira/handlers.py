@@ -216,7 +216,7 @@ def seconds_left(context: HandlerContext) -> float | None:
     row = TaskResult.objects.filter(pk=context.result_id).values("started_at", "task__timeout_seconds").first()
     if row is None or row["started_at"] is None:
         return None
-    timeout = row["task__timeout_seconds"] or settings.TASKHUB["scheduler"]["default_timeout_seconds"]
+    timeout = row["task__timeout_seconds"] or settings.TASKHUB.scheduler.default_timeout_seconds
     # started_at is on the scheduler's clock (the database's): measure from the same clock.
     return timeout - (clock.now() - row["started_at"]).total_seconds()
 

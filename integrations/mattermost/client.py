@@ -34,13 +34,13 @@ def post_message(
     A channel listed in mattermost.webhooks is posted to through its own webhook;
     any other channel through mattermost.webhook_url, naming the channel in the payload.
     """
-    config = settings.TASKHUB["mattermost"]
-    url = webhook_url or config["webhook_url"]
-    own = config["webhooks"].get(channel or config["channel"])
+    config = settings.TASKHUB.mattermost
+    url = webhook_url or config.webhook_url
+    own = config.webhooks.get(channel or config.channel)
     if own and not webhook_url:
         url, channel = own, None  # that webhook posts to its own channel
     elif channel is None:
-        channel = config["channel"]
+        channel = config.channel
     if not url:
         raise IntegrationError(
             SYSTEM,
@@ -51,8 +51,8 @@ def post_message(
     payload: dict[str, Any] = {"text": text[:MAX_TEXT]}
     if channel:
         payload["channel"] = channel
-    if username or config["username"]:
-        payload["username"] = username or config["username"]
+    if username or config.username:
+        payload["username"] = username or config.username
     host = urlsplit(url).hostname or "?"
     operation = f"post message to {host}"
     try:

@@ -30,8 +30,8 @@ SCHEMA: dict[str, Any] = {
 
 
 def _check(parameters: dict[str, Any]) -> None:
-    config = settings.TASKHUB["mattermost"]
-    if not config["webhook_url"] and parameters.get("channel") not in config["webhooks"]:
+    config = settings.TASKHUB.mattermost
+    if not config.webhook_url and parameters.get("channel") not in config.webhooks:
         raise ValidationError(
             {"parameters": "mattermost.webhook_url is not configured (config.yaml or TASKHUB_MATTERMOST_WEBHOOK_URL)"}
         )
@@ -41,7 +41,7 @@ def notify(parameters: dict[str, Any], context: HandlerContext) -> dict[str, Any
     """Post ``text`` to Mattermost (to ``channel`` if given, else the webhook's channel)."""
     post_message(parameters["text"], channel=parameters.get("channel"), username=parameters.get("username"))
     context.logger.info("posted %d characters to Mattermost", len(parameters["text"]))
-    return {"sent": True, "channel": parameters.get("channel") or settings.TASKHUB["mattermost"]["channel"]}
+    return {"sent": True, "channel": parameters.get("channel") or settings.TASKHUB.mattermost.channel}
 
 
 def register() -> None:

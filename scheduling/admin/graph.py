@@ -218,8 +218,8 @@ def layout(graph: Graph) -> Layout:
     for edge, chain in chains.items():
         sx, sy = top[edge[0]]
         points = [(float(sx + NODE_W), sy + NODE_H / 2)]
-        for dummy in chain[1:-1]:  # straight through the free slot the dummy holds in that column
-            dx, dy = top[dummy]
+        for stop in chain[1:-1]:  # straight through the free slot the dummy holds in that column
+            dx, dy = top[stop]
             points += [(float(dx), dy + DUMMY_H / 2), (float(dx + NODE_W), dy + DUMMY_H / 2)]
         tx, ty = top[edge[1]]
         points.append((float(tx), ty + NODE_H / 2))
@@ -275,7 +275,7 @@ def _node(node: Task, x: int, y: int, focused: bool, link: Callable[[UUID], str]
     visible = can_see(node)
     full = node.name if visible else "another user's task"
     name = full if len(full) <= 26 else full[:25] + "…"
-    colour = STATUS_COLOURS.get(node.status, "#eeeeee")
+    colour = STATUS_COLOURS.get(TaskStatus(node.status), "#eeeeee")
     stroke = ' stroke="#000" stroke-width="3"' if focused else ' stroke="#888" stroke-width="1"'
     paused = " · paused" if not node.enabled else ""
     href = f' href="{escape(link(node.pk))}"' if visible else ""

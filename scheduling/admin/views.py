@@ -126,7 +126,8 @@ def timeline(task: Task) -> list[TaskResult]:
     )
     for attempt in attempts:
         files = attempt.artifacts if isinstance(attempt.artifacts, list) else []
-        attempt.artifact_files = [(index, PurePosixPath(str(path)).name) for index, path in enumerate(files)]
+        names = [(index, PurePosixPath(str(path)).name) for index, path in enumerate(files)]
+        attempt.artifact_files = names  # type: ignore[attr-defined]  # for the template only, never saved
     return attempts
 
 
@@ -145,7 +146,7 @@ def audit_entries(task: Task) -> list[TaskAudit]:
     entries = list(TaskAudit.objects.filter(task_id=task.pk).select_related("actor")[:AUDIT_LIMIT])
     for entry in entries:
         changes = entry.changes if isinstance(entry.changes, dict) else {}
-        entry.change_rows = [
+        entry.change_rows = [  # type: ignore[attr-defined]  # for the template only, never saved
             (field, _shown(pair[0]), _shown(pair[1]))
             for field, pair in changes.items()
             if isinstance(pair, list) and len(pair) == 2
@@ -205,7 +206,8 @@ def schema_skeleton(schema: Any) -> Any:
     kind = schema.get("type")
     kind = kind[0] if isinstance(kind, list) and kind else kind
     if kind == "object" or "properties" in schema:
-        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        found = schema.get("properties")
+        properties: dict[str, Any] = found if isinstance(found, dict) else {}
         required = [name for name in schema.get("required", []) if isinstance(name, str)]
         skeleton = {name: schema_skeleton(properties.get(name, {})) for name in required}
         for name, sub in properties.items():
@@ -310,7 +312,11 @@ class TaskPagesAdmin(admin.ModelAdmin):
         if inline.model is TaskResult and obj is not None and obj.pk:
             if request.method == "POST":
                 # The rows the page showed, whatever arrived since; nothing in them is saved.
-                shown = [v for k, v in request.POST.items() if k.startswith(f"{prefix}-") and k.endswith("-id")]
+                shown = [
+                    v
+                    for k, v in request.POST.items()
+                    if k.startswith(f"{prefix}-") and k.endswith("-id") and isinstance(v, str)
+                ]
                 ids = [int(v) for v in shown if v.isdigit()]
             else:
                 latest = TaskResult.objects.filter(task=obj).order_by("-created_at", "-pk")
@@ -463,7 +469,7 @@ class TaskPagesAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return JsonResponse(dashboard.live_counts())
 
-    def artifact_view(self, request: HttpRequest, object_id: UUID, result_id: int, index: int) -> HttpResponse:
+    def artifact_view(self, request: HttpRequest, object_id: UUID, result_id: int, index: int) -> FileResponse:
         """Send one artifact file of one attempt, if the user may see the task and the file is inside storage."""
         task = self._task_or_404(request, str(object_id))
         result = TaskResult.objects.filter(pk=result_id, task=task).only("id", "artifacts").first()

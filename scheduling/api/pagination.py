@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from rest_framework.response import Response
 
@@ -39,7 +40,9 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def _counted(self) -> int:
         # COUNT(*) over a LIMITed subquery without ORDER BY: stops after cap + 1 rows.
-        return self.object_list.order_by()[: self.cap + 1].count()
+        queryset = self.object_list
+        assert isinstance(queryset, QuerySet), "CappedCountPaginator counts a queryset"
+        return queryset.order_by()[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:
@@ -85,11 +88,14 @@ class CappedCountPagination(BoundedPageNumberPagination):
 
     count_cap = 1_000
 
-    def django_paginator_class(self, queryset: Any, page_size: int) -> CappedCountPaginator:  # type: ignore[override]
+    # DRF declares a class attribute; a method called the same way (with the instance's cap) is what it calls.
+    def django_paginator_class(self, queryset: Any, page_size: int) -> CappedCountPaginator:  # type: ignore[override]  # see above
         return CappedCountPaginator(queryset, page_size, cap=self.count_cap)
 
     def get_paginated_response(self, data: Any) -> Response:
+        assert self.page is not None, "paginate_queryset ran first"
         paginator = self.page.paginator
+        assert isinstance(paginator, CappedCountPaginator)
         return Response(
             {
                 "count": paginator.count,

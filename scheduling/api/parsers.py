@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any, cast
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -27,7 +28,7 @@ class _LimitedStream:
 class LimitedJSONParser(JSONParser):
     """Parse JSON bodies, refusing one larger than DATA_UPLOAD_MAX_MEMORY_SIZE (413) or nested too deeply (400)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is None:
             limit = 2**62
@@ -36,6 +37,6 @@ class LimitedJSONParser(JSONParser):
         if length and str(length).isdigit() and int(length) > limit:
             raise PayloadTooLarge()
         try:
-            return super().parse(_LimitedStream(stream, limit), media_type, parser_context)
+            return super().parse(cast(IO[Any], _LimitedStream(stream, limit)), media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None

@@ -190,7 +190,7 @@ class TaskSerializer(serializers.ModelSerializer):
         latest = getattr(instance, "latest_results", None)
         if latest is None:  # not prefetched (e.g. a task just written)
             latest = list(instance.results.order_by("-created_at", "-id")[:1])
-        instance.latest_result = latest[0] if latest else None
+        instance.latest_result = latest[0] if latest else None  # type: ignore[attr-defined]  # read by last_result
         return super().to_representation(instance)
 
     @extend_schema_field(
@@ -397,6 +397,6 @@ class WorkerSerializer(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "string", "enum": ["online", "offline", "stopped"]})
     def get_state(self, worker: Worker) -> str:
-        if worker.online:
+        if worker.online:  # type: ignore[attr-defined]  # workers.listing() annotates it
             return "online"
         return "stopped" if worker.stopped_at is not None else "offline"

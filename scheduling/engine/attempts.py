@@ -69,7 +69,7 @@ def insert_first_runs(tasks: QuerySet[Task], fire_time: datetime, now: datetime)
                 continue  # the column's database default fills it
             values.append("%s")
             params.append(field.get_db_prep_save(value, connection))
-        columns.append(quote(field.column))
+        columns.append(quote(str(field.column)))  # a concrete field's column is set (typed Optional)
     aliased = tasks.order_by().values(due_id=F("pk"), due_priority=F("priority"))
     select, select_params = aliased.query.sql_with_params()
     sql = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -21,6 +22,9 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from scheduling import hooks
 from scheduling.engine import clock, dispatcher, firing
 from scheduling.models import WAITING, AttemptStatus, TaskResult, status_in
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def install_periodic_tasks() -> None:
     The dispatcher sweep, then the rows the apps above scheduling contribute (``hooks.periodic_tasks``:
     reporting's), then the result clean-up.
     """
-    every = max(1, round(settings.TASKHUB["scheduler"]["poll_interval"]))
+    every = max(1, round(settings.TASKHUB.scheduler.poll_interval))
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
         name=SWEEP_TASK_NAME,
@@ -53,7 +57,7 @@ def install_periodic_tasks() -> None:
 
 def install_purge_task() -> PeriodicTask:
     """Run the result clean-up daily at 03:30 (settings time zone); disabled when the retention is 0 (keep all)."""
-    days = settings.TASKHUB["storage"]["result_retention_days"]
+    days = settings.TASKHUB.storage.result_retention_days
     daily, _ = CrontabSchedule.objects.get_or_create(
         minute="30", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone=settings.TIME_ZONE
     )
@@ -75,7 +79,7 @@ def install_purge_task() -> PeriodicTask:
 #: lose it in seconds, not when TCP gives up (hours): keepalives and a TCP user timeout on both
 #: ends, so the server ends the session (releasing the lock for the waiting beat) and the cut-off
 #: beat's next check fails and it stops firing.
-LEADER_CONNECTION = {
+LEADER_CONNECTION: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 5,
@@ -91,7 +95,7 @@ class LeaderLock:
     """A PostgreSQL session advisory lock on a connection of its own (no-op elsewhere)."""
 
     def __init__(self) -> None:
-        self._conn = None
+        self._conn: psycopg.Connection[Any] | None = None
 
     def held(self) -> bool:
         if connection.vendor != "postgresql":
@@ -111,7 +115,7 @@ class LeaderLock:
                     **LEADER_CONNECTION,
                 )
                 row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_KEY]).fetchone()
-                if not row[0]:
+                if row is None or not row[0]:  # SELECT always gives one row
                     self._conn.close()
                     self._conn = None
                     return False

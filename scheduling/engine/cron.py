@@ -139,12 +139,17 @@ def describe(expr: str) -> str:
 def dst_note(moment_utc: datetime, tz_name: str) -> str:
     """Say whether a fire time falls at a DST jump or inside a repeated hour ('' if neither)."""
     tz = timezone_of(tz_name)
-    local = moment_utc.astimezone(tz)
-    before = (moment_utc - timedelta(hours=1)).astimezone(tz)
-    after = (moment_utc + timedelta(hours=1)).astimezone(tz)
-    if before.utcoffset() != local.utcoffset() and local.utcoffset() > before.utcoffset():
+
+    def offset(moment: datetime) -> timedelta:
+        # Aware in a ZoneInfo zone: utcoffset() is never None.
+        return moment.astimezone(tz).utcoffset() or timedelta(0)
+
+    local = offset(moment_utc)
+    before = offset(moment_utc - timedelta(hours=1))
+    after = offset(moment_utc + timedelta(hours=1))
+    if before != local and local > before:
         return "daylight-saving jump: a time in the skipped hour fires at the jump"
-    if after.utcoffset() != local.utcoffset() and local.utcoffset() > after.utcoffset():
+    if after != local and local > after:
         return "daylight-saving overlap: this hour repeats and fires once"
     return ""
 

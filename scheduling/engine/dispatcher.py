@@ -47,7 +47,7 @@ def _ready(now: datetime):
     ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
         ~Exists(blocked)
     )
-    aging = settings.TASKHUB["scheduler"]["priority_aging_seconds"]
+    aging = settings.TASKHUB.scheduler.priority_aging_seconds
     if not aging:
         return ready.order_by("priority", "available_at", "pk")
     # Anti-starvation: one level higher per aging interval waited (LOW reaches HIGH after two).
@@ -69,16 +69,16 @@ def in_flight() -> int:
 def dispatch(now: datetime | None = None) -> list[TaskResult]:
     """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
     now = now or clock.now()
-    conf = settings.TASKHUB["scheduler"]
+    conf = settings.TASKHUB.scheduler
     with transaction.atomic():
         _lock()
-        free = conf["concurrency"] - in_flight()
+        free = conf.concurrency - in_flight()
         if free <= 0:
             return []
         candidates = _ready(now).select_related("task")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        picked = _within_instance_limit(list(candidates[: free * 4]), free, conf["max_instances"])
+        picked = _within_instance_limit(list(candidates[: free * 4]), free, conf.max_instances)
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))
@@ -119,7 +119,7 @@ def _celery_priority(priority: int) -> int:
 
 def send(results: list[TaskResult]) -> None:
     """Publish one execute message per queued attempt, with its time limits and priority."""
-    grace = settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
+    grace = settings.TASKHUB.scheduler.timeout_grace_seconds
     for result in results:
         timeout = result.task.effective_timeout()
         try:
@@ -144,7 +144,7 @@ BATCH_SHARE = 8
 def wake() -> None:
     """Dispatch now (after a commit that may have made work ready); never raise to the caller."""
     try:
-        concurrency = settings.TASKHUB["scheduler"]["concurrency"]
+        concurrency = settings.TASKHUB.scheduler.concurrency
         batch = concurrency // BATCH_SHARE
         if batch > 1 and concurrency - in_flight() < batch:
             return  # busy: a later completion (or the sweep) dispatches a whole batch

@@ -33,6 +33,9 @@ from taskhub.exceptions import ConfigError, HandlerError
 
 logger = logging.getLogger(__name__)
 
+#: Told each progress report as stored: a whole percent 0-100 (or None) and the message.
+ProgressListener = Callable[[int | None, str], None]
+
 MAX_ERROR = 10_000
 
 
@@ -63,6 +66,7 @@ def claim(
         if result is None or result.status != AttemptStatus.QUEUED:
             return None
         deadline = now + timedelta(seconds=result.task.effective_timeout() + _grace() * 2)
+        extra: dict[str, Any] = {"celery_task_id": celery_task_id} if celery_task_id else {}
         try:
             lifecycle.move(
                 result,
@@ -71,7 +75,7 @@ def claim(
                 worker=worker_name()[:200],
                 worker_node=worker_node[:200],
                 deadline=deadline,
-                **({"celery_task_id": celery_task_id} if celery_task_id else {}),
+                **extra,
             )
         except lifecycle.StaleAttempt:
             return None
@@ -79,7 +83,7 @@ def claim(
 
 
 def _grace() -> int:
-    return settings.TASKHUB["scheduler"]["timeout_grace_seconds"]
+    return settings.TASKHUB.scheduler.timeout_grace_seconds
 
 
 #: Tries of one short database step when the connection breaks (server restarted, backend terminated).
@@ -112,7 +116,7 @@ def reconnecting(step: Callable[[], Any], what: str) -> Any:
     raise AssertionError("unreachable")
 
 
-def _progress_callback(result: TaskResult, listener: ProgressCallback | None = None) -> ProgressCallback:
+def _progress_callback(result: TaskResult, listener: ProgressListener | None = None) -> ProgressCallback:
     def report(percent: int | float | None, message: str = "") -> None:
         value = None if percent is None else max(0, min(100, int(percent)))
         reconnecting(
@@ -131,7 +135,7 @@ def call_handler(
     result: TaskResult,
     *,
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
-    progress_listener: ProgressCallback | None = None,
+    progress_listener: ProgressListener | None = None,
     live_log: bool = False,
 ) -> Outcome:
     """Run the attempt's handler and turn whatever happens into an Outcome; no secret survives in it.
@@ -168,7 +172,7 @@ def _call_handler(
     result: TaskResult,
     parameters: dict[str, Any],
     soft_timeout_exc: tuple[type[BaseException], ...],
-    progress_listener: ProgressCallback | None,
+    progress_listener: ProgressListener | None,
     handler_logger: logging.Logger,
 ) -> Outcome:
     task = result.task
@@ -184,9 +188,10 @@ def _call_handler(
         spec = registry.get(task.handler)
     except KeyError:
         return Outcome(AttemptStatus.FAILED, error=f"no handler registered for tag {task.handler!r}", permanent=True)
+    timed_out: tuple[type[BaseException], ...] = (AttemptTimedOut, *soft_timeout_exc)
     try:
         value = spec.func(parameters, context)
-    except (AttemptTimedOut, *soft_timeout_exc):
+    except timed_out:
         return Outcome(
             AttemptStatus.TIMEOUT,
             error=f"timed out after {task.effective_timeout()} s (timeout_seconds)",
@@ -239,7 +244,7 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
         and result.attempt <= policy.max_retries
         and (outcome.status != AttemptStatus.TIMEOUT or policy.retry_on_timeout)
     )
-    if retryable:
+    if retryable and policy is not None:  # retryable implies a policy; mypy cannot see through the bool
         delay = policy.delay_for(result.attempt)
         attempts.build(
             task,
@@ -263,7 +268,7 @@ def run_attempt(
     *,
     celery_task_id: str = "",
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
-    progress_listener: ProgressCallback | None = None,
+    progress_listener: ProgressListener | None = None,
     live_log: bool = False,
     worker_node: str = "",
 ) -> str:

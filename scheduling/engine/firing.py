@@ -16,7 +16,6 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,6 +23,7 @@ from django.db.models import Count, QuerySet
 
 from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle
 from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
+from taskhub.config import SchedulerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +45,18 @@ def _fires(expr: str, tz_name: str, first: datetime, now: datetime) -> tuple[lis
     return times, cron.next_fire(expr, tz_name, now)
 
 
-def _on_time(times: list[datetime], now: datetime, conf: dict[str, Any], what: str) -> list[datetime]:
+def _on_time(times: list[datetime], now: datetime, conf: SchedulerSettings, what: str) -> list[datetime]:
     """Drop fires missed by more than the grace; with coalesce keep only the latest."""
-    grace = timedelta(seconds=conf["misfire_grace_seconds"])
+    grace = timedelta(seconds=conf.misfire_grace_seconds)
     on_time = [t for t in times if now - t <= grace]
     if len(on_time) < len(times):
         logger.warning(
             "%s: %d fire(s) missed by more than %s s were dropped",
             what,
             len(times) - len(on_time),
-            conf["misfire_grace_seconds"],
+            conf.misfire_grace_seconds,
         )
-    if conf["coalesce"] and on_time:
+    if conf.coalesce and on_time:
         on_time = on_time[-1:]
     return on_time
 
@@ -64,7 +64,7 @@ def _on_time(times: list[datetime], now: datetime, conf: dict[str, Any], what: s
 def fire_due(now: datetime | None = None) -> int:
     """Create the runs of every due SCHEDULED task and advance its next_fire_at; return the runs fired."""
     now = now or clock.now()
-    conf = settings.TASKHUB["scheduler"]
+    conf = settings.TASKHUB.scheduler
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -103,7 +103,7 @@ def fire_due(now: datetime | None = None) -> int:
         crowded = [
             t
             for t in crowded
-            if active[t.pk] + len(plans[(t.cron_expr, t.timezone, t.next_fire_at)][0]) > conf["max_instances"]
+            if active[t.pk] + len(plans[(t.cron_expr, t.timezone, t.next_fire_at)][0]) > conf.max_instances
         ]
         fired = sum(
             _fire_one(task, *plans[(task.cron_expr, task.timezone, task.next_fire_at)], active[task.pk], now, conf)
@@ -127,12 +127,12 @@ def fire_due(now: datetime | None = None) -> int:
 
 
 def _fire_one(
-    task: Task, on_time: list[datetime], following: datetime, active: int, now: datetime, conf: dict[str, Any]
+    task: Task, on_time: list[datetime], following: datetime, active: int, now: datetime, conf: SchedulerSettings
 ) -> int:
     """Fire one task that is at its max_instances, following its overlap policy."""
     runs: list[TaskResult] = []
     for fire_time in on_time:
-        if active >= conf["max_instances"]:
+        if active >= conf.max_instances:
             if task.overlap_policy == OverlapPolicy.SKIP:
                 runs.append(
                     attempts.build(
@@ -143,7 +143,7 @@ def _fire_one(
                         available_at=fire_time,
                         finished_at=now,
                         error_message=f"skipped: {active} run(s) already waiting or in flight "
-                        f"(scheduler.max_instances = {conf['max_instances']})",
+                        f"(scheduler.max_instances = {conf.max_instances})",
                     )
                 )
                 continue

@@ -40,7 +40,7 @@ class Heartbeat(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         from django.conf import settings
 
-        interval = float(settings.TASKHUB["scheduler"]["worker_heartbeat"])
+        interval = float(settings.TASKHUB.scheduler.worker_heartbeat)
         self.thread = threading.Thread(target=self._run, args=(interval,), name="taskhub-heartbeat", daemon=True)
         self.thread.start()
 

@@ -51,7 +51,7 @@ TASK_FAILED = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED)
 BUSY = (TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.RETRY)
 
 # Which timestamp a move stamps.
-_STAMPS = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
+_STAMPS: dict[str, str] = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
 
 # Task status while some attempt is active, by precedence.
 _ACTIVE_ORDER = (A.RUNNING, A.QUEUED, A.RETRY, A.PENDING)

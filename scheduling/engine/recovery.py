@@ -19,12 +19,12 @@ logger = logging.getLogger(__name__)
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """Re-send QUEUED work no worker took, reclaim RUNNING work past its deadline, then dispatch."""
     now = now or clock.now()
-    conf = settings.TASKHUB["scheduler"]
+    conf = settings.TASKHUB.scheduler
     stale = list(
         TaskResult.objects.filter(
             status_in(IN_FLIGHT),  # lets SQLite use result_inflight_idx
             status=AttemptStatus.QUEUED,
-            queued_at__lt=now - timedelta(seconds=conf["requeue_after_seconds"]),
+            queued_at__lt=now - timedelta(seconds=conf.requeue_after_seconds),
         ).select_related("task")
     )
     if stale:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,21 +71,19 @@ def purge_results(
 
     ``progress`` is called after each batch with the report so far.
     """
-    days = settings.TASKHUB["storage"]["result_retention_days"] if days is None else days
+    days = settings.TASKHUB.storage.result_retention_days if days is None else days
     if days < 0:
         raise ValueError(f"days: expected an integer >= 0 (0 keeps results forever), got {days}")
     if days == 0:
         return PurgeReport(days=0, cutoff=None, dry_run=dry_run)
     now = now or clock.now()
-    report = PurgeReport(days=days, cutoff=now - timedelta(days=days), dry_run=dry_run)
+    cutoff = now - timedelta(days=days)
+    report = PurgeReport(days=days, cutoff=cutoff, dry_run=dry_run)
     last_pk = 0
     while True:
         # Keyset pagination on the primary key: each batch is a short query and a short transaction.
         rows = list(
-            purgeable(report.cutoff)
-            .filter(pk__gt=last_pk)
-            .order_by("pk")
-            .values_list("pk", "task_id", "status")[:batch_size]
+            purgeable(cutoff).filter(pk__gt=last_pk).order_by("pk").values_list("pk", "task_id", "status")[:batch_size]
         )
         if not rows:
             break
@@ -99,7 +97,7 @@ def purge_results(
         with transaction.atomic():
             # Re-check inside the transaction: only rows that still qualify go.
             still = list(
-                purgeable(report.cutoff).filter(pk__in=[pk for pk, _, _ in rows]).values_list("pk", "task_id", "status")
+                purgeable(cutoff).filter(pk__in=[pk for pk, _, _ in rows]).values_list("pk", "task_id", "status")
             )
             TaskResult.objects.filter(pk__in=[pk for pk, _, _ in still]).only("pk").delete()  # cascades to report items
         _count(report, still)
@@ -111,14 +109,14 @@ def purge_results(
     return report
 
 
-def _count(report: PurgeReport, rows: list[tuple[int, object, str]]) -> None:
+def _count(report: PurgeReport, rows: Sequence[tuple[int, object, str]]) -> None:
     for _, task_id, status in rows:
         report.attempts += 1
         report.tasks.add(str(task_id))
         report.by_status[status] = report.by_status.get(status, 0) + 1
 
 
-def remove_artifacts(rows: list[tuple[int, object, str]]) -> None:
+def remove_artifacts(rows: Sequence[tuple[int, object, str]]) -> None:
     """Remove the artifact folders of deleted attempts (storage.path/artifacts/<task>/<attempt id>)."""
     root = (Path(settings.STORAGE_DIR) / "artifacts").resolve()
     for pk, task_id, _ in rows:

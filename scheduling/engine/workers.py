@@ -94,10 +94,11 @@ def listing(queryset: QuerySet[Worker] | None = None, *, now: datetime | None = 
     workers = list(Worker.objects.all() if queryset is None else queryset)
     running = running_by_worker([w.name for w in workers])
     for worker in workers:
-        worker.online = worker.is_online(now)
-        worker.running = running.get(worker.name, 0)
-        worker.seen_ago = max((now - worker.last_seen).total_seconds(), 0.0)
-    workers.sort(key=lambda w: (not w.online, w.name))
+        # Listing-only attributes (read by the admin page and the API), not model fields.
+        worker.online = worker.is_online(now)  # type: ignore[attr-defined]  # set here for the listing
+        worker.running = running.get(worker.name, 0)  # type: ignore[attr-defined]  # set here for the listing
+        worker.seen_ago = max((now - worker.last_seen).total_seconds(), 0.0)  # type: ignore[attr-defined]  # ditto
+    workers.sort(key=lambda w: (not w.online, w.name))  # type: ignore[attr-defined]  # set just above
     return workers
 
 

@@ -55,9 +55,9 @@ class Target:
 
 
 def _rules() -> tuple[list[allowlist.Rule], allowlist.PortRanges]:
-    http = settings.TASKHUB["http"]
-    defaults = tuple((p, p) for p in http.get("default_ports", [80, 443]))
-    return allowlist.parse_rules(list(http["allowed_hosts"])), defaults
+    http = settings.TASKHUB.http
+    defaults = tuple((p, p) for p in http.default_ports)
+    return allowlist.parse_rules(list(http.allowed_hosts)), defaults
 
 
 def refuse_characters(url: str, what: str = "URL") -> None:
@@ -90,7 +90,10 @@ def parse(url: Any) -> Target:
     try:
         prepared = requests.PreparedRequest()
         prepared.prepare_url(url, None)
-        client = parse_url(prepared.url)
+        if prepared.url is None:  # prepare_url always sets it; typed Optional for a fresh PreparedRequest
+            raise ValueError("no URL")
+        prepared_url = prepared.url
+        client = parse_url(prepared_url)
     except (requests.RequestException, LocationParseError, ValueError) as exc:
         raise UrlRefused(f"not a URL the HTTP client accepts ({exc.__class__.__name__})") from None
     if client.auth:
@@ -103,7 +106,7 @@ def parse(url: Any) -> Target:
         raise UrlRefused(f"port {port}: expected 1-65535")
     # requests' adapter picks the connection's host with urlsplit on the prepared URL; redirects are resolved
     # with urljoin on the original: every reading must be the same.
-    for reading, text in (("urllib3", url), ("urlsplit", url), ("urlsplit", prepared.url)):
+    for reading, text in (("urllib3", url), ("urlsplit", url), ("urlsplit", prepared_url)):
         seen = _read(reading, text)
         if not 1 <= seen[2] <= 65535:
             raise UrlRefused(f"port {seen[2]}: expected 1-65535")
@@ -113,7 +116,7 @@ def parse(url: Any) -> Target:
                 f"{seen[0]}://{seen[1]}:{seen[2]} to another parser: refused as ambiguous"
             )
     _check_host(bare)
-    return Target(url=prepared.url, scheme=scheme, host=bare.rstrip("."), port=port)
+    return Target(url=prepared_url, scheme=scheme, host=bare.rstrip("."), port=port)
 
 
 def _read(parser: str, url: str) -> tuple[str, str, int]:
@@ -160,7 +163,7 @@ def _ports_text(ranges: allowlist.PortRanges) -> str:
 
 
 def _not_listed(target: Target) -> str:
-    shown = ", ".join(settings.TASKHUB["http"]["allowed_hosts"]) or "none configured"
+    shown = ", ".join(settings.TASKHUB.http.allowed_hosts) or "none configured"
     rules, defaults = _rules()
     any_port = [replace(rule, ports=((1, 65535),)) for rule in rules]
     address = allowlist.ip_of(target.host)
@@ -237,7 +240,7 @@ class _GuardedConnectionMixin:
         try:
             infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]  # mixin: self is an HTTPConnection
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         permitted = [a for a in addresses if address_allowed(a, self.port, name_listed=name_listed)]
         if not permitted:
@@ -256,7 +259,7 @@ class _GuardedConnectionMixin:
                 raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
             except OSError as exc:
                 error = exc
-        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]  # mixin: self is an HTTPConnection
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):

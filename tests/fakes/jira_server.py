@@ -958,12 +958,14 @@ class Jql:
         """Upper-case a value; refuse (or warn about) an unknown project or issue key as Jira does."""
         value = value.upper()
         if name == "project" and value not in self.server.projects:
-            return self.unknown(f"The value '{value}' does not exist for the field 'project'.")
+            self.unknown(f"The value '{value}' does not exist for the field 'project'.")
+            return None
         if name in ("key", "issuekey", "issue", "parent", "epic link", "cf[10100]"):
             issue = self.server.issues.get(value)
             if issue is None or issue.key in self.server.hidden:
                 field_name = "key" if name in ("issuekey", "issue") else name
-                return self.unknown(f"An issue with key '{value}' does not exist for field '{field_name}'.")
+                self.unknown(f"An issue with key '{value}' does not exist for field '{field_name}'.")
+                return None
         return value
 
     def unknown(self, message: str) -> None:

@@ -13,7 +13,7 @@ class Command(BaseCommand):
         config = settings.TASKHUB
         source = str(config.path) if config.path else "built-in defaults (no config.yaml found)"
         database = settings.DATABASES["default"]
-        broker = config["broker"]["url"].split("://", 1)[0]
+        broker = config.broker.url.split("://", 1)[0]
         self.stdout.write(self.style.SUCCESS(f"configuration OK: {source}"))
         self.stdout.write(f"  database: {database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}")
         self.stdout.write(f"  broker:   {broker}")

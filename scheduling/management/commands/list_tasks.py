@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from scheduling.models import Priority, Task, TaskStatus, TaskType
@@ -19,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="substring of the name")
         parser.add_argument("--limit", type=int, default=50)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if int(options["limit"]) < 1:
             raise CommandError("--limit must be at least 1")
         tasks = Task.objects.select_related("owner").order_by("-created_at")

@@ -7,6 +7,8 @@ retry policy scheduled a retry, which the workers run ("retry 1 of 3 at 12:01:05
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -27,10 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("task", help="task id (UUID) or exact name")
         add_actor_argument(parser)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             task = get_task(str(options["task"]))
-            actor, note = cli_actor("run_task", options["user"])  # type: ignore[arg-type]
+            actor, note = cli_actor("run_task", options["user"])
         except CommandError as exc:
             raise CommandError(str(exc), returncode=2) from None
         try:

@@ -7,6 +7,8 @@ one line, what to configure.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -16,7 +18,7 @@ from scheduling.management.commands._common import add_actor_argument, cli_actor
 from scheduling.models import Task
 from taskhub.exceptions import ValidationError
 
-EXAMPLES = [
+EXAMPLES: list[dict[str, Any]] = [
     {
         "name": "JIRA Extraction - Root Ticket",
         "task_type": "IMMEDIATE",
@@ -56,7 +58,7 @@ class Command(BaseCommand):
         )
         add_actor_argument(parser)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
         owner = (
             User.objects.filter(username=options["owner"]).first()
@@ -65,8 +67,8 @@ class Command(BaseCommand):
         )
         if options["owner"] and owner is None:
             raise CommandError(f"no user named {options['owner']!r}")
-        actor, note = cli_actor("seed_examples", options["user"])  # type: ignore[arg-type]
-        examples = _examples(options["env"])  # type: ignore[arg-type]
+        actor, note = cli_actor("seed_examples", options["user"])
+        examples = _examples(options["env"])
         for example in examples:
             if Task.objects.filter(name=example["name"]).exists():
                 self.stdout.write(f"exists: {example['name']}")
@@ -86,8 +88,8 @@ def _examples(env: str | None) -> list[dict[str, object]]:
     if env is not None:
         if env not in configured:
             raise CommandError(f"--env: no Jira environment named {env!r} is configured (configured: {known})")
-        return [{**e, "parameters": {**e["parameters"], "jira_envs": [env]}} for e in EXAMPLES]  # type: ignore[dict-item]
-    needed = sorted({name for e in EXAMPLES for name in e["parameters"]["jira_envs"]})  # type: ignore[index]
+        return [{**e, "parameters": {**e["parameters"], "jira_envs": [env]}} for e in EXAMPLES]
+    needed = sorted({name for e in EXAMPLES for name in e["parameters"]["jira_envs"]})
     missing = [name for name in needed if name not in configured]
     if missing:
         raise CommandError(
