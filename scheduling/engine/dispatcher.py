@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import audit
@@ -90,16 +90,7 @@ def _within_instance_limit(candidates: list[TaskResult], free: int, max_instance
     # A task's status is RUNNING or QUEUED exactly when one of its attempts is in flight
     # (lifecycle.refresh_task derives it), so only those tasks need counting.
     task_ids = {c.task_id for c in candidates if c.task.status in (TaskStatus.RUNNING, TaskStatus.QUEUED)}
-    running: Counter = Counter()
-    if task_ids:
-        running.update(
-            dict(
-                TaskResult.objects.filter(task_id__in=task_ids, status__in=IN_FLIGHT)
-                .values_list("task_id")
-                .annotate(n=Count("pk"))
-                .values_list("task_id", "n")
-            )
-        )
+    running = lifecycle.instances(task_ids) if task_ids else Counter()
     picked: list[TaskResult] = []
     for candidate in candidates:
         if len(picked) == free:

@@ -13,7 +13,6 @@ Steps of :func:`fire_due`, in one transaction (serialised between beats):
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import datetime, timedelta
 from itertools import islice
 
@@ -22,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
 from scheduling.engine import attempts, clock, cron, dispatcher, lifecycle
-from scheduling.models import IN_FLIGHT, WAITING, AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
+from scheduling.models import AttemptStatus, OverlapPolicy, Task, TaskResult, TaskStatus, TaskType
 from taskhub.config import SchedulerSettings
 
 logger = logging.getLogger(__name__)
@@ -81,15 +80,7 @@ def fire_due(now: datetime | None = None) -> int:
             .values_list("pk", flat=True)
             .distinct()
         )
-        active = Counter(
-            dict(
-                TaskResult.objects.filter(task__in=due, status__in=WAITING + IN_FLIGHT)
-                .order_by()
-                .values_list("task_id")
-                .annotate(n=Count("pk"))
-                .values_list("task_id", "n")
-            )
-        )
+        active = lifecycle.instances(due, with_waiting=True)
         plans = {}
         for expr, tz_name, first, _ in groups:
             times, following = _fires(expr, tz_name, first, now)

@@ -9,10 +9,12 @@ the same attempt, and a worker that lost its claim cannot record an outcome.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Case, CharField, F, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, F, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
 from scheduling.engine import clock
@@ -55,6 +57,25 @@ _STAMPS: dict[str, str] = {A.QUEUED: "queued_at", A.RUNNING: "started_at"}
 
 # Task status while some attempt is active, by precedence.
 _ACTIVE_ORDER = (A.RUNNING, A.QUEUED, A.RETRY, A.PENDING)
+
+
+def instances(tasks: QuerySet[Task] | Iterable[Any], *, with_waiting: bool = False) -> Counter[Any]:
+    """Count each task's runs against ``scheduler.max_instances``: the one rule for the dispatcher and for firing.
+
+    ``max_instances`` bounds a task's runs in flight (QUEUED, RUNNING): the dispatcher starts a waiting
+    run only while this count is below it. A cron fire asks ``with_waiting``: the runs already waiting
+    to start (PENDING, RETRY) are ahead of the new one, so at the limit its overlap policy decides
+    (skip it, queue it behind them, or replace them). ``tasks``: task ids, or a queryset of tasks.
+    """
+    statuses = IN_FLIGHT + WAITING if with_waiting else IN_FLIGHT
+    rows = (
+        TaskResult.objects.filter(task__in=tasks, status__in=statuses)
+        .order_by()
+        .values_list("task_id")
+        .annotate(n=Count("pk"))
+        .values_list("task_id", "n")
+    )
+    return Counter(dict(rows))
 
 
 def check(current: str, target: str) -> None:

@@ -101,3 +101,21 @@ def test_a_move_from_a_status_the_row_no_longer_has_is_stale(attempt_in: Callabl
     with pytest.raises(lifecycle.StaleAttempt):
         lifecycle.move(row, A.RUNNING)
     assert TaskResult.objects.get(pk=row.pk).status == A.CANCELLED
+
+
+def test_instances_count_runs_in_flight_and_with_waiting_the_runs_a_new_fire_queues_behind(
+    make_task: Callable[..., Task],
+) -> None:
+    """max_instances is counted by one function: in flight for the dispatcher, plus waiting for a cron fire."""
+    busy, idle = make_task("busy"), make_task("idle")
+    TaskResult.objects.filter(task__in=[busy, idle]).delete()
+    for status in (A.QUEUED, A.RUNNING, A.PENDING, A.RETRY, A.DONE, A.FAILED, A.TIMEOUT, A.CANCELLED, A.SKIPPED):
+        attempts.build(busy, now=NOW, status=status).save()
+    attempts.build(idle, now=NOW, status=A.PENDING).save()
+
+    assert lifecycle.instances([busy.pk, idle.pk]) == {busy.pk: 2}
+    assert lifecycle.instances(Task.objects.filter(pk__in=[busy.pk, idle.pk]), with_waiting=True) == {
+        busy.pk: 4,
+        idle.pk: 1,
+    }
+    assert lifecycle.instances([]) == {}
