@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from scheduling.models import OwnedModel, RetryPolicy, Tag, Task, TaskResult, TaskStatus
+from scheduling.models import FINISHED, OwnedModel, RetryPolicy, Tag, Task, TaskResult, TaskStatus
 
 VIEW_ALL = "scheduling.view_all_tasks"
 
@@ -78,6 +78,17 @@ def task_list(queryset: QuerySet[Task] | None = None, *, latest_fields: Iterable
         Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
         Prefetch("results", queryset=latest.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
     )
+
+
+def attempts_of(task: Task) -> QuerySet[TaskResult]:
+    """A task's attempts, newest first (result_task_idx): its timeline."""
+    return TaskResult.objects.filter(task=task).order_by("-created_at", "-id")
+
+
+def history(user: Any) -> QuerySet[TaskResult]:
+    """The finished attempts ``user`` may see (DONE, FAILED, TIMEOUT, CANCELLED, SKIPPED), with their task."""
+    finished = TaskResult.objects.filter(status__in=FINISHED, finished_at__isnull=False).select_related("task")
+    return visible_results(user, finished)
 
 
 def waiting_on(task: Task) -> list[Task]:

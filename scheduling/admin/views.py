@@ -119,11 +119,7 @@ def running_attempts(tasks: list[Task]) -> list[TaskResult]:
 
 def timeline(task: Task) -> list[TaskResult]:
     """Return the task's latest attempts, newest first (result_task_idx), each with its artifact file names."""
-    attempts = list(
-        TaskResult.objects.filter(task=task)
-        .order_by("-created_at", "-pk")
-        .defer("traceback", "result")[:TIMELINE_LIMIT]
-    )
+    attempts = list(selectors.attempts_of(task).defer("traceback", "result")[:TIMELINE_LIMIT])
     for attempt in attempts:
         files = attempt.artifacts if isinstance(attempt.artifacts, list) else []
         names = [(index, PurePosixPath(str(path)).name) for index, path in enumerate(files)]

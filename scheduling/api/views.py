@@ -40,7 +40,7 @@ from scheduling.api.serializers import (
 )
 from scheduling.engine import attempt_log, clock, workers
 from scheduling.handlers import registry
-from scheduling.models import FINISHED, AuditAction, Task, TaskAudit, TaskResult, TaskStatus, Worker
+from scheduling.models import AuditAction, Task, TaskAudit, TaskResult, TaskStatus, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class TaskViewSet(viewsets.ModelViewSet):
     def results(self, request: Request, pk: str | None = None) -> Response:
         """List a task's attempts, newest first."""
         task = self.get_object()
-        queryset = TaskResult.objects.filter(task=task).select_related("task").order_by("-created_at", "-id")
+        queryset = selectors.attempts_of(task).select_related("task")
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskResultSerializer(page, many=True).data)
 
@@ -305,10 +305,9 @@ class TaskHistoryView(ListAPIView):
     ordering = ["-finished_at"]
 
     def get_queryset(self) -> QuerySet[TaskResult]:
-        queryset = TaskResult.objects.filter(status__in=FINISHED, finished_at__isnull=False).select_related("task")
         if getattr(self, "swagger_fake_view", False):
-            return queryset.none()
-        return selectors.visible_results(self.request.user, queryset)
+            return TaskResult.objects.none()
+        return selectors.history(self.request.user)
 
 
 _ONLINE = OpenApiParameter(
