@@ -635,7 +635,9 @@ def _section(cls: type[Any]) -> Any:
 
 
 @dataclass(frozen=True)
-class ConfluenceSettings:
+class AtlassianSettings:
+    """What a Jira environment and Confluence share: where the site is and how to sign in (Cloud or Server)."""
+
     url: str
     deployment: str
     username: str
@@ -643,24 +645,20 @@ class ConfluenceSettings:
     token: str = field(repr=False)
     email: str
     api_token: str = field(repr=False)
-    space_key: str
-    main_page_id: str
-    task_result_page_id: str
     verify_ssl: bool
     timeout: float
 
 
 @dataclass(frozen=True)
-class JiraEnvironmentSettings:
-    url: str
-    deployment: str
-    username: str
-    password: str = field(repr=False)
-    token: str = field(repr=False)
-    email: str
-    api_token: str = field(repr=False)
-    verify_ssl: bool
-    timeout: float
+class ConfluenceSettings(AtlassianSettings):
+    space_key: str
+    main_page_id: str
+    task_result_page_id: str
+
+
+@dataclass(frozen=True)
+class JiraEnvironmentSettings(AtlassianSettings):
+    pass
 
 
 def _jira_environments(values: Mapping[str, Any]) -> dict[str, JiraEnvironmentSettings]:
