@@ -61,6 +61,15 @@ def claim(
 ) -> TaskResult | None:
     """Take a QUEUED attempt for this worker (``worker_node``: its Celery node name); None when not QUEUED."""
     now = now or clock.now()
+    if connection.vendor == "postgresql":
+        return lifecycle.start_one_statement(
+            result_id,
+            now=now,
+            worker=worker_name()[:200],
+            worker_node=worker_node[:200],
+            celery_task_id=celery_task_id,
+            extra_seconds=_grace() * 2,
+        )
     with transaction.atomic():
         result = TaskResult.objects.select_related("task").filter(pk=result_id).first()
         if result is None or result.status != AttemptStatus.QUEUED:
@@ -211,6 +220,22 @@ def _call_handler(
 def complete(result: TaskResult, outcome: Outcome, *, now: datetime | None = None) -> bool:
     """Record the outcome if our claim still holds; apply the retry policy; False if fenced off."""
     now = now or clock.now()
+    if outcome.status == AttemptStatus.DONE and connection.vendor == "postgresql":
+        # The common case in one statement (no retry to plan, no dependent to fail): lifecycle's fast path.
+        recorded = lifecycle.finish_done_one_statement(
+            result,
+            now=now,
+            result=outcome.result,
+            error_message=outcome.error,
+            traceback=outcome.traceback,
+            artifacts=result.artifacts or [],
+            progress=100,
+        )
+        if not recorded:
+            logger.warning("attempt %s: outcome %s discarded, the claim was lost", result.pk, outcome.status)
+            return False
+        transaction.on_commit(dispatcher.wake)  # at once, unless a caller's transaction is open
+        return True
     with transaction.atomic():
         try:
             lifecycle.move(

@@ -10,10 +10,12 @@ the same attempt, and a worker that lost its claim cannot record an outcome.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.db import connection, models
 from django.db.models import Case, CharField, Count, F, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
@@ -127,6 +129,139 @@ def move(
     if refresh:
         refresh_task(result.task_id, latest=result)
     return result
+
+
+def _concrete(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.concrete, f"{model.__name__}.{name} is not a column"
+    return field
+
+
+def _columns(model: type[models.Model], alias: str) -> str:
+    return ", ".join(f'{alias}."{field.column}"' for field in model._meta.concrete_fields)
+
+
+def _instance(model: type[models.Model], values: Sequence[Any]) -> Any:
+    """A model instance from a row of its concrete columns, as the ORM would load it (JSON decoded, ...)."""
+    fields = model._meta.concrete_fields
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+
+
+def start_one_statement(
+    result_id: int, *, now: datetime, worker: str, worker_node: str, celery_task_id: str, extra_seconds: float
+) -> TaskResult | None:
+    """PostgreSQL: QUEUED -> RUNNING (the claim) and the task RUNNING, in one statement; None if not QUEUED.
+
+    The same move as :func:`move` to RUNNING followed by :func:`refresh_task` (RUNNING outranks every
+    other status), as one UPDATE of the attempt with the fencing ``claim`` bumped, one of its task,
+    and the two rows returned: one round trip instead of six (BEGIN, SELECT, two UPDATEs, COMMIT).
+    The deadline is the task's timeout (its own or ``scheduler.default_timeout_seconds``) plus
+    ``extra_seconds``, from ``now``.
+    """
+    sql = f"""
+        WITH claimed AS (
+            UPDATE scheduling_taskresult AS r
+            SET status = %(running)s, claim = r.claim + 1, started_at = %(now)s, worker = %(worker)s,
+                worker_node = %(worker_node)s,
+                deadline = %(now)s + make_interval(
+                    secs => COALESCE(t.timeout_seconds, %(default_timeout)s) + %(extra)s
+                ),
+                celery_task_id = COALESCE(NULLIF(%(celery_task_id)s, ''), r.celery_task_id)
+            FROM scheduling_task AS t
+            WHERE r.id = %(id)s AND r.status = %(queued)s AND t.id = r.task_id
+            RETURNING r.*
+        ), started AS (
+            UPDATE scheduling_task AS t
+            SET status = %(task_running)s, attempt = c.attempt, status_reason = '', updated_at = %(now)s
+            FROM claimed AS c
+            WHERE t.id = c.task_id
+            RETURNING t.*
+        )
+        SELECT {_columns(TaskResult, "c")}, {_columns(Task, "s")}
+        FROM claimed AS c JOIN started AS s ON s.id = c.task_id
+    """
+    params: dict[str, Any] = {
+        "running": A.RUNNING,
+        "queued": A.QUEUED,
+        "task_running": TaskStatus.RUNNING,
+        "now": now,
+        "worker": worker,
+        "worker_node": worker_node,
+        "celery_task_id": celery_task_id,
+        "default_timeout": settings.TASKHUB.scheduler.default_timeout_seconds,
+        "extra": extra_seconds,
+        "id": result_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(TaskResult._meta.concrete_fields)
+    result: TaskResult = _instance(TaskResult, row[:split])
+    result.task = _instance(Task, row[split:])
+    return result
+
+
+def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields: Any) -> bool:
+    """PostgreSQL: RUNNING -> DONE under our claim, and the task's status re-derived, in one statement.
+
+    The same as :func:`move` to DONE (``refresh=False``) followed by :func:`refresh_task` with the
+    attempt as the latest: the task shows its busiest other active attempt (RUNNING, QUEUED, RETRY,
+    PENDING, as ``task_status_for``), else DONE; one round trip instead of five. False (nothing
+    written) when the claim was lost. ``fields``: the other columns to write (result, error_message, ...).
+    """
+    check(result.status, A.DONE)
+    fields["finished_at"] = now
+    if result.started_at:
+        fields["duration"] = max((now - result.started_at).total_seconds(), 0.0)
+    columns = {name: _concrete(TaskResult, name) for name in sorted(fields)}
+    sets = ", ".join(f'"{field.column}" = %({name})s' for name, field in columns.items())
+    params: dict[str, Any] = {
+        name: field.get_db_prep_value(fields[name], connection) for name, field in columns.items()
+    }
+    active = ", ".join(f"'{status}'" for status in WAITING + IN_FLIGHT)
+    ranked = " ".join(f"WHEN bool_or(a.status = '{status}') THEN '{status}'" for status in _ACTIVE_ORDER)
+    sql = f"""
+        WITH done AS (
+            UPDATE scheduling_taskresult SET status = %(done)s, {sets}
+            WHERE id = %(id)s AND status = %(running)s AND claim = %(claim)s
+            RETURNING id, task_id, attempt
+        ), active AS (
+            SELECT a.status, a.attempt, a.available_at
+            FROM scheduling_taskresult AS a JOIN done AS d ON a.task_id = d.task_id
+            WHERE a.id <> d.id AND a.status IN ({active})
+        )
+        UPDATE scheduling_task AS t
+        SET status = COALESCE((SELECT CASE {ranked} END FROM active AS a), %(task_done)s),
+            attempt = COALESCE((SELECT max(a.attempt) FROM active AS a), d.attempt),
+            next_attempt_at = (SELECT min(a.available_at) FROM active AS a WHERE a.status = %(retry)s),
+            status_reason = '',
+            updated_at = %(now)s
+        FROM done AS d
+        WHERE t.id = d.task_id
+    """
+    params.update(
+        done=A.DONE,
+        running=A.RUNNING,
+        retry=A.RETRY,
+        task_done=TaskStatus.DONE,
+        id=result.pk,
+        claim=result.claim,
+        now=clock.now(),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            return False
+    for name, value in fields.items():
+        setattr(result, name, value)
+    result.status = A.DONE
+    return True
 
 
 def celery_id(result_id: int) -> str:
