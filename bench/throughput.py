@@ -16,9 +16,11 @@ Latency, on an idle system (one task at a time, each waited for until DONE):
 - task committed (the creating transaction's on_commit) -> attempt RUNNING (``started_at``);
 - last dependency DONE (``finished_at``) -> dependent RUNNING (``started_at``).
 With attempts already waiting: TaskHub's throughput with 10,000 attempts waiting to retry
-(RETRY, ``available_at`` a day ahead: what the engine writes for a retry's back-off, and the
-dispatcher's hardest case: the attempts sit in its candidates' index but are never ready)
-against the same run with 100 waiting, as a ratio.
+(RETRY, ``available_at`` a day ahead: what the engine writes for a retry's back-off) against the
+same run with 100 waiting, as a ratio. The waiting tasks are HIGH priority, the measured ones MEDIUM:
+the dispatcher's hardest case, as the waiting attempts come first in its pick index
+(``result_pick_idx``: priority, available_at, of PENDING and RETRY) yet are never ready, so every
+pick walks past them; at the same priority they would sort after the ready ones and cost nothing.
 SQL statements per task at each stage, counted in this process on a batch of ``--sql-batch`` tasks
 (``connection.execute_wrapper``: statements through Django's cursor; SQLite's BEGIN is one, PostgreSQL's
 is implicit in the driver and not seen, COMMIT never is):
@@ -130,18 +132,24 @@ def celery_results(count: int) -> float:
 
 
 def make_waiting(count: int) -> None:
-    """``count`` NOOP tasks each with one attempt waiting to retry a day from now (bulk, not measured)."""
+    """``count`` HIGH-priority NOOP tasks each with one attempt waiting to retry a day from now (bulk)."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from scheduling.engine import attempts
-    from scheduling.models import AttemptStatus, Task, TaskResult, TaskStatus, TaskType
+    from scheduling.models import AttemptStatus, Priority, Task, TaskResult, TaskStatus, TaskType
 
     now = timezone.now()
     tasks = Task.objects.bulk_create(
         [
-            Task(name=f"waiting-{i}", task_type=TaskType.IMMEDIATE, handler="NOOP", status=TaskStatus.RETRY)
+            Task(
+                name=f"waiting-{i}",
+                task_type=TaskType.IMMEDIATE,
+                handler="NOOP",
+                status=TaskStatus.RETRY,
+                priority=Priority.HIGH,  # ahead of the measured MEDIUM ones in the pick index
+            )
             for i in range(count)
         ],
         batch_size=2000,
