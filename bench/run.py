@@ -8,6 +8,7 @@ copied to ``docs/performance.png`` for the README).
 Backends:
 - ``sqlite``: the embedded default (SQLite + filesystem broker), each module's own temporary files;
 - ``postgres``: ``TASKHUB_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/taskhub_bench_<module>``
+  (another prefix than ``taskhub_bench_`` with ``--database-prefix`` or ``TASKHUB_BENCH_DATABASE_PREFIX``)
   and ``TASKHUB_BROKER_URL=redis://127.0.0.1:6379/<N>``, N from ``--redis-db`` (default: the
   ``TASKHUB_BENCH_REDIS_DB`` variable, else 12); skipped, with a message, when not reachable.
 The full run measures both; ``--quick`` one (PostgreSQL + Redis when they answer, else the default).
@@ -15,7 +16,8 @@ The full run measures both; ``--quick`` one (PostgreSQL + Redis when they answer
 The exit status is non-zero only when a benchmark crashed; a missed bar is reported, not an error.
 
 Usage (from the repository root):
-    .venv/bin/python -m bench.run [--quick] [--backends sqlite,postgres] [--modules throughput,...] [--redis-db N]
+    .venv/bin/python -m bench.run [--quick] [--backends sqlite,postgres] [--modules throughput,...]
+        [--redis-db N] [--database-prefix taskhub_bench_x_]
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ DOCS_CHART = ROOT / "docs" / "performance.png"
 MODULES = ["throughput", "api", "worker_memory", "jira_export_memory", "cron", "scale"]
 # The Jira export touches neither database nor broker: one run tells it all.
 BACKEND_INDEPENDENT = {"jira_export_memory"}
-PG_URL = "postgresql://postgres@127.0.0.1:5432/taskhub_bench_{module}"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/{prefix}{module}"
+# The PostgreSQL databases' name prefix, unless TASKHUB_BENCH_DATABASE_PREFIX (or --database-prefix) names
+# another: every module empties its database, so two runs at once need two prefixes.
+DATABASE_PREFIX = "taskhub_bench_"
 REDIS_URL = "redis://127.0.0.1:6379/{db}"
 # The Redis database of the PostgreSQL + Redis runs, unless TASKHUB_BENCH_REDIS_DB (or --redis-db, which
 # sets it) names another: two benchmark runs at once need two.
@@ -76,7 +81,8 @@ def module_env(module: str, backend: str) -> dict[str, str]:
     for key in ("TASKHUB_DATABASE_URL", "TASKHUB_BROKER_URL", "TASKHUB_BENCH_STORAGE", "DJANGO_SETTINGS_MODULE"):
         env.pop(key, None)
     if backend == "postgres":
-        env["TASKHUB_DATABASE_URL"] = PG_URL.format(module=module)
+        prefix = os.environ.get("TASKHUB_BENCH_DATABASE_PREFIX") or DATABASE_PREFIX
+        env["TASKHUB_DATABASE_URL"] = PG_URL.format(prefix=prefix, module=module)
         env["TASKHUB_BROKER_URL"] = redis_url()
     return env
 
@@ -289,6 +295,10 @@ def main() -> int:
         type=int,
         help=f"Redis database of the PostgreSQL + Redis runs (default: $TASKHUB_BENCH_REDIS_DB, else {REDIS_DB})",
     )
+    parser.add_argument(
+        "--database-prefix",
+        help=f"PostgreSQL database name prefix (default: $TASKHUB_BENCH_DATABASE_PREFIX, else {DATABASE_PREFIX})",
+    )
     parser.add_argument("--timeout", type=float, help="seconds per module run (default 600; quick 300)")
     parser.add_argument(
         "--markdown", action="store_true", help="only print bench/results/summary.json as a Markdown table"
@@ -296,6 +306,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.redis_db is not None:
         os.environ["TASKHUB_BENCH_REDIS_DB"] = str(args.redis_db)
+    if args.database_prefix:
+        if not args.database_prefix.replace("_", "").isalnum():
+            parser.error("--database-prefix: letters, digits and _ only")
+        os.environ["TASKHUB_BENCH_DATABASE_PREFIX"] = args.database_prefix
     if args.markdown:
         print(markdown(json.loads((RESULTS / "summary.json").read_text())))
         return 0
