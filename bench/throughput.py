@@ -20,7 +20,8 @@ With attempts already waiting: TaskHub's throughput with 10,000 attempts waiting
 same run with 100 waiting, as a ratio. The waiting tasks are HIGH priority, the measured ones MEDIUM:
 the dispatcher's hardest case, as the waiting attempts come first in its pick index
 (``result_pick_idx``: priority, available_at, of PENDING and RETRY) yet are never ready, so every
-pick walks past them; at the same priority they would sort after the ready ones and cost nothing.
+pick walks past them (at the same priority they would sort after the ready ones). Two alternated
+runs of each, the best of each counted: on a shared machine a run is only ever slowed by the others.
 SQL statements per task at each stage, counted in this process on a batch of ``--sql-batch`` tasks
 (``connection.execute_wrapper``: statements through Django's cursor; SQLite's BEGIN is one, PostgreSQL's
 is implicit in the driver and not seen, COMMIT never is):
