@@ -10,7 +10,9 @@ Measured, after a warm-up of 20 requests:
 - a list of 500 per request (the bulk body, a JSON list): ``--lists`` POSTs one at a time; tasks/s =
   tasks created / seconds. A server that answers 400 to a list (no bulk body yet) is reported
   "not supported", not as a failure.
-Every answer but 201 (200 or 201 to a list) counts as an error (shown as a metric, the first three
+Beside it, the SQL statements of one such request, counted in this process with Django's test
+client (CaptureQueriesContext; the wake's dispatch after the commit included). Every answer but 201
+(200 or 201 to a list) counts as an error (shown as a metric, the first three
 kept in the JSON); a list's tasks created are counted in the database.
 
 Honest limits: no worker runs, so the first ``scheduler.concurrency`` tasks are dispatched and the later
@@ -194,6 +196,22 @@ def lists(port: int, token: str, count: int, prefix: str) -> dict[str, Any]:
     return {"supported": True, "seconds": seconds, "created": created, "statuses": statuses, "errors": samples}
 
 
+def statements_per_request(token: str, count: int = 20) -> float:
+    """SQL statements of one ``POST /tasks`` (one task), in this process through Django's test client."""
+    from django.db import connection
+    from django.test import Client as DjangoClient
+    from django.test.utils import CaptureQueriesContext
+
+    client = DjangoClient(HTTP_AUTHORIZATION=f"Token {token}", HTTP_HOST="127.0.0.1")  # web.allowed_hosts
+    client.post("/tasks", {"name": "sql-warm", "tags": ["NOOP"]}, content_type="application/json")
+    with CaptureQueriesContext(connection) as queries:
+        for i in range(count):
+            response = client.post("/tasks", {"name": f"sql-{i}", "tags": ["NOOP"]}, content_type="application/json")
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /tasks in process: {response.status_code} {response.content[:300]!r}")
+    return round(len(queries) / count, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: 400 requests, 4 lists")
@@ -208,6 +226,9 @@ def main() -> None:
     from django.db import connection
 
     token = make_token()
+    statements = statements_per_request(token)  # before the server starts (the wake's dispatch included)
+    harness.clear_tasks()
+    harness.purge_broker()
     log = Path(settings.STORAGE_DIR) / "bench-api-gunicorn.log"
     port = free_port()
     server = start_server(port, log)
@@ -238,6 +259,7 @@ def main() -> None:
             bar=f">= {single_bar:g}/s",
             ok=single_rate >= single_bar and not single_errors,
         ),
+        metric("POST /tasks, one task: SQL statements per request (in process)", statements, "statements"),
         metric(
             "POST /tasks, one per request: answers other than 201",
             single_errors,
