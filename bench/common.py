@@ -81,7 +81,7 @@ def backend() -> str:
 
 def metric(
     name: str,
-    value: float,
+    value: float | str,  # a string such as "not supported" is shown as is
     unit: str,
     *,
     bar: str = "",

@@ -51,7 +51,10 @@ from bench import harness  # noqa: E402  (before bench.settings: it notes whethe
 from bench.common import ROOT, metric, percentiles, wait_for, write_result  # noqa: E402
 
 BENCH_PREFIX = "bench-cron-"  # names of everything this benchmark creates
-TICK_BAR_MS = 50.0
+TICK_BAR_MS = 50.0  # the firing transaction, to its commit (issue "Throughput": both backends)
+# The tick with the dispatch after its commit: 100 ms on PostgreSQL + Redis (issue "Throughput"); on the
+# embedded default "as now or better", i.e. the 50 ms bar it had before.
+TICK_WITH_DISPATCH_BARS_MS = {"postgresql": 100.0, "sqlite": 50.0}
 A_START = 8.0  # seconds to start TaskHub's beat before its first boundary
 C_PREP = 6.0  # seconds to create the baseline's entries and start its beat, plus 1 s per 1,000 entries
 QUICK_WINDOW = 15.0  # seconds the baseline is watched after its boundary in --quick
@@ -596,6 +599,9 @@ def plan_quick(now: float, c_prep: float, window: float) -> bool:
 
 def _report(quick: bool, params: dict[str, Any], tick: dict, drift: dict, base: dict) -> None:
     tasks, total, due = params["drift_tasks"], params["tick_total"], params["tick_due"]
+    from django.db import connection
+
+    dispatch_bar = TICK_WITH_DISPATCH_BARS_MS.get(connection.vendor, TICK_WITH_DISPATCH_BARS_MS["sqlite"])
     periodic, window = params["periodic_tasks"], params["baseline_window_s"]
     hub_p99 = drift["drift_committed_s"]["p99"]
     started = drift["fire_to_running_s"]["samples"]
@@ -651,8 +657,8 @@ def _report(quick: bool, params: dict[str, Any], tick: dict, drift: dict, base: 
             "beat tick incl. the dispatch after its commit",
             tick["tick_ms"],
             "ms",
-            bar=f"<= {TICK_BAR_MS:.0f} ms",
-            ok=tick["tick_ms"] <= TICK_BAR_MS,
+            bar=f"<= {dispatch_bar:.0f} ms",
+            ok=tick["tick_ms"] <= dispatch_bar,
         ),
         metric(f"beat tick, nothing due of {total}", tick["idle_tick_ms"], "ms"),
         metric(

@@ -8,13 +8,16 @@ copied to ``docs/performance.png`` for the README).
 Backends:
 - ``sqlite``: the embedded default (SQLite + filesystem broker), each module's own temporary files;
 - ``postgres``: ``TASKHUB_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/taskhub_bench_<module>``
-  and ``TASKHUB_BROKER_URL=redis://127.0.0.1:6379/12``; skipped, with a message, when not reachable.
+  (another prefix than ``taskhub_bench_`` with ``--database-prefix`` or ``TASKHUB_BENCH_DATABASE_PREFIX``)
+  and ``TASKHUB_BROKER_URL=redis://127.0.0.1:6379/<N>``, N from ``--redis-db`` (default: the
+  ``TASKHUB_BENCH_REDIS_DB`` variable, else 12); skipped, with a message, when not reachable.
 The full run measures both; ``--quick`` one (PostgreSQL + Redis when they answer, else the default).
 
 The exit status is non-zero only when a benchmark crashed; a missed bar is reported, not an error.
 
 Usage (from the repository root):
     .venv/bin/python -m bench.run [--quick] [--backends sqlite,postgres] [--modules throughput,...]
+        [--redis-db N] [--database-prefix taskhub_bench_x_]
 """
 
 from __future__ import annotations
@@ -35,11 +38,23 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS_CHART = ROOT / "docs" / "performance.png"
 
-MODULES = ["throughput", "worker_memory", "jira_export_memory", "cron", "scale"]
+MODULES = ["throughput", "api", "worker_memory", "jira_export_memory", "cron", "scale"]
 # The Jira export touches neither database nor broker: one run tells it all.
 BACKEND_INDEPENDENT = {"jira_export_memory"}
-PG_URL = "postgresql://postgres@127.0.0.1:5432/taskhub_bench_{module}"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/{prefix}{module}"
+# The PostgreSQL databases' name prefix, unless TASKHUB_BENCH_DATABASE_PREFIX (or --database-prefix) names
+# another: every module empties its database, so two runs at once need two prefixes.
+DATABASE_PREFIX = "taskhub_bench_"
+REDIS_URL = "redis://127.0.0.1:6379/{db}"
+# The Redis database of the PostgreSQL + Redis runs, unless TASKHUB_BENCH_REDIS_DB (or --redis-db, which
+# sets it) names another: two benchmark runs at once need two.
+REDIS_DB = 12
+
+
+def redis_url() -> str:
+    return REDIS_URL.format(db=int(os.environ.get("TASKHUB_BENCH_REDIS_DB") or REDIS_DB))
+
+
 BACKEND_LABELS = {"sqlite": "SQLite + filesystem broker", "postgres": "PostgreSQL + Redis"}
 
 
@@ -55,9 +70,9 @@ def postgres_reachable() -> str:
     try:
         import redis
 
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        redis.Redis.from_url(redis_url(), socket_connect_timeout=3).ping()
     except Exception as exc:  # noqa: BLE001
-        return f"Redis at {REDIS_URL} is not reachable ({exc.__class__.__name__}: {exc})"
+        return f"Redis at {redis_url()} is not reachable ({exc.__class__.__name__}: {exc})"
     return ""
 
 
@@ -66,8 +81,9 @@ def module_env(module: str, backend: str) -> dict[str, str]:
     for key in ("TASKHUB_DATABASE_URL", "TASKHUB_BROKER_URL", "TASKHUB_BENCH_STORAGE", "DJANGO_SETTINGS_MODULE"):
         env.pop(key, None)
     if backend == "postgres":
-        env["TASKHUB_DATABASE_URL"] = PG_URL.format(module=module)
-        env["TASKHUB_BROKER_URL"] = REDIS_URL
+        prefix = os.environ.get("TASKHUB_BENCH_DATABASE_PREFIX") or DATABASE_PREFIX
+        env["TASKHUB_DATABASE_URL"] = PG_URL.format(prefix=prefix, module=module)
+        env["TASKHUB_BROKER_URL"] = redis_url()
     return env
 
 
@@ -162,7 +178,8 @@ def _backend_label(backend: str) -> str:
 
 
 def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) -> bool:
-    """Throughput bars (TaskHub, raw Celery, APScheduler) and latency percentiles, per backend."""
+    """Throughput bars (TaskHub, raw Celery, Celery + django-celery-results, APScheduler) and latency
+    percentiles, per backend."""
     throughput = [r for r in results if r["bench"] == "throughput" and "series" in r]
     if not throughput:
         return False
@@ -172,11 +189,16 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.4), width_ratios=[2, 3])
-    systems = ["TaskHub", "raw Celery", "APScheduler"]
-    colours = {"TaskHub": "#2b6cb0", "raw Celery": "#a0aec0", "APScheduler": "#ed8936"}
+    systems = ["TaskHub", "raw Celery", "Celery + django-celery-results", "APScheduler"]
+    colours = {
+        "TaskHub": "#2b6cb0",
+        "raw Celery": "#a0aec0",
+        "Celery + django-celery-results": "#718096",
+        "APScheduler": "#ed8936",
+    }
     width = 0.8 / len(systems)
     for i, system in enumerate(systems):
-        xs = [b + (i - 1) * width for b in range(len(throughput))]
+        xs = [b + (i - (len(systems) - 1) / 2) * width for b in range(len(throughput))]
         values = [r["series"]["throughput_tasks_per_s"].get(system, 0) for r in throughput]
         bars = left.bar(xs, values, width, label=system, color=colours[system])
         left.bar_label(bars, fmt="%.0f", fontsize=8)
@@ -193,8 +215,28 @@ def chart(results: list[dict[str, Any]], path: Path, machine: str, quick: bool) 
         xs = [g + (i - 1) * width for g in range(len(groups))]
         bars = right.bar(xs, [values[q] for _, _, values in groups], width, label=q, color=shades[q])
         right.bar_label(bars, fmt="%.0f", fontsize=8)
-    right.axhline(25, color="#38a169", linestyle="--", linewidth=1, label="bar p50 25 ms")
-    right.axhline(100, color="#e53e3e", linestyle="--", linewidth=1, label="bar p99 100 ms")
+    # The bars differ per backend (bench/throughput.py LATENCY_BARS_MS): drawn over each group's own bars.
+    for g, (backend, _, _) in enumerate(groups):
+        p50, p99 = (10, 50) if backend.startswith("postgresql") else (25, 100)
+        first = g == 0
+        right.hlines(
+            p50,
+            g - 0.45,
+            g + 0.45,
+            color="#38a169",
+            linestyle="--",
+            linewidth=1,
+            label="bar p50 (PostgreSQL 10, SQLite 25 ms)" if first else None,
+        )
+        right.hlines(
+            p99,
+            g - 0.45,
+            g + 0.45,
+            color="#e53e3e",
+            linestyle="--",
+            linewidth=1,
+            label="bar p99 (PostgreSQL 50, SQLite 100 ms)" if first else None,
+        )
     short = {
         "committed -> RUNNING": "committed → RUNNING",
         "dependency DONE -> dependent RUNNING": "dependency → dependent",
@@ -248,11 +290,26 @@ def main() -> int:
         "else the embedded default, to stay within its two minutes)",
     )
     parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of: {', '.join(MODULES)}")
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        help=f"Redis database of the PostgreSQL + Redis runs (default: $TASKHUB_BENCH_REDIS_DB, else {REDIS_DB})",
+    )
+    parser.add_argument(
+        "--database-prefix",
+        help=f"PostgreSQL database name prefix (default: $TASKHUB_BENCH_DATABASE_PREFIX, else {DATABASE_PREFIX})",
+    )
     parser.add_argument("--timeout", type=float, help="seconds per module run (default 600; quick 300)")
     parser.add_argument(
         "--markdown", action="store_true", help="only print bench/results/summary.json as a Markdown table"
     )
     args = parser.parse_args()
+    if args.redis_db is not None:
+        os.environ["TASKHUB_BENCH_REDIS_DB"] = str(args.redis_db)
+    if args.database_prefix:
+        if not args.database_prefix.replace("_", "").isalnum():
+            parser.error("--database-prefix: letters, digits and _ only")
+        os.environ["TASKHUB_BENCH_DATABASE_PREFIX"] = args.database_prefix
     if args.markdown:
         print(markdown(json.loads((RESULTS / "summary.json").read_text())))
         return 0

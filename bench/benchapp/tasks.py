@@ -1,4 +1,5 @@
-"""Raw Celery baselines: a no-op task that only marks its completion, and a fire recorder for cron."""
+"""Raw Celery baselines: a no-op task that only marks its completion, one whose results django-celery-results
+stores, and a fire recorder for cron."""
 
 import os
 import time
@@ -40,3 +41,9 @@ def raw_fire(self, entry: int) -> None:
         os.write(fd, line)  # one short write with O_APPEND: lines from both worker processes never interleave
     finally:
         os.close(fd)
+
+
+@shared_task(name="bench.tracked_noop", ignore_result=False, track_started=True)
+def tracked_noop() -> None:
+    """The django-celery-results baseline: nothing, with STARTED and SUCCESS stored by the result backend
+    (bench/settings.py: ``CELERY_RESULT_BACKEND = "django-db"``, ``CELERY_TASK_TRACK_STARTED = True``)."""
