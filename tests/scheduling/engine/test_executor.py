@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from scheduling import services
-from scheduling.engine import dispatcher, executor, lifecycle, recovery
+from scheduling.engine import attempts, dispatcher, executor, lifecycle, recovery
 from scheduling.models import AttemptStatus, RetryPolicy, TaskResult, TaskStatus
 from taskhub.exceptions import ConflictError, IllegalTransition
 
@@ -224,3 +224,51 @@ def test_cancel_fails_dependents(make_task):
     child.refresh_from_db()
     assert child.status == TaskStatus.FAILED
     assert "dependency 'base' was cancelled" in child.status_reason
+
+
+@pytest.mark.parametrize(
+    ("other", "shown"),
+    [
+        (None, TaskStatus.DONE),
+        (AttemptStatus.PENDING, TaskStatus.PENDING),
+        (AttemptStatus.RETRY, TaskStatus.RETRY),
+        (AttemptStatus.QUEUED, TaskStatus.QUEUED),
+        (AttemptStatus.RUNNING, TaskStatus.RUNNING),
+        (AttemptStatus.FAILED, TaskStatus.DONE),
+    ],
+)
+def test_a_done_attempt_leaves_its_task_showing_its_busiest_other_run(make_task, other, shown):
+    """The completion's derived status (one statement on PostgreSQL) follows lifecycle's precedence rule."""
+    task = make_task("two runs")
+    claimed = executor.claim(dispatcher.dispatch()[0].pk)
+    later = timezone.now() + timedelta(hours=1)
+    if other is not None:
+        row = attempts.build(task, now=timezone.now(), attempt=3, status=other, available_at=later)
+        row.save()
+    assert executor.complete(claimed, executor.Outcome(AttemptStatus.DONE, result={"n": 1})) is True
+    task.refresh_from_db()
+    done = TaskResult.objects.get(pk=claimed.pk)
+    assert (done.status, done.result, done.progress) == (AttemptStatus.DONE, {"n": 1}, 100)
+    assert done.finished_at is not None and done.duration is not None and done.duration >= 0
+    assert task.status == shown
+    active = other in (AttemptStatus.PENDING, AttemptStatus.RETRY, AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+    assert task.attempt == (3 if active else 1)
+    assert task.next_attempt_at == (later if other == AttemptStatus.RETRY else None)
+    assert task.status_reason == ""
+
+
+def test_a_claim_stamps_the_deadline_from_the_task_timeout_and_returns_the_task(make_task):
+    task = make_task("timed", timeout_seconds=120)
+    queued = dispatcher.dispatch()[0]
+    now = timezone.now()
+    claimed = executor.claim(queued.pk, celery_task_id="celery-1", worker_node="node@host", now=now)
+    assert claimed is not None and claimed.task.pk == task.pk and claimed.task.timeout_seconds == 120
+    assert claimed.status == AttemptStatus.RUNNING and claimed.claim == queued.claim + 1
+    stored = TaskResult.objects.get(pk=queued.pk)
+    grace = executor._grace()
+    assert stored.deadline == now + timedelta(seconds=120 + grace * 2)
+    assert (stored.celery_task_id, stored.worker_node, stored.started_at) == ("celery-1", "node@host", now)
+    assert stored.claim == claimed.claim
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RUNNING and task.attempt == 1
+    assert executor.claim(queued.pk) is None  # a second delivery finds it RUNNING
