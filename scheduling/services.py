@@ -125,6 +125,9 @@ def _save_policy(policy: RetryPolicy | None, *, task_name: str, owner: Any) -> R
 def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner: Any = None) -> dict[str, Any]:
     """Validate a full set of task fields; collect every field's error before raising.
 
+    ``dependencies``: task ids, or ``{"id": ..., "mode": "fresh" | "any"}`` (validation.split_dependencies);
+    the clean value has the tasks, and ``any_run_dependencies`` those in ``any`` mode.
+
     ``actor`` (None: the system) is who asks: dependencies and retry policies they cannot see are unknown.
     ``owner`` is the owner of a new task (a stored task's own owner otherwise): whose policies it may use.
     """
@@ -177,7 +180,11 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
         clean["handler"] = attempt(validation.validate_handler, tags, parameters)
-    clean["dependencies"] = attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
+    dependency_ids, any_run = validation.split_dependencies(task, data.get("dependencies", []))
+    clean["dependencies"] = attempt(validation.validate_dependencies, task, dependency_ids, actor) or []
+    clean["any_run_dependencies"] = [d for d in clean["dependencies"] if str(d.pk) in any_run]
+    clean["dependency_timeout"] = data.get("dependency_timeout")
+    attempt(validation.validate_dependency_timeout, clean["dependency_timeout"])
     clean["retry_policy"] = attempt(
         lambda value: _retry_policy(
             value, actor=actor, owner=owner, current=task.retry_policy if task is not None else None
@@ -267,11 +274,18 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
         if dependencies:
             through = Task.dependencies.through
             through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
+        if clean["any_run_dependencies"]:
+            task.any_run_dependencies.set(clean["any_run_dependencies"])
         if task.task_type == TaskType.IMMEDIATE:
             attempts.build(task, now=now).save(force_insert=True)
             if dependencies:
                 lifecycle.fail_if_upstream_failed(task)
-        written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
+        any_run = {d.pk for d in clean["any_run_dependencies"]}
+        written = audit.snapshot(
+            task,
+            tags=clean["tags"],
+            dependencies=[audit.dependency_name(d.name, d.pk in any_run) for d in dependencies],
+        )
         created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         if clean["secret_parameters"]:
             created["secret_parameters"] = encryption.mask(clean["secret_parameters"])
@@ -287,7 +301,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     """Change a task's fields; schedules, waiting attempts and dependencies follow in the same transaction."""
     current = {field: getattr(task, field) for field in EDITABLE_FIELDS if field not in ("tags", "dependencies")}
     current["tags"] = list(task.tags.values_list("name", flat=True))
-    current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))
+    current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))  # plain ids keep their modes
     merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE_FIELDS}}
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
@@ -308,6 +322,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
         task.save()
         _set_tags(task, clean["tags"])
         task.dependencies.set(clean["dependencies"])
+        task.any_run_dependencies.set(clean["any_run_dependencies"])
         # Waiting attempts carry the task's priority for the dispatcher's index.
         TaskResult.objects.filter(task=task, status__in=WAITING).update(priority=task.priority)
         changes = audit.diff(before, audit.snapshot(task))

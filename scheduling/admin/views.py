@@ -158,8 +158,7 @@ def waiting_reason(task: Task) -> str:
     """Say which dependencies a waiting task waits on ('' when it is not waiting on any)."""
     if task.status not in (TaskStatus.PENDING, TaskStatus.RETRY):
         return ""
-    blocking = selectors.waiting_on(task)
-    return ", ".join(f"{dep.name} ({dep.status})" for dep in blocking)
+    return selectors.describe_waiting(task)
 
 
 def _local(moment: datetime, tz_name: str) -> str:
