@@ -87,12 +87,21 @@ def waiting_on(task: Task) -> list[Task]:
     """The dependencies that hold back the task's next run (engine/pipelines.py's rule), by name.
 
     Each has ``since``: None when it is not DONE (its status says why), else the start of the task's previous
-    run, which a run of it must have finished after (a fresh dependency). A RETRY waits on the status rule only.
+    run, which a run of it must have finished after (a fresh dependency: counted for a PENDING task, whose
+    waiting run is a new one; a retry waits on the status rule only).
     """
-    held = pipelines.unmet(task, clock.now(), first_attempt=task.status != TaskStatus.RETRY)
-    for dependency, since in held:
-        dependency.since = since  # type: ignore[attr-defined]  # read by the API, the admin and the CLI
-    return [dependency for dependency, _ in held]
+    return waiting_on_many([task])[task.pk]
+
+
+def waiting_on_many(tasks: list[Task]) -> dict[Any, list[Task]]:
+    """:func:`waiting_on` for many tasks (a page of a list) in one query, by task id."""
+    pending = {task.pk for task in tasks if task.status == TaskStatus.PENDING}
+    shown: dict[Any, list[Task]] = {}
+    for pk, held in pipelines.unmet_many(tasks, clock.now(), fresh_for=pending).items():
+        for dependency, since in held:
+            dependency.since = since  # type: ignore[attr-defined]  # shown by the API, the admin and the CLI
+        shown[pk] = [dependency for dependency, _ in held]
+    return shown
 
 
 def describe_waiting(task: Task) -> str:

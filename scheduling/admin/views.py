@@ -47,6 +47,11 @@ class TaskAction:
     said: Callable[[Task, Any], str]  #: what the button reports, given the call's result
 
 
+def _downstream_said(result: Any) -> str:
+    outcome = services.downstream_of(result)
+    return outcome.summary() if outcome is not None else "no dependent run again"
+
+
 def _cancel(task: Task, user: Any) -> int:
     return services.task_cancel(task=task, reason=f"cancelled from the admin by {user}", actor=user)
 
@@ -77,6 +82,14 @@ ACTIONS: dict[str, TaskAction] = {
         lambda t, user: services.task_retry(task=t, actor=user),
         lambda t, r: f"Retrying {t.name!r} from attempt 1.",
     ),
+    "retry_downstream": TaskAction(
+        "Retry with failed downstream",
+        "retry_downstream",
+        "Retry selected failed tasks and the dependents that failed because of them",
+        "Retried",
+        lambda t, user: services.task_retry(task=t, actor=user, downstream="failed"),
+        lambda t, r: f"Retrying {t.name!r} from attempt 1; {_downstream_said(r)}.",
+    ),
     "pause": TaskAction(
         "Pause",
         "pause",
@@ -103,6 +116,8 @@ def available_actions(task: Task) -> list[tuple[str, str]]:
         names.append("cancel")
     if task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
         names.append("retry")
+        if task.dependents.exists():
+            names.append("retry_downstream")
     names.append("pause" if task.enabled else "resume")
     return [(name, ACTIONS[name].label) for name in names]
 

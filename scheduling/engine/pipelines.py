@@ -86,19 +86,40 @@ def ready_filter(now: datetime) -> Q:
 def unmet(task: Task, now: datetime, *, first_attempt: bool = True) -> list[tuple[Task, datetime | None]]:
     """The dependencies that hold back a new run of ``task``, each with the start its run must finish after.
 
-    ``None`` for a dependency that is not DONE (its status says why); ``first_attempt=False``: a retry's view.
+    ``None`` for a dependency that is not DONE (its status says why); ``first_attempt=False``: a retry's view
+    (the status rule only).
     """
-    edges = _edges().filter(from_task_id=task.pk)
-    held: dict[Any, datetime | None] = {
-        pk: None for pk in edges.exclude(to_task__status=TaskStatus.DONE).values_list("to_task_id", flat=True)
-    }
-    if first_attempt:
-        for pk, since in _stale(now).filter(from_task_id=task.pk).values_list("to_task_id", "since"):
-            held.setdefault(pk, since)
-    if not held:
-        return []
-    found = {t.pk: t for t in Task.objects.filter(pk__in=list(held)).only("id", "name", "status")}
-    return sorted(((found[pk], since) for pk, since in held.items() if pk in found), key=lambda pair: pair[0].name)
+    return unmet_many([task], now, fresh_for={task.pk} if first_attempt else set())[task.pk]
+
+
+def unmet_many(
+    tasks: list[Task], now: datetime, *, fresh_for: set[Any]
+) -> dict[Any, list[tuple[Task, datetime | None]]]:
+    """:func:`unmet` for many tasks in one query (a page of the task list), by task id, each by dependency name.
+
+    The freshness rule counts for the tasks in ``fresh_for`` (a new run's view), the status rule for all.
+    """
+    ids = [task.pk for task in tasks]
+    held: dict[Any, list[tuple[Task, datetime | None]]] = {pk: [] for pk in ids}
+    if not ids:
+        return held
+    fresh_done = TaskResult.objects.filter(
+        task_id=OuterRef("to_task_id"), status=AttemptStatus.DONE, finished_at__gt=OuterRef("since")
+    )
+    rows = (
+        _edges()
+        .filter(from_task_id__in=ids)
+        .annotate(since=previous_start(OuterRef("from_task_id"), now), is_any=_is_any(), fresh=Exists(fresh_done))
+        .filter(~Q(to_task__status=TaskStatus.DONE) | Q(since__isnull=False, is_any=False, fresh=False))
+        .order_by("to_task__name", "to_task_id")
+        .values_list("from_task_id", "to_task_id", "to_task__name", "to_task__status", "since")
+    )
+    for source, target, name, status, since in rows:
+        if status != TaskStatus.DONE:
+            held[source].append((Task(pk=target, name=name, status=status), None))
+        elif source in fresh_for:
+            held[source].append((Task(pk=target, name=name, status=status), since))
+    return held
 
 
 def one_fresh_run_per_task(candidates: list[TaskResult]) -> list[TaskResult]:
