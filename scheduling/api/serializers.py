@@ -8,7 +8,7 @@ scheduling.services, where every business rule lives.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -261,7 +261,8 @@ class TaskSerializer(serializers.ModelSerializer):
 
     def _waiting_on(self, task: Task) -> list[Task]:
         """selectors.waiting_on, for every waiting task of the page at once (a fixed number of queries)."""
-        cache: dict[Any, list[Task]] = self.context.setdefault("waiting_on", {})
+        context = cast(dict[str, Any], self.context)  # the root serializer's own dict, shared by the page's rows
+        cache: dict[Any, list[Task]] = context.setdefault("waiting_on", {})
         if task.pk not in cache:
             page = self.parent.instance if isinstance(self.parent, serializers.ListSerializer) else None
             tasks = [t for t in page if _related(t, "dependencies")] if page else []
