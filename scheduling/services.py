@@ -457,9 +457,13 @@ def _downstream_tasks(upstream: Task, which: str, actor: Any, outcome: Downstrea
     return chosen
 
 
-def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str, downstream: str | None = None) -> TaskResult:
+def _check_downstream(downstream: Any) -> None:
     if downstream is not None and downstream not in DOWNSTREAM:
         raise ValidationError({"downstream": f"must be one of {', '.join(DOWNSTREAM)}, got {downstream!r}"})
+
+
+def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str, downstream: str | None = None) -> TaskResult:
+    _check_downstream(downstream)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
@@ -509,6 +513,7 @@ def task_retry(*, task: Task, actor: Any = None, downstream: str | None = None) 
     run in dependency order, and each is audited naming the task that brought it. Dependents the actor may
     not see or change are counted, not touched (``downstream_of(result)`` says what happened).
     """
+    _check_downstream(downstream)
     if task.status not in lifecycle.TASK_FAILED:
         raise ConflictError(
             f"only a FAILED, TIMEOUT or CANCELLED task can be retried; {task.name!r} is {task.status}",
