@@ -139,8 +139,9 @@ def test_the_configured_default_applies_to_scheduled_tasks_and_not_to_immediate_
         services.task_pause(task=export)
         one_off = make_task("one-off", dependencies=[export.pk])  # export never ran: waits, IMMEDIATE
         assert picked(clock, at(1, 3)) == []
-        clock.move_to(at(1, 3, 10, 6))
-        assert pipelines.fail_overdue(clock_now := at(1, 3, 10, 6)) == 1
+        clock_now = at(1, 3, 10, 6)
+        clock.move_to(clock_now)
+        assert pipelines.fail_overdue(clock_now) == 1
         assert Task.objects.get(pk=report.pk).status == TaskStatus.FAILED
         assert "dependency 'export' is still PENDING after 600 s" in Task.objects.get(pk=report.pk).status_reason
         clock.move_to(clock_now + timedelta(days=3))
@@ -168,6 +169,11 @@ def test_an_immediate_task_with_no_previous_run_takes_any_done_run(make_task):
         clock.shift(3600)
         dependent = make_task("dependent", dependencies=[upstream.pk])
         assert [r.task.name for r in dispatcher.dispatch()] == ["dependent"]
+        finish(dependent)
+        # Its next run is a new one: it waits for a newer upstream run (the run-scoped rule from then on).
+        clock.shift(60)
+        services.task_run_now(task=dependent)
+        assert dispatcher.dispatch() == []
 
 
 def test_two_waiting_runs_of_a_task_do_not_consume_the_same_upstream_run(make_task):
@@ -297,7 +303,7 @@ def test_downstream_touches_only_what_the_actor_may_see_and_change(make_task):
     alice = users.get(pk=alice.pk)
     result = services.task_retry(task=Task.objects.get(pk=extract.pk), actor=alice, downstream="failed")
     outcome = services.downstream_of(result)
-    assert (outcome.started, outcome.hidden) == (["mine"], 1)
+    assert (outcome.started, outcome.hidden) == ([mine.name], 1)
     assert "1 dependent(s) you cannot see or change were not touched" in outcome.summary()
     assert Task.objects.get(pk=theirs.pk).status == TaskStatus.FAILED
     assert Task.objects.get(pk=below.pk).status == TaskStatus.FAILED
