@@ -147,7 +147,7 @@ class DependencyInputField(serializers.Field):
     """A dependency on write: a task id, or {"id": ..., "mode": "fresh" | "any"} (the service checks the rest)."""
 
     default_error_messages = {
-        "invalid": 'expected a task id or {"id": "<task id>", "mode": "fresh" | "any"}.',
+        "invalid": 'expected a task id or {{"id": "<task id>", "mode": "fresh" | "any"}}.',
         "invalid_id": "must be a valid UUID.",
     }
 
