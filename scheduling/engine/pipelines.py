@@ -3,13 +3,13 @@
 The rule, per dependency of a task D on a task U:
 
 - U's status is DONE: its latest run succeeded (in both modes, as before: an upstream that is running again,
-  waiting or failed holds D back).
-- ``fresh`` (the default): a first attempt of D (a new run) also needs a DONE attempt of U that finished after
-  D's *previous run* started. D's previous run is its newest attempt that consumed its inputs: DONE or
-  RUNNING (its ``started_at``), or QUEUED (it will read them when it starts, so it counts as starting now).
-  A run that failed, timed out, was cancelled or never started consumed nothing, so a retry of it runs on
-  the same upstream runs. With no previous run (a new task), any DONE run of U is fresh. So a daily report
-  consumes each export once, and waits for today's.
+  waiting or failed holds D back). For an IMMEDIATE D (a one-off, re-run by hand) this is the whole rule.
+- ``fresh`` (the default) for a SCHEDULED D: a first attempt of D (a new run) also needs a DONE attempt of U
+  that finished after D's *previous run* started. D's previous run is its newest attempt that consumed its
+  inputs: DONE or RUNNING (its ``started_at``), or QUEUED (it will read them when it starts, so it counts as
+  starting now). A run that failed, timed out, was cancelled or never started consumed nothing, so a retry
+  of it runs on the same upstream runs. With no previous run (a new task), any DONE run of U is fresh. So a
+  daily report consumes each export once, and waits for today's.
 - ``any`` (``Task.any_run_dependencies``): the status rule only, whenever U ran.
 
 A retry attempt (attempt > 1) belongs to a run that was already admitted: the status rule only.
@@ -33,7 +33,7 @@ from django.db.models import DateTimeField, Exists, Min, OuterRef, Q, QuerySet, 
 from django.db.models.functions import Coalesce
 
 from scheduling.engine import lifecycle
-from scheduling.models import WAITING, AttemptStatus, Task, TaskResult, TaskStatus, status_in
+from scheduling.models import WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType, status_in
 
 #: Attempts that consumed (or are about to consume) their dependencies' runs.
 CONSUMING = (AttemptStatus.QUEUED, AttemptStatus.RUNNING, AttemptStatus.DONE)
@@ -70,6 +70,7 @@ def _stale(now: datetime) -> QuerySet[Any]:
     )
     return (
         _edges()
+        .filter(from_task__task_type=TaskType.SCHEDULED)
         .annotate(since=previous_start(OuterRef("from_task_id"), now))
         .filter(since__isnull=False)
         .filter(~_is_any(), ~Exists(fresh_done))
@@ -110,7 +111,10 @@ def unmet_many(
         _edges()
         .filter(from_task_id__in=ids)
         .annotate(since=previous_start(OuterRef("from_task_id"), now), is_any=_is_any(), fresh=Exists(fresh_done))
-        .filter(~Q(to_task__status=TaskStatus.DONE) | Q(since__isnull=False, is_any=False, fresh=False))
+        .filter(
+            ~Q(to_task__status=TaskStatus.DONE)
+            | Q(from_task__task_type=TaskType.SCHEDULED, since__isnull=False, is_any=False, fresh=False)
+        )
         .order_by("to_task__name", "to_task_id")
         .values_list("from_task_id", "to_task_id", "to_task__name", "to_task__status", "since")
     )

@@ -1,4 +1,4 @@
-"""The admin and the CLI for run-scoped dependencies: the mode on the form, the waiting reason, retry with downstream."""
+"""Admin and CLI, run-scoped dependencies: the mode on the form, the waiting reason, retry with downstream."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_the_task_page_says_which_upstream_it_waits_for_and_since_when(client_op
     export = create("export")
     TaskResult.objects.filter(task=export).update(status=AttemptStatus.DONE, finished_at=timezone.now())
     Task.objects.filter(pk=export.pk).update(status="DONE")
-    report = create("report", dependencies=[export.pk])
+    report = create("report", dependencies=[export.pk], task_type="SCHEDULED", cron_expr="0 3 * * *")
+    client_op.post(task_url("do", report.pk, "run"))
     started = timezone.now()
     TaskResult.objects.filter(task=report).update(status=AttemptStatus.DONE, started_at=started, finished_at=started)
     Task.objects.filter(pk=report.pk).update(status="DONE")

@@ -42,7 +42,8 @@ def test_a_bad_mode_or_entry_is_a_400_naming_the_field(api: APIClient, alice: Us
 def test_waiting_on_says_since_when_a_fresh_run_is_awaited(api: APIClient, alice: User, task_of) -> None:
     export = task_of(alice, "export")
     finish(export)
-    report = task_of(alice, "report", dependencies=[export.pk])
+    report = task_of(alice, "report", dependencies=[export.pk], task_type="SCHEDULED", cron_expr="0 3 * * *")
+    api.post(f"/tasks/{report.pk}/run")
     finish(report)  # consumed the export's run
     api.post(f"/tasks/{report.pk}/run")
     (held,) = api.get(f"/tasks/{report.pk}").json()["waiting_on"]
