@@ -1,7 +1,8 @@
 """Task operations shared by the admin, the API, the CLI and the workers.
 
 Each function validates, writes in one transaction and, after commit, wakes the
-dispatcher, so an immediate task starts without waiting for the beat poll.
+dispatcher, so an immediate task starts without waiting for the beat poll. A retry or
+run can bring the task's dependents along (``downstream=failed|all``, :func:`task_retry`).
 """
 
 from __future__ import annotations
