@@ -219,13 +219,21 @@ def split_dependencies(task: Task | None, value: Any) -> tuple[Any, set[str]]:
                 )
             ids.append(item["id"])
             if mode == DependencyMode.ANY:
-                any_run.add(str(item["id"]))
+                any_run.add(_canonical_id(item["id"]))
         else:
             pk = item.pk if isinstance(item, Task) else item
             ids.append(pk)
-            if str(pk) in current:
-                any_run.add(str(pk))
+            if _canonical_id(pk) in current:
+                any_run.add(_canonical_id(pk))
     return ids, any_run
+
+
+def _canonical_id(value: Any) -> str:
+    """A task id as text in one spelling (lower case, hyphens), whatever way it was given."""
+    try:
+        return str(value if isinstance(value, UUID) else UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        return str(value)
 
 
 def validate_dependency_timeout(value: Any) -> None:
