@@ -106,12 +106,15 @@ def waiting_on_many(tasks: list[Task]) -> dict[Any, list[Task]]:
 
 def describe_waiting(task: Task) -> str:
     """The waiting reason in words: "export (RUNNING), load (no run finished since 2026-12-01 03:00 UTC)"."""
-    return ", ".join(
-        f"{dep.name} ({dep.status})"
-        if dep.since is None  # type: ignore[attr-defined]
-        else f"{dep.name} (no run finished since {dep.since:%Y-%m-%d %H:%M:%S} UTC)"  # type: ignore[attr-defined]
-        for dep in waiting_on(task)
-    )
+    parts = []
+    for dep in waiting_on(task):
+        since = getattr(dep, "since", None)  # set by waiting_on_many
+        parts.append(
+            f"{dep.name} ({dep.status})"
+            if since is None
+            else f"{dep.name} (no run finished since {since:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    return ", ".join(parts)
 
 
 def visible(model: type[OwnedModel], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
