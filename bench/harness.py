@@ -45,6 +45,7 @@ def clear_tasks() -> None:
         TaskAudit._meta.db_table,
         Task.tags.through._meta.db_table,
         Task.dependencies.through._meta.db_table,
+        Task.any_run_dependencies.through._meta.db_table,
         Task._meta.db_table,
     ]
     with transaction.atomic(), connection.cursor() as cursor:

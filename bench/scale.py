@@ -166,6 +166,7 @@ def build(n_tasks: int, n_results: int) -> dict[str, Any]:
     tables = [
         TaskResult._meta.db_table,
         Task.dependencies.through._meta.db_table,
+        Task.any_run_dependencies.through._meta.db_table,
         Task.tags.through._meta.db_table,
         TaskAudit._meta.db_table,
         Task._meta.db_table,

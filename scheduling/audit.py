@@ -16,16 +16,25 @@ AUDITED = EDITABLE_FIELDS
 def snapshot(task: Task, *, tags: list[str] | None = None, dependencies: list[str] | None = None) -> dict[str, Any]:
     """Return the audited fields of ``task`` as JSON-able values.
 
-    ``tags`` and ``dependencies`` (names) spare the two queries when the caller has just written them.
+    ``tags`` and ``dependencies`` (names, see :func:`dependency_name`) spare the queries when the caller has just
+    written them. A dependency in ``any`` mode reads "name (any run)", so a change of mode is audited.
     """
     values = {field: getattr(task, field) for field in AUDITED if field not in ("tags", "dependencies")}
     values["priority"] = Priority(task.priority).label
     values["retry_policy"] = task.retry_policy.name if task.retry_policy is not None else None
     values["tags"] = sorted(tags if tags is not None else task.tags.values_list("name", flat=True))
-    values["dependencies"] = sorted(
-        dependencies if dependencies is not None else task.dependencies.values_list("name", flat=True)
-    )
+    if dependencies is None:
+        any_run = set(task.any_run_dependencies.values_list("pk", flat=True))
+        dependencies = [
+            dependency_name(name, pk in any_run) for pk, name in task.dependencies.values_list("pk", "name")
+        ]
+    values["dependencies"] = sorted(dependencies)
     return values
+
+
+def dependency_name(name: str, any_run: bool) -> str:
+    """A dependency as the audit trail shows it: its name, marked when any successful run of it counts."""
+    return f"{name} (any run)" if any_run else name
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:

@@ -87,6 +87,7 @@ TASK_FIELDS: dict[str, Any] = {
     "tags": REQUIRED,
     "dependencies": [],
     "timeout_seconds": None,
+    "dependency_timeout": None,
     "retry_policy": None,
     "enabled": True,
     "overlap_policy": "skip",
@@ -117,6 +118,16 @@ class Priority(models.IntegerChoices):
     HIGH = 1, "HIGH"
     MEDIUM = 2, "MEDIUM"
     LOW = 3, "LOW"
+
+
+class DependencyMode(models.TextChoices):
+    """When a dependency counts as met for a run of the task that depends on it (scheduling/engine/pipelines.py).
+
+    Stored as ``Task.any_run_dependencies`` (the dependencies in ``any`` mode); every other dependency is ``fresh``.
+    """
+
+    FRESH = "fresh", "A run that finished after this task's previous run started"
+    ANY = "any", "Any successful run (the dependency is DONE)"
 
 
 class OverlapPolicy(models.TextChoices):
@@ -303,7 +314,24 @@ class Task(models.Model):
         symmetrical=False,
         blank=True,
         related_name="dependents",
-        help_text="Tasks that must be DONE before this one starts.",
+        help_text="Tasks that must be DONE before this one starts, each with a run that finished after this "
+        "task's previous run started (unless listed in any_run_dependencies).",
+    )
+    any_run_dependencies = models.ManyToManyField(
+        "self",
+        verbose_name="dependencies met by any successful run",
+        symmetrical=False,
+        blank=True,
+        related_name="+",
+        help_text="Among the dependencies, those for which any DONE run counts, however old (the former rule); "
+        "the others need a run that finished after this task's previous run started.",
+    )
+    dependency_timeout = models.PositiveIntegerField(
+        "dependency timeout (s)",
+        null=True,
+        blank=True,
+        help_text="A run still waiting for its dependencies this long after it was due fails, naming the upstream. "
+        "Empty: scheduler.dependency_timeout for SCHEDULED tasks; an IMMEDIATE task waits as long as it takes.",
     )
     timeout_seconds = models.PositiveIntegerField(
         "timeout (s)", null=True, blank=True, help_text="Stop an attempt that runs longer than this."
@@ -348,6 +376,10 @@ class Task(models.Model):
                 condition=Q(timeout_seconds__isnull=True) | Q(timeout_seconds__gt=0),
                 name="task_timeout_positive",
             ),
+            models.CheckConstraint(
+                condition=Q(dependency_timeout__isnull=True) | Q(dependency_timeout__gt=0),
+                name="task_dependency_timeout_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -360,6 +392,14 @@ class Task(models.Model):
     def effective_timeout(self) -> int:
         """Return the seconds an attempt may run before it is stopped."""
         return self.timeout_seconds or settings.TASKHUB.scheduler.default_timeout_seconds
+
+    def effective_dependency_timeout(self) -> int | None:
+        """Seconds a run may wait for its dependencies before it fails (None: as long as it takes)."""
+        if self.dependency_timeout:
+            return self.dependency_timeout
+        if self.task_type == TaskType.SCHEDULED:
+            return settings.TASKHUB.scheduler.dependency_timeout or None
+        return None
 
 
 class TaskResult(models.Model):
@@ -422,6 +462,8 @@ class TaskResult(models.Model):
             # /task_history: finished attempts, newest first.
             models.Index(fields=["-finished_at"], name="result_history_idx", condition=Q(finished_at__isnull=False)),
             models.Index(fields=["task", "-created_at"], name="result_task_idx"),
+            # Run-scoped dependencies (engine/pipelines.py): has this upstream a DONE attempt finished after T?
+            models.Index(fields=["task", "status", "finished_at"], name="result_task_done_idx"),
         ]
         constraints = [
             # A cron fire creates its run once, even if two beats run by mistake.

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from scheduling.engine import clock, pipelines
 from scheduling.models import FINISHED, OwnedModel, RetryPolicy, Tag, Task, TaskResult, TaskStatus
 
 VIEW_ALL = "scheduling.view_all_tasks"
@@ -63,7 +64,8 @@ def may_see_task(user: Any, task: Task) -> bool:
 
 
 def task_list(queryset: QuerySet[Task] | None = None, *, latest_fields: Iterable[str] = ()) -> QuerySet[Task]:
-    """Tasks with what a task's summary shows (owner, policy, tags, dependencies, latest attempt) prefetched.
+    """Tasks with what a task's summary shows (owner, policy, tags, dependencies and their modes, latest attempt)
+    prefetched.
 
     A fixed number of queries for any number of tasks: the latest attempt per task is one window-function
     query (Django turns a sliced prefetch into one); ``latest_results`` holds it, with only
@@ -76,6 +78,7 @@ def task_list(queryset: QuerySet[Task] | None = None, *, latest_fields: Iterable
     return queryset.select_related("owner", "retry_policy").prefetch_related(
         "tags",
         Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
+        Prefetch("any_run_dependencies", queryset=Task.objects.only("id")),
         Prefetch("results", queryset=latest.order_by("-created_at", "-id")[:1], to_attr="latest_results"),
     )
 
@@ -92,8 +95,37 @@ def history(user: Any) -> QuerySet[TaskResult]:
 
 
 def waiting_on(task: Task) -> list[Task]:
-    """The dependencies that are not DONE, which is why a PENDING task waits (none when all are DONE)."""
-    return list(task.dependencies.exclude(status=TaskStatus.DONE).only("id", "name", "status"))
+    """The dependencies that hold back the task's next run (engine/pipelines.py's rule), by name.
+
+    Each has ``since``: None when it is not DONE (its status says why), else the start of the task's previous
+    run, which a run of it must have finished after (a fresh dependency: counted for a PENDING task, whose
+    waiting run is a new one; a retry waits on the status rule only).
+    """
+    return waiting_on_many([task])[task.pk]
+
+
+def waiting_on_many(tasks: list[Task]) -> dict[Any, list[Task]]:
+    """:func:`waiting_on` for many tasks (a page of a list) in one query, by task id."""
+    pending = {task.pk for task in tasks if task.status == TaskStatus.PENDING}
+    shown: dict[Any, list[Task]] = {}
+    for pk, held in pipelines.unmet_many(tasks, clock.now(), fresh_for=pending).items():
+        for dependency, since in held:
+            dependency.since = since  # type: ignore[attr-defined]  # shown by the API, the admin and the CLI
+        shown[pk] = [dependency for dependency, _ in held]
+    return shown
+
+
+def describe_waiting(task: Task) -> str:
+    """The waiting reason in words: "export (RUNNING), load (no run finished since 2026-12-01 03:00 UTC)"."""
+    parts = []
+    for dep in waiting_on(task):
+        since = getattr(dep, "since", None)  # set by waiting_on_many
+        parts.append(
+            f"{dep.name} ({dep.status})"
+            if since is None
+            else f"{dep.name} (no run finished since {since:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    return ", ".join(parts)
 
 
 def visible(model: type[OwnedModel], user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:

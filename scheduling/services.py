@@ -1,13 +1,16 @@
 """Task operations shared by the admin, the API, the CLI and the workers.
 
 Each function validates, writes in one transaction and, after commit, wakes the
-dispatcher, so an immediate task starts without waiting for the beat poll.
+dispatcher, so an immediate task starts without waiting for the beat poll. A retry or
+run can bring the task's dependents along (``downstream=failed|all``, :func:`task_retry`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -125,6 +128,9 @@ def _save_policy(policy: RetryPolicy | None, *, task_name: str, owner: Any) -> R
 def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner: Any = None) -> dict[str, Any]:
     """Validate a full set of task fields; collect every field's error before raising.
 
+    ``dependencies``: task ids, or ``{"id": ..., "mode": "fresh" | "any"}`` (validation.split_dependencies);
+    the clean value has the tasks, and ``any_run_dependencies`` those in ``any`` mode.
+
     ``actor`` (None: the system) is who asks: dependencies and retry policies they cannot see are unknown.
     ``owner`` is the owner of a new task (a stored task's own owner otherwise): whose policies it may use.
     """
@@ -177,7 +183,11 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
         # The handler's schema sees what the handler will get: parameters with the secret ones merged over.
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
         clean["handler"] = attempt(validation.validate_handler, tags, parameters)
-    clean["dependencies"] = attempt(validation.validate_dependencies, task, data.get("dependencies", []), actor) or []
+    dependency_ids, any_run = validation.split_dependencies(task, data.get("dependencies", []))
+    clean["dependencies"] = attempt(validation.validate_dependencies, task, dependency_ids, actor) or []
+    clean["any_run_dependencies"] = [d for d in clean["dependencies"] if str(d.pk) in any_run]
+    clean["dependency_timeout"] = data.get("dependency_timeout")
+    attempt(validation.validate_dependency_timeout, clean["dependency_timeout"])
     clean["retry_policy"] = attempt(
         lambda value: _retry_policy(
             value, actor=actor, owner=owner, current=task.retry_policy if task is not None else None
@@ -267,11 +277,18 @@ def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -
         if dependencies:
             through = Task.dependencies.through
             through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
+        if clean["any_run_dependencies"]:
+            task.any_run_dependencies.set(clean["any_run_dependencies"])
         if task.task_type == TaskType.IMMEDIATE:
             attempts.build(task, now=now).save(force_insert=True)
             if dependencies:
                 lifecycle.fail_if_upstream_failed(task)
-        written = audit.snapshot(task, tags=clean["tags"], dependencies=[d.name for d in dependencies])
+        any_run = {d.pk for d in clean["any_run_dependencies"]}
+        written = audit.snapshot(
+            task,
+            tags=clean["tags"],
+            dependencies=[audit.dependency_name(d.name, d.pk in any_run) for d in dependencies],
+        )
         created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
         if clean["secret_parameters"]:
             created["secret_parameters"] = encryption.mask(clean["secret_parameters"])
@@ -287,7 +304,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
     """Change a task's fields; schedules, waiting attempts and dependencies follow in the same transaction."""
     current = {field: getattr(task, field) for field in EDITABLE_FIELDS if field not in ("tags", "dependencies")}
     current["tags"] = list(task.tags.values_list("name", flat=True))
-    current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))
+    current["dependencies"] = list(task.dependencies.values_list("pk", flat=True))  # plain ids keep their modes
     merged = {**current, **{k: v for k, v in data.items() if k in EDITABLE_FIELDS}}
     if data.get("secret_parameters") is not None:  # absent or None: the stored secrets stay
         merged["secret_parameters"] = data["secret_parameters"]
@@ -308,6 +325,7 @@ def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:
         task.save()
         _set_tags(task, clean["tags"])
         task.dependencies.set(clean["dependencies"])
+        task.any_run_dependencies.set(clean["any_run_dependencies"])
         # Waiting attempts carry the task's priority for the dispatcher's index.
         TaskResult.objects.filter(task=task, status__in=WAITING).update(priority=task.priority)
         changes = audit.diff(before, audit.snapshot(task))
@@ -357,15 +375,96 @@ def task_cancel(*, task: Task, reason: str = "cancelled by a person", actor: Any
     return cancelled
 
 
-def task_run_now(*, task: Task, dispatch: bool = True, actor: Any = None) -> TaskResult:
+def task_run_now(*, task: Task, dispatch: bool = True, actor: Any = None, downstream: str | None = None) -> TaskResult:
     """Start a new run now (also for SCHEDULED tasks, outside their schedule).
 
     ``dispatch=False`` leaves the new attempt to the caller (``manage.py run_task`` runs it in-process).
+    ``downstream``: bring dependents along (see :func:`task_retry`).
     """
-    return _start_run(task, dispatch=dispatch, actor=actor, action=AuditAction.RUN)
+    return _start_run(task, dispatch=dispatch, actor=actor, action=AuditAction.RUN, downstream=downstream)
 
 
-def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskResult:
+#: What ``downstream`` may ask a retry or run to bring along: dependents that failed because of the task
+#: (transitively), or every dependent.
+DOWNSTREAM = ("failed", "all")
+
+
+@dataclass
+class Downstream:
+    """The dependents a run or retry brought along (``services.downstream_of(result)``)."""
+
+    upstream: str
+    which: str
+    started: list[str] = dataclasses.field(default_factory=list)  #: got a new run
+    waiting: list[str] = dataclasses.field(default_factory=list)  #: already had a run waiting: left as it is
+    skipped: list[str] = dataclasses.field(default_factory=list)  #: seen but not brought: "name (paused)"
+    hidden: int = 0  #: dependents the actor may not see or change: not touched
+
+    def summary(self) -> str:
+        """In words, for the admin's message, the API's answer and the CLI."""
+        parts = [
+            f"{len(self.started)} dependent(s) run again" + (f": {', '.join(self.started)}" if self.started else "")
+        ]
+        if self.waiting:
+            parts.append(f"already waiting: {', '.join(self.waiting)}")
+        if self.skipped:
+            parts.append(f"not run: {', '.join(self.skipped)}")
+        if self.hidden:
+            parts.append(f"{self.hidden} dependent(s) you cannot see or change were not touched")
+        return "; ".join(parts)
+
+
+def downstream_of(result: TaskResult) -> Downstream | None:
+    """What :func:`task_retry` or :func:`task_run_now` brought along with ``result`` (None: no downstream asked)."""
+    found = getattr(result, "downstream", None)
+    return found if isinstance(found, Downstream) else None
+
+
+def _may_change(actor: Any, task: Task) -> bool:
+    if actor is None:
+        return True
+    return (
+        selectors.may_see_task(actor, task)
+        and bool(getattr(actor, "has_perm", None))
+        and actor.has_perm("scheduling.change_task")
+    )
+
+
+def _downstream_tasks(upstream: Task, which: str, actor: Any, outcome: Downstream) -> list[tuple[Task, Task]]:
+    """Walk the dependents of ``upstream`` breadth first: (dependent, the task that brought it), in that order.
+
+    ``failed``: only those that failed because of the task that reached them. A dependent the actor may not
+    see or change, or a paused one, is not brought, nor is what lies below it (it would wait on it forever).
+    """
+    chosen: list[tuple[Task, Task]] = []
+    seen = {upstream.pk}
+    frontier = [upstream]
+    while frontier:
+        parent = frontier.pop(0)
+        for dependent in parent.dependents.order_by("name", "pk"):
+            if dependent.pk in seen:
+                continue
+            if which == "failed" and not lifecycle.failed_because_of(dependent, parent):
+                continue
+            seen.add(dependent.pk)
+            if not _may_change(actor, dependent):
+                outcome.hidden += 1
+                continue
+            if not dependent.enabled:
+                outcome.skipped.append(f"{dependent.name} (paused)")
+                continue
+            chosen.append((dependent, parent))
+            frontier.append(dependent)
+    return chosen
+
+
+def _check_downstream(downstream: Any) -> None:
+    if downstream is not None and downstream not in DOWNSTREAM:
+        raise ValidationError({"downstream": f"must be one of {', '.join(DOWNSTREAM)}, got {downstream!r}"})
+
+
+def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str, downstream: str | None = None) -> TaskResult:
+    _check_downstream(downstream)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
@@ -373,21 +472,55 @@ def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str) -> TaskRe
         result = attempts.build(task, now=clock.now())
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
+        outcome = Downstream(task.name, downstream) if downstream else None
+        brought: list[Task] = []
+        if outcome is not None:
+            # The upstream's new run is written first (it is no longer FAILED), then every dependent's:
+            # the dependency rule makes each wait for the runs above it, in dependency order.
+            for dependent, parent in _downstream_tasks(task, outcome.which, actor, outcome):
+                locked = Task.objects.select_for_update().get(pk=dependent.pk)
+                if TaskResult.objects.filter(task=locked, status__in=WAITING).exists():
+                    outcome.waiting.append(locked.name)
+                    continue
+                attempts.build(locked, now=clock.now()).save()
+                lifecycle.refresh_task(locked.pk, reason="")
+                detail = f"brought along by {action} of {task.name!r} (downstream={outcome.which})"
+                if parent.pk != task.pk:
+                    detail += f", through {parent.name!r}"
+                audit.record(locked, action, actor=actor, detail=detail)
+                outcome.started.append(locked.name)
+                brought.append(locked)
         lifecycle.fail_if_upstream_failed(task)
-        audit.record(task, action, actor=actor)
+        for dependent in brought:  # another of its dependencies may still have failed
+            lifecycle.fail_if_upstream_failed(dependent)
+        audit.record(
+            task,
+            action,
+            actor=actor,
+            detail=f"with downstream={outcome.which}: {outcome.summary()}" if outcome is not None else "",
+        )
         if dispatch:
             transaction.on_commit(dispatcher.wake)
+    if outcome is not None:
+        result.downstream = outcome  # type: ignore[attr-defined]  # read through downstream_of()
     return result
 
 
-def task_retry(*, task: Task, actor: Any = None) -> TaskResult:
-    """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
+def task_retry(*, task: Task, actor: Any = None, downstream: str | None = None) -> TaskResult:
+    """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1.
+
+    ``downstream="failed"`` also gives a new run to every dependent (transitively) that failed because of it,
+    ``"all"`` to every dependent; each waits for its dependencies' new runs (run-scoped dependencies), so they
+    run in dependency order, and each is audited naming the task that brought it. Dependents the actor may
+    not see or change are counted, not touched (``downstream_of(result)`` says what happened).
+    """
+    _check_downstream(downstream)
     if task.status not in lifecycle.TASK_FAILED:
         raise ConflictError(
             f"only a FAILED, TIMEOUT or CANCELLED task can be retried; {task.name!r} is {task.status}",
             current_status=task.status,
         )
-    return _start_run(task, dispatch=True, actor=actor, action=AuditAction.RETRIED)
+    return _start_run(task, dispatch=True, actor=actor, action=AuditAction.RETRIED, downstream=downstream)
 
 
 def task_pause(*, task: Task, actor: Any = None) -> Task:

@@ -16,7 +16,7 @@ from django.db import models
 from scheduling import selectors
 from scheduling.engine import cron
 from scheduling.handlers import registry
-from scheduling.models import RetryPolicy, Tag, Task, TaskType
+from scheduling.models import DependencyMode, RetryPolicy, Tag, Task, TaskType
 from taskhub import encryption
 from taskhub.exceptions import ConfigError, ValidationError
 
@@ -187,6 +187,65 @@ def destination_changed(task: Task | None, data: dict[str, Any], secret: dict[st
     if before == after:
         return False
     return before is not None and origin(before) != origin(after)
+
+
+def split_dependencies(task: Task | None, value: Any) -> tuple[Any, set[str]]:
+    """Read ``dependencies`` as given: task ids (or tasks), or ``{"id": ..., "mode": "fresh" | "any"}``.
+
+    Return the ids (for :func:`validate_dependencies`) and the ids, as text, of those in ``any`` mode. A plain
+    id keeps the mode its dependency already has on ``task`` (``fresh`` for a new one).
+    """
+    if not isinstance(value, list | tuple):
+        return value, set()
+    current = (
+        {str(pk) for pk in task.any_run_dependencies.values_list("pk", flat=True)}
+        if task is not None and task.pk is not None
+        else set()
+    )
+    ids: list[Any] = []
+    any_run: set[str] = set()
+    modes = [mode.value for mode in DependencyMode]
+    for item in value:
+        if isinstance(item, dict):
+            unknown = sorted(str(key) for key in item if key not in ("id", "mode"))
+            if unknown or "id" not in item:
+                raise ValidationError(
+                    {"dependencies": f'each dependency is a task id or {{"id": ..., "mode": ...}}, got {item!r}'}
+                )
+            mode = item.get("mode", DependencyMode.FRESH)
+            if mode not in modes:
+                raise ValidationError(
+                    {"dependencies": f"mode must be one of {', '.join(modes)}, got {mode!r} (task {item['id']!r})"}
+                )
+            ids.append(item["id"])
+            if mode == DependencyMode.ANY:
+                any_run.add(_canonical_id(item["id"]))
+        else:
+            pk = item.pk if isinstance(item, Task) else item
+            ids.append(pk)
+            if _canonical_id(pk) in current:
+                any_run.add(_canonical_id(pk))
+    return ids, any_run
+
+
+def _canonical_id(value: Any) -> str:
+    """A task id as text in one spelling (lower case, hyphens), whatever way it was given."""
+    try:
+        return str(value if isinstance(value, UUID) else UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        return str(value)
+
+
+def validate_dependency_timeout(value: Any) -> None:
+    """A dependency timeout is empty or a positive whole number of seconds."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError(
+            {"dependency_timeout": f"must be a positive whole number of seconds or null, got {value!r}"}
+        )
+    if value > 2**31 - 1:
+        raise ValidationError({"dependency_timeout": f"must be at most {2**31 - 1} seconds, got {value}"})
 
 
 def validate_dependencies(task: Task | None, dependency_ids: Iterable[UUID | str], actor: Any = None) -> list[Task]:

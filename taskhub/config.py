@@ -377,6 +377,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_timeout_seconds": Key(_int(1), 86400),
         "timeout_grace_seconds": Key(_int(1), 30),
         "requeue_after_seconds": Key(_int(1), 60),
+        # A SCHEDULED task's run still waiting for a fresh dependency run this long after it was due fails
+        # (tasks override it with dependency_timeout); 0: wait as long as it takes.
+        "dependency_timeout": Key(_int(0), 43200),
         # Each worker refreshes its row this often (s); one silent for two intervals reads offline.
         "worker_heartbeat": Key(_number(0, strict=True), 10.0),
     },
@@ -693,6 +696,7 @@ class SchedulerSettings:
     max_timeout_seconds: int
     timeout_grace_seconds: int
     requeue_after_seconds: int
+    dependency_timeout: int
     worker_heartbeat: float
 
 

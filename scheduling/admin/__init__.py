@@ -130,7 +130,10 @@ class TaskForm(forms.ModelForm):
     class Meta:
         model = Task
         # The editable fields (scheduling.models.TASK_FIELDS), tags typed as text; TaskAdmin.fieldsets orders them.
-        fields = ["tag_names" if field == "tags" else field for field in EDITABLE_FIELDS]
+        fields = [
+            *("tag_names" if field == "tags" else field for field in EDITABLE_FIELDS),
+            "any_run_dependencies",  # the mode of dependencies, written with them (service_data)
+        ]
         field_classes = {"parameters": BoundedJSONField, "metadata": BoundedJSONField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -159,7 +162,14 @@ class TaskForm(forms.ModelForm):
         handler = self.cleaned_data.get("handler_tag")
         if handler and handler not in data["tags"]:
             data["tags"].insert(0, handler)
-        data["dependencies"] = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
+        # Every dependency with its mode: those also listed in "any run" count on any successful run of theirs.
+        any_run = [t.pk for t in (self.cleaned_data.get("any_run_dependencies") or [])]
+        listed = [t.pk for t in (self.cleaned_data.get("dependencies") or [])]
+        data["dependencies"] = [
+            {"id": pk, "mode": "any" if pk in any_run else "fresh"}
+            for pk in [*listed, *(p for p in any_run if p not in listed)]
+        ]
+        data.pop("any_run_dependencies", None)
         data["timeout_seconds"] = self.cleaned_data.get("timeout_seconds")
         data["cron_expr"] = self.cleaned_data.get("cron_expr") or ""
         if self.cleaned_data.get("secrets") is not None:  # empty box: keep the stored secrets
@@ -320,7 +330,7 @@ class TaskAdmin(TaskPagesAdmin):
     list_select_related = ["owner", "retry_policy"]
     ordering = ["-updated_at"]  # what changed last first (task_updated_idx)
     change_list_template = "admin/scheduling/task/change_list.html"
-    autocomplete_fields = ["dependencies", "retry_policy"]
+    autocomplete_fields = ["dependencies", "any_run_dependencies", "retry_policy"]
     readonly_fields = [
         "status",
         "status_reason",
@@ -344,7 +354,18 @@ class TaskAdmin(TaskPagesAdmin):
             "Schedule",
             {"fields": ["task_type", "cron_expr", "timezone", "cron_description", "next_fire_at", "overlap_policy"]},
         ),
-        ("Execution", {"fields": ["dependencies", "timeout_seconds", "retry_policy"]}),
+        (
+            "Execution",
+            {
+                "fields": [
+                    "dependencies",
+                    "any_run_dependencies",
+                    "dependency_timeout",
+                    "timeout_seconds",
+                    "retry_policy",
+                ]
+            },
+        ),
         (
             "New retry policy (instead of choosing one above)",
             {
@@ -442,7 +463,7 @@ class TaskAdmin(TaskPagesAdmin):
         return str(task.attempt)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "dependencies":  # a task may only depend on tasks its editor can see
+        if db_field.name in ("dependencies", "any_run_dependencies"):  # only tasks its editor can see
             kwargs["queryset"] = selectors.visible_tasks(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 

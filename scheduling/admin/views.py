@@ -47,6 +47,11 @@ class TaskAction:
     said: Callable[[Task, Any], str]  #: what the button reports, given the call's result
 
 
+def _downstream_said(result: Any) -> str:
+    outcome = services.downstream_of(result)
+    return outcome.summary() if outcome is not None else "no dependent run again"
+
+
 def _cancel(task: Task, user: Any) -> int:
     return services.task_cancel(task=task, reason=f"cancelled from the admin by {user}", actor=user)
 
@@ -77,6 +82,14 @@ ACTIONS: dict[str, TaskAction] = {
         lambda t, user: services.task_retry(task=t, actor=user),
         lambda t, r: f"Retrying {t.name!r} from attempt 1.",
     ),
+    "retry_downstream": TaskAction(
+        "Retry with failed downstream",
+        "retry_downstream",
+        "Retry selected failed tasks and the dependents that failed because of them",
+        "Retried",
+        lambda t, user: services.task_retry(task=t, actor=user, downstream="failed"),
+        lambda t, r: f"Retrying {t.name!r} from attempt 1; {_downstream_said(r)}.",
+    ),
     "pause": TaskAction(
         "Pause",
         "pause",
@@ -103,6 +116,8 @@ def available_actions(task: Task) -> list[tuple[str, str]]:
         names.append("cancel")
     if task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
         names.append("retry")
+        if task.dependents.exists():
+            names.append("retry_downstream")
     names.append("pause" if task.enabled else "resume")
     return [(name, ACTIONS[name].label) for name in names]
 
@@ -154,8 +169,7 @@ def waiting_reason(task: Task) -> str:
     """Say which dependencies a waiting task waits on ('' when it is not waiting on any)."""
     if task.status not in (TaskStatus.PENDING, TaskStatus.RETRY):
         return ""
-    blocking = selectors.waiting_on(task)
-    return ", ".join(f"{dep.name} ({dep.status})" for dep in blocking)
+    return selectors.describe_waiting(task)
 
 
 def _local(moment: datetime, tz_name: str) -> str:

@@ -8,18 +8,19 @@ scheduling.services, where every business rule lives.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduling import validation
+from scheduling import selectors, validation
 from scheduling.engine import cron
 from scheduling.models import (
     COLUMN_FIELDS,
     EDITABLE_FIELDS,
     AttemptStatus,
     AuditAction,
+    DependencyMode,
     OverlapPolicy,
     Priority,
     RetryPolicy,
@@ -116,6 +117,60 @@ class TaskRefSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices)
 
 
+class WaitingOnSerializer(TaskRefSerializer):
+    """A dependency that holds a task's next run back."""
+
+    since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="null: the dependency is not DONE (see status). Else it is DONE but has no run that finished "
+        "after this time (the start of this task's previous run): the next run waits for a fresh one.",
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "uuid"},
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "mode": {"type": "string", "enum": [m.value for m in DependencyMode]},
+                },
+                "required": ["id"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+)
+class DependencyInputField(serializers.Field):
+    """A dependency on write: a task id, or {"id": ..., "mode": "fresh" | "any"} (the service checks the rest)."""
+
+    default_error_messages = {
+        "invalid": 'expected a task id or {{"id": "<task id>", "mode": "fresh" | "any"}}.',
+        "invalid_id": "must be a valid UUID.",
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        raw = data.get("id") if isinstance(data, dict) else data
+        if isinstance(data, dict) and (set(data) - {"id", "mode"} or "id" not in data):
+            self.fail("invalid")
+        if not isinstance(raw, str):
+            self.fail("invalid")
+        try:
+            pk = str(uuid.UUID(raw))
+        except ValueError:
+            self.fail("invalid_id")
+        if isinstance(data, dict):
+            if data.get("mode", DependencyMode.FRESH) not in DependencyMode.values:
+                raise serializers.ValidationError(f"mode must be one of {', '.join(DependencyMode.values)}.")
+            return {"id": pk, "mode": data.get("mode", DependencyMode.FRESH)}
+        return pk
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class TaskSerializer(serializers.ModelSerializer):
     """A task as the API shows it; expects the prefetches of views.task_queryset()."""
 
@@ -123,6 +178,7 @@ class TaskSerializer(serializers.ModelSerializer):
     tags = serializers.SerializerMethodField()
     owner = serializers.SerializerMethodField()
     dependencies = serializers.SerializerMethodField()
+    dependency_modes = serializers.SerializerMethodField()
     waiting_on = serializers.SerializerMethodField()
     retry_policy = RetryPolicySerializer(allow_null=True)
     last_result = LastResultSerializer(source="latest_result", read_only=True, allow_null=True)
@@ -149,7 +205,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "handler",
             "owner",
             "dependencies",
+            "dependency_modes",
             "waiting_on",
+            "dependency_timeout",
             "timeout_seconds",
             "retry_policy",
             "parameters",
@@ -176,14 +234,40 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_dependencies(self, task: Task) -> list[uuid.UUID]:
         return [dep.pk for dep in _related(task, "dependencies")]
 
-    @extend_schema_field(TaskRefSerializer(many=True))
-    def get_waiting_on(self, task: Task) -> list[dict[str, Any]]:
-        """List the dependencies that are not DONE yet, which is why a PENDING task waits."""
-        return [
-            {"id": dep.pk, "name": dep.name, "status": dep.status}
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": [m.value for m in DependencyMode]},
+            "description": "Each dependency's mode by id: fresh (a run that finished after this task's previous "
+            "run started) or any (any successful run).",
+        }
+    )
+    def get_dependency_modes(self, task: Task) -> dict[str, str]:
+        any_run = {dep.pk for dep in _related(task, "any_run_dependencies")}
+        return {
+            str(dep.pk): DependencyMode.ANY if dep.pk in any_run else DependencyMode.FRESH
             for dep in _related(task, "dependencies")
-            if dep.status != TaskStatus.DONE
+        }
+
+    @extend_schema_field(WaitingOnSerializer(many=True))
+    def get_waiting_on(self, task: Task) -> list[dict[str, Any]]:
+        """List the dependencies that hold the task's run back (selectors.waiting_on), by name."""
+        if not _related(task, "dependencies"):
+            return []
+        return [
+            {"id": dep.pk, "name": dep.name, "status": dep.status, "since": dep.since}  # type: ignore[attr-defined]  # set by selectors.waiting_on_many
+            for dep in self._waiting_on(task)
         ]
+
+    def _waiting_on(self, task: Task) -> list[Task]:
+        """selectors.waiting_on, for every waiting task of the page at once (a fixed number of queries)."""
+        context = cast(dict[str, Any], self.context)  # the root serializer's own dict, shared by the page's rows
+        cache: dict[Any, list[Task]] = context.setdefault("waiting_on", {})
+        if task.pk not in cache:
+            page = self.parent.instance if isinstance(self.parent, serializers.ListSerializer) else None
+            tasks = [t for t in page if _related(t, "dependencies")] if page else []
+            cache.update(selectors.waiting_on_many([*tasks, task] if task not in tasks else tasks))
+        return cache[task.pk]
 
     def to_representation(self, instance: Task) -> dict[str, Any]:
         # One nested serializer for every row (a fresh one per row costs more than the rest of the row).
@@ -246,9 +330,21 @@ class TaskWriteSerializer(serializers.Serializer):
         "must be a registered handler tag (see /handlers).",
     )
     dependencies = serializers.ListField(
-        child=serializers.UUIDField(), required=False, help_text=f"At most {validation.MAX_DEPENDENCIES} task ids."
+        child=DependencyInputField(),
+        required=False,
+        help_text=f'At most {validation.MAX_DEPENDENCIES}: task ids, or {{"id": ..., "mode": "any"}} for one '
+        "that any successful run satisfies (default mode fresh: a run that finished after this task's previous run "
+        "started). A plain id keeps the mode the dependency has.",
     )
     timeout_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    dependency_timeout = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="Seconds a run may wait for fresh dependency runs before it fails; null: "
+        "scheduler.dependency_timeout for SCHEDULED tasks, no limit for IMMEDIATE ones.",
+    )
     retry_policy = RetryPolicyInputSerializer(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False)
     overlap_policy = choice(OverlapPolicy.choices, required=False)
@@ -278,7 +374,11 @@ class TaskWriteSerializer(serializers.Serializer):
         shown: dict[str, Any] = {field: getattr(instance, field) for field in COLUMN_FIELDS}
         shown["priority"] = Priority(instance.priority).name
         shown["tags"] = list(instance.tags.values_list("name", flat=True))
-        shown["dependencies"] = [str(pk) for pk in instance.dependencies.values_list("pk", flat=True)]
+        any_run = set(instance.any_run_dependencies.values_list("pk", flat=True))
+        shown["dependencies"] = [
+            {"id": str(pk), "mode": DependencyMode.ANY if pk in any_run else DependencyMode.FRESH}
+            for pk in instance.dependencies.values_list("pk", flat=True)
+        ]
         shown["retry_policy"] = {"id": instance.retry_policy_id} if instance.retry_policy_id else None
         return {field: shown[field] for field in EDITABLE_FIELDS}
 

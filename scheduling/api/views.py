@@ -52,6 +52,17 @@ _CONFLICT = OpenApiResponse(
 )
 
 
+_DOWNSTREAM = OpenApiParameter(
+    "downstream",
+    str,
+    enum=list(services.DOWNSTREAM),
+    required=False,
+    description="Also run again the dependents (transitively) that failed because of this task (failed), or every "
+    "dependent (all): each waits for its dependencies' new runs. Dependents you may not see or change are counted "
+    "in the answer's downstream.hidden, not touched.",
+)
+
+
 def task_queryset() -> QuerySet[Task]:
     """Return tasks with everything TaskSerializer reads, in a fixed number of queries."""
     return selectors.task_list(latest_fields=LastResultSerializer.Meta.fields)
@@ -229,13 +240,36 @@ class TaskViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(TaskAuditSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
+    def _downstream(self, request: Request) -> str | None:
+        """The ``downstream`` query parameter (None when absent; the service refuses an unknown value)."""
+        value = request.query_params.get("downstream")
+        return value if value not in (None, "") else None
+
+    def _started(self, task: Task, result: TaskResult) -> Response:
+        response = self._show(task, status.HTTP_202_ACCEPTED)
+        outcome = services.downstream_of(result)
+        if outcome is not None:
+            response.data["downstream"] = {
+                "mode": outcome.which,
+                "started": outcome.started,
+                "already_waiting": outcome.waiting,
+                "skipped": outcome.skipped,
+                "hidden": outcome.hidden,
+                "summary": outcome.summary(),
+            }
+        return response
+
+    @extend_schema(
+        request=None,
+        parameters=[_DOWNSTREAM],
+        responses={202: TaskSerializer, 400: OpenApiTypes.OBJECT, 409: _CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
-        """Start a new run now (a SCHEDULED task too, outside its schedule)."""
+        """Start a new run now (a SCHEDULED task too, outside its schedule); ?downstream= brings dependents along."""
         task = self.get_object()
-        services.task_run_now(task=task, actor=request.user)
-        return self._show(task, status.HTTP_202_ACCEPTED)
+        result = services.task_run_now(task=task, actor=request.user, downstream=self._downstream(request))
+        return self._started(task, result)
 
     @extend_schema(request=CancelSerializer, responses={200: TaskSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])
@@ -247,13 +281,17 @@ class TaskViewSet(viewsets.ModelViewSet):
         services.task_cancel(task=task, reason=body.validated_data["reason"], actor=request.user)
         return self._show(task)
 
-    @extend_schema(request=None, responses={202: TaskSerializer, 409: _CONFLICT})
+    @extend_schema(
+        request=None,
+        parameters=[_DOWNSTREAM],
+        responses={202: TaskSerializer, 400: OpenApiTypes.OBJECT, 409: _CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1."""
+        """Run a FAILED, TIMEOUT or CANCELLED task again from attempt 1; ``?downstream=`` brings dependents along."""
         task = self.get_object()
-        services.task_retry(task=task, actor=request.user)
-        return self._show(task, status.HTTP_202_ACCEPTED)
+        result = services.task_retry(task=task, actor=request.user, downstream=self._downstream(request))
+        return self._started(task, result)
 
     @extend_schema(request=None, responses={200: TaskSerializer, 409: _CONFLICT})
     @action(detail=True, methods=["post"])

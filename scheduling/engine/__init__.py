@@ -15,6 +15,8 @@ Inside the engine, from the bottom up:
 - ``lifecycle``: the one place where statuses change (the transition table, moves,
   the derived task status, failing dependents, cancelling a task's attempts).
 - ``attempts``: the one place where attempt rows are created.
+- ``pipelines``: run-scoped dependencies: when a dependency counts as met for a waiting run
+  (the ready query's condition), what a task waits on, the dependency timeout.
 - ``dispatcher``: picks ready attempts within the caps and sends them to Celery by
   task name (``EXECUTE_TASK``); it never imports ``scheduling.tasks``.
 - ``executor``: claims, runs and completes one attempt; retries.

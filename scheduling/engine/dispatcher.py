@@ -18,11 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import audit
-from scheduling.engine import clock, lifecycle
+from scheduling.engine import clock, lifecycle, pipelines
 from scheduling.models import IN_FLIGHT, WAITING, AuditAction, Task, TaskResult, TaskStatus, status_in
 from taskhub.celery import app
 
@@ -40,12 +40,9 @@ def _lock() -> None:
 
 
 def _ready(now: datetime):
-    """Waiting attempts whose time has come, of enabled tasks whose dependencies are all DONE."""
-    blocked = Task.dependencies.through.objects.filter(from_task_id=OuterRef("task_id")).exclude(
-        to_task__status=TaskStatus.DONE
-    )
+    """Waiting attempts whose time has come, of enabled tasks whose dependencies are met (engine/pipelines.py)."""
     ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
-        ~Exists(blocked)
+        pipelines.ready_filter(now)
     )
     aging = settings.TASKHUB.scheduler.priority_aging_seconds
     if not aging:
@@ -78,7 +75,9 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
         candidates = _ready(now).select_related("task")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        picked = _within_instance_limit(list(candidates[: free * 4]), free, conf.max_instances)
+        picked = _within_instance_limit(
+            pipelines.one_fresh_run_per_task(list(candidates[: free * 4])), free, conf.max_instances
+        )
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))

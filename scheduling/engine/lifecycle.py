@@ -366,6 +366,13 @@ def fail_if_upstream_failed(task: Task) -> None:
         fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
 
 
+def failed_because_of(task: Task, upstream: Task) -> bool:
+    """Whether ``task`` failed because of its dependency ``upstream``: its waiting run was failed with a reason
+    naming it first ("dependency 'X' is FAILED", "... failed", "... was cancelled", "... has no run finished
+    since ..."), as fail_if_upstream_failed, fail_dependents and the dependency timeout write it."""
+    return task.status == TaskStatus.FAILED and task.status_reason.startswith(f"dependency {upstream.name!r} ")
+
+
 def fail_dependents(task: Task, *, reason: str) -> None:
     """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
     frontier = [(task, reason)]

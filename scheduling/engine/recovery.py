@@ -1,4 +1,5 @@
-"""The safety net, run every ``scheduler.poll_interval``: re-send lost work, reclaim zombies, dispatch.
+"""The safety net, run every ``scheduler.poll_interval``: re-send lost work, reclaim zombies, fail runs that
+waited past their dependency_timeout (engine/pipelines.py), dispatch.
 
 It sits above the dispatcher and the executor (it uses both); neither imports it.
 """
@@ -10,14 +11,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from scheduling.engine import clock, dispatcher, executor
+from scheduling.engine import clock, dispatcher, executor, pipelines
 from scheduling.models import IN_FLIGHT, AttemptStatus, TaskResult, status_in
 
 logger = logging.getLogger(__name__)
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
-    """Re-send QUEUED work no worker took, reclaim RUNNING work past its deadline, then dispatch."""
+    """Re-send QUEUED work no worker took, reclaim RUNNING work past its deadline, fail runs past their
+    dependency_timeout, then dispatch."""
     now = now or clock.now()
     conf = settings.TASKHUB.scheduler
     stale = list(
@@ -35,8 +37,9 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         status_in(IN_FLIGHT), status=AttemptStatus.RUNNING, deadline__lt=now
     ).values_list("pk", flat=True)
     reclaimed = sum(executor.reclaim(result_id, now=now) for result_id in list(zombies))
+    overdue = pipelines.fail_overdue(now)
     picked = dispatcher.dispatch(now)
-    counts = {"resent": len(stale), "reclaimed": reclaimed, "dispatched": len(picked)}
+    counts = {"resent": len(stale), "reclaimed": reclaimed, "dependency_timeouts": overdue, "dispatched": len(picked)}
     if any(counts.values()):
         logger.info("sweep: %s", counts)
     return counts

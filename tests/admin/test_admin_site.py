@@ -212,7 +212,7 @@ def change_data(client: Client, task: Task, **fields: Any) -> dict[str, Any]:
     data = form_data()
     for name in form.fields:
         value = form.initial.get(name, form.fields[name].initial)
-        if name == "dependencies":
+        if name in ("dependencies", "any_run_dependencies"):
             data[name] = [str(getattr(v, "pk", v)) for v in (value or [])]
         elif name in ("parameters", "metadata"):
             data[name] = form[name].value()

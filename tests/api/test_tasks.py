@@ -28,7 +28,9 @@ TASK_FIELDS = {
     "handler",
     "owner",
     "dependencies",
+    "dependency_modes",
     "waiting_on",
+    "dependency_timeout",
     "timeout_seconds",
     "retry_policy",
     "parameters",
@@ -108,7 +110,8 @@ def test_create_with_dependencies_shows_what_the_task_waits_on(api: APIClient, a
     assert response.status_code == 201, response.json()
     body = response.json()
     assert sorted(body["dependencies"]) == sorted([str(upstream.pk), str(done.pk)])
-    assert body["waiting_on"] == [{"id": str(upstream.pk), "name": "extract", "status": "PENDING"}]
+    assert body["waiting_on"] == [{"id": str(upstream.pk), "name": "extract", "status": "PENDING", "since": None}]
+    assert body["dependency_modes"] == {str(upstream.pk): "fresh", str(done.pk): "fresh"}
 
 
 @pytest.mark.parametrize("path", ["/tasks/{id}", "/tasks/{id}/"])

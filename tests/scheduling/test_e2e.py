@@ -217,3 +217,18 @@ def test_a_worker_process_keeps_its_database_session_across_attempts(start_worke
     wait_until(lambda: all(s == "DONE" for s in statuses(*tasks)))
     sessions = {tuple(TaskResult.objects.get(task=t).result.values()) for t in tasks}
     assert len(sessions) == 1, sessions
+
+
+def test_retry_with_failed_downstream_runs_each_dependent_once_on_a_worker(start_worker, make_task, journal):
+    start_worker()
+    extract = make_task("extract", tags=["TEST_FLAKY"], parameters={"label": "extract", "failures": 1})
+    transform = make_task("transform", dependencies=[extract.pk])
+    load = make_task("load", dependencies=[transform.pk])
+    wait_until(lambda: Task.objects.get(pk=load.pk).status == TaskStatus.FAILED)
+    services.task_update(task=Task.objects.get(pk=extract.pk), data={"parameters": {"label": "extract", "failures": 0}})
+    result = services.task_retry(task=Task.objects.get(pk=extract.pk), downstream="failed")
+    assert services.downstream_of(result).started == ["transform", "load"]
+    wait_until(lambda: done(extract, transform, load), timeout=60)
+    assert [line.split()[0] for line in journal()] == ["extract", "extract", "transform", "load"]
+    for task in (transform, load):
+        assert attempts(task)[-1] == (1, "DONE") and TaskResult.objects.filter(task=task, status="DONE").count() == 1
