@@ -34,6 +34,22 @@ class ValidationError(TaskHubError):
         return tree
 
 
+class BulkValidationError(ValidationError):
+    """Items of a list (one bulk create) break domain rules.
+
+    ``items`` is aligned with the input: one ``{field: [messages]}`` per item, ``{}`` for an item that is
+    fine (the shape of DRF's ListSerializer errors). ``errors`` holds the same keyed ``"<index>.<field>"``.
+    """
+
+    def __init__(self, items: Sequence[Mapping[str, Sequence[str] | str]]) -> None:
+        self.items = [ValidationError(item).errors if item else {} for item in items]
+        super().__init__({f"{i}.{field}": msgs for i, item in enumerate(self.items) for field, msgs in item.items()})
+
+    def trees(self) -> list[dict[str, Any]]:
+        """The errors of each item, nested as :meth:`ValidationError.tree` nests them; ``{}`` for good items."""
+        return [ValidationError(item).tree() if item else {} for item in self.items]
+
+
 class IllegalTransition(TaskHubError):
     """A status change that the lifecycle does not allow."""
 

@@ -231,6 +231,20 @@ def fail_if_upstream_failed(task: Task) -> None:
         fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
 
 
+def fail_if_any_upstream_failed(tasks: list[Task]) -> None:
+    """:func:`fail_if_upstream_failed` for many tasks: one query finds those with a failed dependency."""
+    through = Task.dependencies.through
+    ids = {task.pk for task in tasks}
+    hit = set(
+        through.objects.filter(from_task_id__in=ids, to_task__status__in=TASK_FAILED).values_list(
+            "from_task_id", flat=True
+        )
+    )
+    for task in tasks:
+        if task.pk in hit:
+            fail_if_upstream_failed(task)
+
+
 def fail_dependents(task: Task, *, reason: str) -> None:
     """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
     frontier = [(task, reason)]
