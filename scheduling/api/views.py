@@ -120,22 +120,17 @@ class TaskViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=PolymorphicProxySerializer(
-            component_name="TaskCreateRequest",
+            component_name="TaskCreate",
             serializers=[TaskWriteSerializer, TaskWriteSerializer(many=True)],
             resource_type_field_name=None,
             many=False,
         ),
         responses={
             201: PolymorphicProxySerializer(
-                component_name="TaskCreateResponse",
+                component_name="TaskCreated",
                 serializers=[TaskSerializer, TaskSerializer(many=True)],
                 resource_type_field_name=None,
                 many=False,
-            ),
-            400: OpenApiResponse(
-                description="A field breaks a rule: {field: [messages]} for one task; for a list, a list aligned "
-                "with it of one such object per task ({} for a good one), or {non_field_errors: [...]} for a list "
-                "that is empty or longer than security.max_bulk."
             ),
         },
     )
