@@ -322,7 +322,8 @@ def task_create_many(*, items: list[dict[str, Any]], owner: Any = None, actor: A
     """Create tasks of ``owner``, all or none, in the order given; IMMEDIATE ones are queued for dispatch.
 
     Every item is validated by the same rules as a single create (``_clean``); any error raises a
-    BulkValidationError with one errors dict per item, aligned with ``items``, and nothing is written. At
+    BulkValidationError (``items``: one errors dict per item, aligned with ``items``; the API answers the
+    bad ones by index) and nothing is written. At
     most ``security.max_bulk`` items per call. The writes are one transaction of bulk INSERTs (tasks,
     tag links, dependency links, first attempts, one audit entry per task), and the dispatcher is woken
     once after commit. An item cannot depend on another item of the same call (its id is not known yet):

@@ -13,7 +13,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from taskhub.exceptions import BulkValidationError, ConflictError, IllegalTransition
+from taskhub.exceptions import ConflictError, IllegalTransition
 from taskhub.exceptions import ValidationError as TaskHubValidationError
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer domain errors as 400/409 JSON, then defer to DRF's own handler."""
-    if isinstance(exc, BulkValidationError):  # a list body: one errors object per item, aligned with it
-        return Response(exc.trees(), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, TaskHubValidationError):
         return Response(exc.tree(), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):

@@ -139,8 +139,9 @@ class TaskViewSet(viewsets.ModelViewSet):
 
         An IMMEDIATE task starts as soon as a worker is free. A list holds at most ``security.max_bulk``
         tasks (1000 by default), answers 201 with the created tasks in the order sent, and counts as one
-        request against the write throttle. Its errors are a list aligned with it: for each task its
-        field errors, ``{}`` for a good one. A task of a list cannot depend on another of the same list.
+        request against the write throttle. Its errors name each bad task by its index in the list (from 0)
+        with its field errors, ``{"3": {"name": [...]}}``, as DRF reports a list; nothing is created then.
+        A task of a list cannot depend on another of the same list (its id is not known yet).
         """
         if isinstance(request.data, list):
             return self._create_many(request, request.data)
@@ -155,14 +156,10 @@ class TaskViewSet(viewsets.ModelViewSet):
         if not body:
             raise serializers.ValidationError({"non_field_errors": ["a list of at least one task is expected"]})
         services.check_bulk_size(len(body))  # before the per-item checks: a refusal costs nothing
-        items, errors = [], []
-        for item in body:
-            serializer = TaskWriteSerializer(data=item, context=self.get_serializer_context())
-            valid = serializer.is_valid()
-            items.append(dict(serializer.validated_data) if valid else {})
-            errors.append({} if valid else serializer.errors)
-        if any(errors):
-            raise serializers.ValidationError(errors)
+        # One child serializer checks every item (DRF's ListSerializer): errors come keyed by index.
+        serializer = TaskWriteSerializer(data=body, many=True, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        items = [dict(item) for item in serializer.validated_data]
         tasks = services.task_create_many(items=items, owner=request.user, actor=request.user)
         shown = {task.pk: task for task in task_queryset().filter(pk__in=[task.pk for task in tasks])}
         context = self.get_serializer_context()

@@ -1,4 +1,4 @@
-"""POST /tasks with a JSON list: many tasks, all or none, errors aligned with the list, one throttled request.
+"""POST /tasks with a JSON list: many tasks, all or none, errors by index and field, one throttled request.
 
 (The service's own rules: tests/scheduling/test_services_bulk.py.)
 """
@@ -43,15 +43,15 @@ def test_a_single_object_still_answers_one_task_with_location(api: APIClient) ->
     assert response.status_code == 201 and response["Location"] == f"/tasks/{response.json()['id']}"
 
 
-def test_one_bad_task_writes_nothing_and_errors_align_with_the_list(api: APIClient, alice: User, task_of) -> None:
+def test_one_bad_task_writes_nothing_and_errors_name_it_by_index(api: APIClient, alice: User, task_of) -> None:
     task_of(alice, "before")
     before = snapshot()
     body = [task_body(name="a"), task_body(name="b", task_type="SCHEDULED"), task_body(name="c")]
     response = api.post("/tasks", body, format="json")
     assert response.status_code == 400
     errors = response.json()
-    assert errors[0] == {} and errors[2] == {}
-    assert list(errors[1]) == ["cron_expr"] and "is required for a SCHEDULED task" in errors[1]["cron_expr"][0]
+    assert list(errors) == ["1"]  # only the bad task, by its index in the list (DRF's list errors)
+    assert list(errors["1"]) == ["cron_expr"] and "is required for a SCHEDULED task" in errors["1"]["cron_expr"][0]
     assert snapshot() == before
 
 
@@ -61,9 +61,9 @@ def test_shape_errors_are_reported_per_item_too(api: APIClient) -> None:
     response = api.post("/tasks", body, format="json")
     assert response.status_code == 400
     errors = response.json()
-    assert len(errors) == 4 and errors[0] == {} and errors[3] == {}
-    assert set(errors[1]) == {"priority", "status"} and "is read-only" in errors[1]["status"][0]
-    assert "Expected a dictionary" in errors[2]["non_field_errors"][0]
+    assert set(errors) == {"1", "2"}
+    assert set(errors["1"]) == {"priority", "status"} and "is read-only" in errors["1"]["status"][0]
+    assert "Expected a dictionary" in errors["2"]["non_field_errors"][0]
     assert snapshot() == before
 
 
@@ -72,7 +72,7 @@ def test_the_same_messages_as_a_single_create(api: APIClient) -> None:
     single = api.post("/tasks", bad, format="json")
     many = api.post("/tasks", [task_body(), bad], format="json")
     assert single.status_code == many.status_code == 400
-    assert many.json() == [{}, single.json()]
+    assert many.json() == {"1": single.json()}
 
 
 def test_more_than_max_bulk_is_a_400_saying_the_limit_and_how_to_raise_it(
@@ -115,7 +115,7 @@ def test_a_dependency_on_a_task_the_user_cannot_see_is_unknown(api: APIClient, b
     before = snapshot()
     response = api.post("/tasks", [task_body(), task_body(dependencies=[str(hidden.pk)])], format="json")
     assert response.status_code == 400
-    assert response.json() == [{}, {"dependencies": [f"unknown task id(s): {hidden.pk}"]}]
+    assert response.json() == {"1": {"dependencies": [f"unknown task id(s): {hidden.pk}"]}}
     assert snapshot() == before
 
 
@@ -123,7 +123,7 @@ def test_another_users_retry_policy_is_refused(api: APIClient, bob: User) -> Non
     policy = RetryPolicy.objects.create(name="bob's", owner=bob)
     response = api.post("/tasks", [task_body(retry_policy={"id": policy.pk}), task_body()], format="json")
     assert response.status_code == 400
-    assert response.json() == [{"retry_policy": {"id": [f"unknown retry policy {policy.pk}"]}}, {}]
+    assert response.json() == {"0": {"retry_policy": {"id": [f"unknown retry policy {policy.pk}"]}}}
     assert not Task.objects.exists()
 
 
@@ -156,9 +156,10 @@ def test_the_schema_documents_both_body_shapes(db: None) -> None:
     created = schema["components"]["schemas"]["TaskCreated"]["oneOf"]
     assert {"type": "array", "items": {"$ref": "#/components/schemas/Task"}} in created
     assert "security.max_bulk" in post["description"]
-    refused = post["responses"]["400"]["content"]["application/json"]["schema"]["oneOf"]
+    refused = post["responses"]["400"]["content"]["application/json"]["schema"]["anyOf"]
     assert {"$ref": "#/components/schemas/ItemFieldErrors"} in refused
-    assert schema["components"]["schemas"]["ItemFieldErrors"]["items"] == {"$ref": "#/components/schemas/FieldErrors"}
+    by_index = schema["components"]["schemas"]["ItemFieldErrors"]["additionalProperties"]
+    assert by_index == {"$ref": "#/components/schemas/FieldErrors"}
 
 
 def test_the_service_is_the_one_path(api: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
