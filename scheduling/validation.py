@@ -230,15 +230,22 @@ def validate_dependencies(
 
 
 def visible_dependencies(dependency_ids: Iterable[Any], actor: Any = None) -> dict[UUID, Task]:
-    """The tasks among ``dependency_ids`` that ``actor`` may see, by id (ids that are not UUIDs are skipped)."""
-    ids: list[UUID] = []
+    """The tasks among ``dependency_ids`` that ``actor`` may see, by id (ids that are not UUIDs are skipped).
+
+    Read 2,000 ids at a time, so a bulk create's many dependencies stay within SQLite's variable limit.
+    """
+    ids: set[UUID] = set()
     for raw in dependency_ids:
         try:
-            ids.append(raw if isinstance(raw, UUID) else UUID(str(raw)))
+            ids.add(raw if isinstance(raw, UUID) else UUID(str(raw)))
         except (ValueError, TypeError, AttributeError):
             continue
-    visible = selectors.visible_task_ids(actor, ids)
-    return {t.pk: t for t in Task.objects.filter(pk__in=[i for i in ids if i in visible])}
+    ordered, found = sorted(ids), {}
+    for start in range(0, len(ordered), 2000):
+        chunk = ordered[start : start + 2000]
+        visible = selectors.visible_task_ids(actor, chunk)
+        found.update({t.pk: t for t in Task.objects.filter(pk__in=[i for i in chunk if i in visible])})
+    return found
 
 
 def _find_cycle(task: Task, new_ids: list[UUID]) -> list[tuple[UUID, str]] | None:
