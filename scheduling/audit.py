@@ -60,14 +60,14 @@ def _person(actor: Any) -> Any:
     return actor if actor is not None and getattr(actor, "is_authenticated", False) and actor.pk else None
 
 
-def record(
+def entry(
     task: Task, action: str, *, actor: Any = None, changes: dict[str, list[Any]] | None = None, detail: str = ""
 ) -> TaskAudit:
-    """Write one audit entry (call inside the service's transaction so it commits with the change)."""
+    """Build one audit entry, unsaved: :func:`record` saves one, :func:`record_many` many in one INSERT."""
     source = _VIA.get()
     if source:
         detail = f"{detail} ({source})" if detail else source
-    return TaskAudit.objects.create(
+    return TaskAudit(
         task_id=task.pk,
         task_name=task.name,
         actor=_person(actor),
@@ -75,3 +75,17 @@ def record(
         changes=changes or {},
         detail=detail[:500],
     )
+
+
+def record(
+    task: Task, action: str, *, actor: Any = None, changes: dict[str, list[Any]] | None = None, detail: str = ""
+) -> TaskAudit:
+    """Write one audit entry (call inside the service's transaction so it commits with the change)."""
+    written = entry(task, action, actor=actor, changes=changes, detail=detail)
+    written.save(force_insert=True)
+    return written
+
+
+def record_many(entries: list[TaskAudit]) -> list[TaskAudit]:
+    """Write entries built by :func:`entry` in one INSERT (inside the service's transaction)."""
+    return TaskAudit.objects.bulk_create(entries)

@@ -11,9 +11,10 @@ import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django_celery_beat.models import CrontabSchedule
 
@@ -33,12 +34,13 @@ from scheduling.models import (
     RetryPolicy,
     Tag,
     Task,
+    TaskAudit,
     TaskResult,
     TaskType,
     default_of,
 )
 from taskhub import encryption, scrubbing
-from taskhub.exceptions import ConflictError, ValidationError
+from taskhub.exceptions import BulkValidationError, ConflictError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,14 @@ def _save_policy(policy: RetryPolicy | None, *, task_name: str, owner: Any) -> R
     raise ConflictError(f"could not find a free name for a new retry policy of {task_name!r}; name it")
 
 
-def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner: Any = None) -> dict[str, Any]:
+def _clean(
+    data: dict[str, Any],
+    task: Task | None,
+    *,
+    actor: Any = None,
+    owner: Any = None,
+    known: dict[Any, Task] | None = None,
+) -> dict[str, Any]:
     """Validate a full set of task fields; collect every field's error before raising.
 
     ``dependencies``: task ids, or ``{"id": ..., "mode": "fresh" | "any"}`` (validation.split_dependencies);
@@ -133,6 +142,7 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
 
     ``actor`` (None: the system) is who asks: dependencies and retry policies they cannot see are unknown.
     ``owner`` is the owner of a new task (a stored task's own owner otherwise): whose policies it may use.
+    ``known``: the dependency tasks ``actor`` may see, read once for all items of a bulk create.
     """
     errors: dict[str, list[str]] = {}
     if task is not None:
@@ -184,7 +194,7 @@ def _clean(data: dict[str, Any], task: Task | None, *, actor: Any = None, owner:
         parameters = encryption.merge(data.get("parameters") or {}, secret or {})
         clean["handler"] = attempt(validation.validate_handler, tags, parameters)
     dependency_ids, any_run = validation.split_dependencies(task, data.get("dependencies", []))
-    clean["dependencies"] = attempt(validation.validate_dependencies, task, dependency_ids, actor) or []
+    clean["dependencies"] = attempt(validation.validate_dependencies, task, dependency_ids, actor, known) or []
     clean["any_run_dependencies"] = [d for d in clean["dependencies"] if str(d.pk) in any_run]
     clean["dependency_timeout"] = data.get("dependency_timeout")
     attempt(validation.validate_dependency_timeout, clean["dependency_timeout"])
@@ -215,14 +225,22 @@ def task_validate(
     return _clean(data, task, actor=actor, owner=owner)
 
 
-def _sync_schedule(task: Task, now: datetime) -> None:
-    """Keep the django-celery-beat CrontabSchedule and next_fire_at in step with the task."""
+def _sync_schedule(task: Task, now: datetime, crontabs: dict[Any, CrontabSchedule] | None = None) -> None:
+    """Keep the django-celery-beat CrontabSchedule and next_fire_at in step with the task.
+
+    ``crontabs``: the schedules already looked up by this call (a bulk create reads each one once).
+    """
     if task.task_type != TaskType.SCHEDULED:
         task.crontab, task.next_fire_at = None, None
         return
-    task.crontab, _ = CrontabSchedule.objects.get_or_create(
-        timezone=task.timezone, **cron.crontab_fields(task.cron_expr)
-    )
+    fields = cron.crontab_fields(task.cron_expr)
+    key = (task.timezone, *sorted(fields.items()))
+    if crontabs is not None and key in crontabs:
+        task.crontab = crontabs[key]
+    else:
+        task.crontab, _ = CrontabSchedule.objects.get_or_create(timezone=task.timezone, **fields)
+        if crontabs is not None:
+            crontabs[key] = task.crontab
     task.next_fire_at = cron.next_fire(task.cron_expr, task.timezone, now) if task.enabled else None
 
 
@@ -234,70 +252,177 @@ def _tags_of(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
     return found
 
 
-def _set_tags(task: Task, names: list[str], *, new: bool = False) -> None:
-    """Give ``task`` exactly these tags, creating missing ones; ``new``: the task has none yet.
+def _set_tags(task: Task, names: list[str]) -> None:
+    """Give ``task`` exactly these tags, creating missing ones (the rule of :func:`_add_tags`)."""
+    existing = _missing_tags(task.owner_id, names)
+    task.tags.set([existing[name] for name in names])
 
-    A name means the task owner's tag, else the shared one; a new tag is the owner's (shared when the
-    task has no owner or the name is a handler's tag). Another user's tags are never used.
+
+def _missing_tags(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
+    """The tags these names mean on a task of ``owner_id``, creating the missing ones.
+
+    A name means the owner's tag, else the shared one; a new tag is the owner's (shared when the task has
+    no owner or the name is a handler's tag). Another user's tags are never used.
     """
-    existing = _tags_of(task.owner_id, names)
+    existing = _tags_of(owner_id, names)
     missing = [
-        Tag(name=name, owner_id=None if name in registry else task.owner_id) for name in names if name not in existing
+        Tag(name=name, owner_id=None if name in registry else owner_id) for name in names if name not in existing
     ]
     if missing:
         Tag.objects.bulk_create(missing, ignore_conflicts=True)
-        existing = _tags_of(task.owner_id, names)
-    if new:  # one INSERT instead of set()'s read-compare-write
-        through = Task.tags.through
-        through.objects.bulk_create([through(task_id=task.pk, tag_id=existing[name].pk) for name in names])
-    else:
-        task.tags.set([existing[name] for name in names])
+        existing = _tags_of(owner_id, names)
+    return existing
+
+
+def _add_tags(owner_id: int | None, tagged: list[tuple[Task, list[str]]]) -> None:
+    """Give new tasks of ``owner_id`` (none has tags yet) their tags: one INSERT for all the links."""
+    names = list(dict.fromkeys(name for _, task_names in tagged for name in task_names))
+    if not names:
+        return
+    existing = _missing_tags(owner_id, names)
+    through = Task.tags.through
+    through.objects.bulk_create(
+        [through(task_id=task.pk, tag_id=existing[name].pk) for task, task_names in tagged for name in task_names]
+    )
+
+
+def check_bulk_size(count: int) -> None:
+    """Refuse more than ``security.max_bulk`` tasks in one bulk create, saying how to raise the limit."""
+    limit = settings.TASKHUB.security.max_bulk
+    if count > limit:
+        raise ValidationError(
+            {
+                "non_field_errors": f"at most {limit} tasks per request, got {count}: send them in several "
+                "requests, or raise security.max_bulk (config.yaml, or TASKHUB_SECURITY_MAX_BULK)"
+            }
+        )
+
+
+def _same_new_policy_names(cleaned: list[dict[str, Any] | None], errors: list[dict[str, list[str]]]) -> None:
+    """Refuse a later item creating a retry policy of a name an earlier item of the list creates."""
+    first: dict[str, int] = {}
+    for index, clean in enumerate(cleaned):
+        policy = clean["retry_policy"] if clean is not None else None
+        if policy is None or policy.pk is not None or not policy.name:
+            continue
+        if policy.name in first:
+            errors[index].setdefault("retry_policy", []).append(
+                f"a retry policy named {policy.name!r} is created by item {first[policy.name]} of this list; "
+                "give each new policy its own name, or create it once and pass its id"
+            )
+        else:
+            first[policy.name] = index
 
 
 def task_create(*, data: dict[str, Any], owner: Any = None, actor: Any = None) -> Task:
     """Create a task; an IMMEDIATE one is queued for dispatch as soon as the transaction commits.
 
-    ``actor`` (default: the owner) is who the audit trail names.
+    ``actor`` (default: the owner) is who the audit trail names. The same path as :func:`task_create_many`.
     """
-    clean = _clean(data, None, actor=actor or owner, owner=owner)
-    now = clock.now()
-    with transaction.atomic():
-        policy = _save_policy(clean["retry_policy"], task_name=clean["name"], owner=owner)
-        task = Task(
-            **{field: clean[field] for field in COLUMNS},
-            secret_parameters=encryption.encrypt_json(clean["secret_parameters"]),
-            owner=owner,
-            retry_policy=policy,
-            created_at=now,
-        )
-        _sync_schedule(task, now)
-        task.save(force_insert=True)
-        _set_tags(task, clean["tags"], new=True)
-        dependencies = clean["dependencies"]
-        if dependencies:
-            through = Task.dependencies.through
-            through.objects.bulk_create([through(from_task_id=task.pk, to_task_id=d.pk) for d in dependencies])
-        if clean["any_run_dependencies"]:
-            task.any_run_dependencies.set(clean["any_run_dependencies"])
-        if task.task_type == TaskType.IMMEDIATE:
-            attempts.build(task, now=now).save(force_insert=True)
-            if dependencies:
-                lifecycle.fail_if_upstream_failed(task)
-        any_run = {d.pk for d in clean["any_run_dependencies"]}
-        written = audit.snapshot(
-            task,
-            tags=clean["tags"],
-            dependencies=[audit.dependency_name(d.name, d.pk in any_run) for d in dependencies],
-        )
-        created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
-        if clean["secret_parameters"]:
-            created["secret_parameters"] = encryption.mask(clean["secret_parameters"])
-        audit.record(
-            task, AuditAction.CREATED, actor=actor or owner, changes={f: [None, v] for f, v in created.items()}
-        )
-        transaction.on_commit(dispatcher.wake)
-    logger.info("task created: %s (%s, %s)", task.name, task.pk, task.task_type)
+    try:
+        (task,) = task_create_many(items=[data], owner=owner, actor=actor)
+    except BulkValidationError as exc:
+        raise ValidationError(exc.items[0]) from None
     return task
+
+
+def task_create_many(*, items: list[dict[str, Any]], owner: Any = None, actor: Any = None) -> list[Task]:
+    """Create tasks of ``owner``, all or none, in the order given; IMMEDIATE ones are queued for dispatch.
+
+    Every item is validated by the same rules as a single create (``_clean``); any error raises a
+    BulkValidationError (``items``: one errors dict per item, aligned with ``items``; the API answers the
+    bad ones by index) and nothing is written. At
+    most ``security.max_bulk`` items per call. The writes are one transaction of bulk INSERTs (tasks,
+    tag links, dependency links, first attempts, one audit entry per task), and the dispatcher is woken
+    once after commit. An item cannot depend on another item of the same call (its id is not known yet):
+    create the upstream tasks first. Each task's created_at is one microsecond after the previous one's, so
+    lists ordered by creation (and the dispatcher, among equal priorities) keep the order given.
+    ``actor`` (default: the owner) is who asks and who the audit trail names.
+    """
+    check_bulk_size(len(items))
+    actor = actor or owner
+    wanted = [
+        dependency.get("id") if isinstance(dependency, dict) else dependency  # {"id": ..., "mode": ...}
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("dependencies"), list | tuple)
+        for dependency in item["dependencies"]
+    ]
+    known = validation.visible_dependencies(wanted, actor) if wanted else {}
+    cleaned: list[dict[str, Any] | None] = []
+    errors: list[dict[str, list[str]]] = []
+    for item in items:
+        if not isinstance(item, dict):
+            cleaned.append(None)
+            errors.append({"non_field_errors": [f"must be a JSON object of task fields, got {type(item).__name__}"]})
+            continue
+        try:
+            cleaned.append(_clean(item, None, actor=actor, owner=owner, known=known))
+            errors.append({})
+        except ValidationError as exc:
+            cleaned.append(None)
+            errors.append(exc.errors)
+    _same_new_policy_names(cleaned, errors)
+    if any(errors):
+        raise BulkValidationError(errors)
+    valid = [clean for clean in cleaned if clean is not None]
+    now = clock.now()
+    crontabs: dict[Any, CrontabSchedule] = {}
+    with transaction.atomic():
+        tasks = []
+        for index, clean in enumerate(valid):
+            policy = _save_policy(clean["retry_policy"], task_name=clean["name"], owner=owner)
+            task = Task(
+                **{field: clean[field] for field in COLUMNS},
+                secret_parameters=encryption.encrypt_json(clean["secret_parameters"]),
+                owner=owner,
+                retry_policy=policy,
+                created_at=now + timedelta(microseconds=index),
+            )
+            _sync_schedule(task, now, crontabs)
+            tasks.append(task)
+        Task.objects.bulk_create(tasks)
+        _add_tags(owner.pk if owner is not None else None, [(t, c["tags"]) for t, c in zip(tasks, valid, strict=True)])
+        through = Task.dependencies.through
+        through.objects.bulk_create(
+            [
+                through(from_task_id=task.pk, to_task_id=d.pk)
+                for task, clean in zip(tasks, valid, strict=True)
+                for d in clean["dependencies"]
+            ]
+        )
+        any_run = Task.any_run_dependencies.through
+        any_run.objects.bulk_create(
+            [
+                any_run(from_task_id=task.pk, to_task_id=d.pk)
+                for task, clean in zip(tasks, valid, strict=True)
+                for d in clean["any_run_dependencies"]
+            ]
+        )
+        immediate = [task for task in tasks if task.task_type == TaskType.IMMEDIATE]
+        TaskResult.objects.bulk_create([attempts.build(task, now=task.created_at) for task in immediate])
+        downstream = [
+            task
+            for task, clean in zip(tasks, valid, strict=True)
+            if clean["dependencies"] and task.task_type == TaskType.IMMEDIATE
+        ]
+        if downstream:
+            lifecycle.fail_if_any_upstream_failed(downstream)
+        audit.record_many([_created_entry(task, clean, actor) for task, clean in zip(tasks, valid, strict=True)])
+        transaction.on_commit(dispatcher.wake)
+    for task in tasks:
+        logger.info("task created: %s (%s, %s)", task.name, task.pk, task.task_type)
+    return tasks
+
+
+def _created_entry(task: Task, clean: dict[str, Any], actor: Any) -> TaskAudit:
+    """The audit entry of a new task: every field it was given, secret parameters by their keys only."""
+    any_run = {d.pk for d in clean["any_run_dependencies"]}
+    dependencies = [audit.dependency_name(d.name, d.pk in any_run) for d in clean["dependencies"]]
+    written = audit.snapshot(task, tags=clean["tags"], dependencies=dependencies)
+    created = {f: v for f, v in written.items() if v not in (None, "", [], {})}
+    if clean["secret_parameters"]:
+        created["secret_parameters"] = encryption.mask(clean["secret_parameters"])
+    return audit.entry(task, AuditAction.CREATED, actor=actor, changes={f: [None, v] for f, v in created.items()})
 
 
 def task_update(*, task: Task, data: dict[str, Any], actor: Any = None) -> Task:

@@ -444,6 +444,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_parameters_bytes": Key(_int(1), 65536),
         "max_request_bytes": Key(_int(1024), 1048576),
         "write_rate": Key(_rate, "600/minute"),
+        # Most tasks one API request (a JSON list to POST /tasks) or one services.task_create_many call creates.
+        "max_bulk": Key(_int(1), 1000),
         # Failed logins (admin, API Basic auth, API login page) allowed per user name and per address
         # within login_lockout_minutes; the next one locks that user name or address for as long.
         "login_failure_limit": Key(_int(1), 5),
@@ -778,6 +780,7 @@ class SecuritySettings:
     max_parameters_bytes: int
     max_request_bytes: int
     write_rate: str
+    max_bulk: int
     login_failure_limit: int
     login_lockout_minutes: float
     login_client_ip_header: str

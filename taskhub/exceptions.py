@@ -34,6 +34,23 @@ class ValidationError(TaskHubError):
         return tree
 
 
+class BulkValidationError(ValidationError):
+    """Items of a list (one bulk create) break domain rules.
+
+    ``items`` is aligned with the input: one ``{field: [messages]}`` per item, ``{}`` for an item that is
+    fine. ``errors`` holds the same keyed ``"<index>.<field>"``; :meth:`tree` answers the bad items by index
+    (``{"3": {"name": [...]}}``), the shape of DRF's ListSerializer errors (LIST_SERIALIZER_ERRORS_AS_DICT).
+    """
+
+    def __init__(self, items: Sequence[Mapping[str, Sequence[str] | str]]) -> None:
+        self.items = [ValidationError(item).errors if item else {} for item in items]
+        super().__init__({f"{i}.{field}": msgs for i, item in enumerate(self.items) for field, msgs in item.items()})
+
+    def tree(self) -> dict[str, Any]:
+        """The errors of each bad item under its index, nested as :meth:`ValidationError.tree` nests them."""
+        return {str(i): ValidationError(item).tree() for i, item in enumerate(self.items) if item}
+
+
 class IllegalTransition(TaskHubError):
     """A status change that the lifecycle does not allow."""
 

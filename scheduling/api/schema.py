@@ -19,7 +19,17 @@ COMPONENTS = {
         "a nested object (retry_policy) has nested messages; a body that is not JSON gives 'detail'.",
         "additionalProperties": {},
     },
+    "ItemFieldErrors": {
+        "type": "object",
+        "description": "Invalid tasks in a list body (POST /tasks with a JSON list): the index of each bad task in "
+        "the list (from 0) with its FieldErrors, as DRF reports a list; nothing was created. A list that is empty or "
+        "longer than security.max_bulk gives FieldErrors with non_field_errors instead.",
+        "additionalProperties": FIELD_ERRORS,
+    },
 }
+ITEM_FIELD_ERRORS = {"$ref": "#/components/schemas/ItemFieldErrors"}
+#: Operations whose body may be a JSON list of objects: their 400 may be FieldErrors by index.
+LIST_BODIES = {("/tasks", "post")}
 # Paths anyone may call: no 401/403 there.
 PUBLIC = ("/health", "/schema", "/docs", "/redoc")
 
@@ -34,6 +44,11 @@ def _errors_for(path: str, method: str, operation: dict[str, Any]) -> dict[str, 
     writes = method in ("post", "put", "patch", "delete")
     if operation.get("requestBody") or operation.get("parameters") or "{status}" in path:
         errors["400"] = _json(FIELD_ERRORS, "Invalid input; nothing was changed.")
+        if (path, method) in LIST_BODIES:
+            errors["400"] = _json(
+                {"anyOf": [FIELD_ERRORS, ITEM_FIELD_ERRORS]},
+                "Invalid input; nothing was changed. A list body answers ItemFieldErrors: the bad tasks by index.",
+            )
     if not path.startswith(PUBLIC):
         errors["401"] = _json(ERROR, "Not authenticated: send a token, Basic credentials or a session cookie.")
         errors["403"] = _json(ERROR, "Authenticated, but missing the Task permission this needs.")

@@ -11,7 +11,13 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import filters, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
@@ -123,15 +129,53 @@ class TaskViewSet(viewsets.ModelViewSet):
         fresh = task_queryset().get(pk=task.pk)
         return Response(TaskSerializer(fresh, context=self.get_serializer_context()).data, status=code)
 
-    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer})
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            component_name="TaskCreate",
+            serializers=[TaskWriteSerializer, TaskWriteSerializer(many=True)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="TaskCreated",
+                serializers=[TaskSerializer, TaskSerializer(many=True)],
+                resource_type_field_name=None,
+                many=False,
+            ),
+        },
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Create a task owned by the requesting user; an IMMEDIATE one starts as soon as a worker is free."""
+        """Create a task owned by the requesting user, or with a JSON list, several: all of them or none.
+
+        An IMMEDIATE task starts as soon as a worker is free. A list holds at most ``security.max_bulk``
+        tasks (1000 by default), answers 201 with the created tasks in the order sent, and counts as one
+        request against the write throttle. Its errors name each bad task by its index in the list (from 0)
+        with its field errors, ``{"3": {"name": [...]}}``, as DRF reports a list; nothing is created then.
+        A task of a list cannot depend on another of the same list (its id is not known yet).
+        """
+        if isinstance(request.data, list):
+            return self._create_many(request, request.data)
         serializer = TaskWriteSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         task = services.task_create(data=dict(serializer.validated_data), owner=request.user, actor=request.user)
         response = self._show(task, status.HTTP_201_CREATED)
         response["Location"] = f"/tasks/{task.pk}"
         return response
+
+    def _create_many(self, request: Request, body: list[Any]) -> Response:
+        if not body:
+            raise serializers.ValidationError({"non_field_errors": ["a list of at least one task is expected"]})
+        services.check_bulk_size(len(body))  # before the per-item checks: a refusal costs nothing
+        # One child serializer checks every item (DRF's ListSerializer): errors come keyed by index.
+        serializer = TaskWriteSerializer(data=body, many=True, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        items = [dict(item) for item in serializer.validated_data]
+        tasks = services.task_create_many(items=items, owner=request.user, actor=request.user)
+        shown = {task.pk: task for task in task_queryset().filter(pk__in=[task.pk for task in tasks])}
+        context = self.get_serializer_context()
+        data = TaskSerializer([shown[task.pk] for task in tasks], many=True, context=context).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer})
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -373,6 +373,20 @@ def failed_because_of(task: Task, upstream: Task) -> bool:
     return task.status == TaskStatus.FAILED and task.status_reason.startswith(f"dependency {upstream.name!r} ")
 
 
+def fail_if_any_upstream_failed(tasks: list[Task]) -> None:
+    """:func:`fail_if_upstream_failed` for many tasks: one query finds those with a failed dependency."""
+    through = Task.dependencies.through
+    ids = {task.pk for task in tasks}
+    hit = set(
+        through.objects.filter(from_task_id__in=ids, to_task__status__in=TASK_FAILED).values_list(
+            "from_task_id", flat=True
+        )
+    )
+    for task in tasks:
+        if task.pk in hit:
+            fail_if_upstream_failed(task)
+
+
 def fail_dependents(task: Task, *, reason: str) -> None:
     """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
     frontier = [(task, reason)]

@@ -70,6 +70,8 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, HandlerSpec] = {}
+        # Built once per handler: a bulk create checks a thousand tasks' parameters against one schema.
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
 
     def register(
         self,
@@ -83,9 +85,11 @@ class HandlerRegistry:
         schema = schema or {"type": "object"}
         jsonschema.Draft202012Validator.check_schema(schema)
         self._handlers[tag] = HandlerSpec(tag, func, schema, description or (func.__doc__ or "").strip(), check)
+        self._validators[tag] = jsonschema.Draft202012Validator(schema)
 
     def unregister(self, tag: str) -> None:
         self._handlers.pop(tag, None)
+        self._validators.pop(tag, None)
 
     def get(self, tag: str) -> HandlerSpec:
         return self._handlers[tag]
@@ -111,7 +115,7 @@ class HandlerRegistry:
     def validate_parameters(self, tag: str, parameters: Any) -> None:
         """Check parameters against the handler's schema; errors name the parameter path."""
         spec = self._handlers[tag]
-        validator = jsonschema.Draft202012Validator(spec.schema)
+        validator = self._validators.get(tag) or jsonschema.Draft202012Validator(spec.schema)
         errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
         if errors:
             messages = []

@@ -1,4 +1,4 @@
-"""Abuse limits: parameters size, dependency count, request body size and write rate, each with a clear error.
+"""Abuse limits: parameters size, dependency count, request body size, write rate, tasks per list, with clear errors.
 
 (Page size: tests/api/test_lists.py; timeout ceiling: tests/api/test_bad_input.py; throttling itself:
 tests/api/test_auth.py. Here: the limits that were missing and that the configuration now sets.)
@@ -109,6 +109,9 @@ def test_write_rate_comes_from_the_config() -> None:
         ("security", "write_rate", "0/minute", "expected a rate such as 600/minute"),
         ("security", "max_request_bytes", 10, "expected an integer >= 1024"),
         ("security", "max_parameters_bytes", 0, "expected a positive integer"),
+        ("security", "max_bulk", 0, "expected a positive integer"),
+        ("security", "max_bulk", "many", "expected a positive integer"),
+        ("security", "max_bulk", True, "expected a positive integer"),
     ],
 )
 def test_bad_limit_values_are_config_errors(section: str, key: str, value: object, expected: str) -> None:
@@ -124,8 +127,12 @@ def test_limits_can_be_set_from_the_environment() -> None:
             "TASKHUB_SECURITY_WRITE_RATE": "30/second",
             "TASKHUB_SECURITY_MAX_REQUEST_BYTES": "2097152",
             "TASKHUB_SECURITY_MAX_PARAMETERS_BYTES": "1000",
+            "TASKHUB_SECURITY_MAX_BULK": "5000",
         },
     )
+    assert loaded["security"]["max_bulk"] == 5000
+    assert loaded.security.max_bulk == 5000
+    assert taskhub_config.parse({}, env={}).security.max_bulk == 1000
     assert loaded["security"]["write_rate"] == "30/second"
     assert loaded["security"]["max_request_bytes"] == 2097152
     assert loaded["security"]["max_parameters_bytes"] == 1000

@@ -9,8 +9,9 @@ import time_machine
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from scheduling import services
 from scheduling.engine import dispatcher, executor
-from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskResult
+from scheduling.models import AttemptStatus, RetryPolicy, Task, TaskAudit, TaskResult
 from taskhub import config as taskhub_config
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +124,22 @@ def test_seed_examples_creates_the_seed_tasks_once(db):
     project = Task.objects.get(name="JIRA Extraction - Project")
     assert project.task_type == "SCHEDULED" and project.cron_expr == "0 0 * * *"
     assert Task.objects.filter(name="JIRA Extraction - Root Ticket", task_type="IMMEDIATE").count() == 1
+
+
+def test_seed_examples_creates_them_in_one_bulk_call(db, monkeypatch):
+    calls = []
+    real = services.task_create_many
+    monkeypatch.setattr(services, "task_create_many", lambda **kw: calls.append(len(kw["items"])) or real(**kw))
+    call_command("seed_examples")
+    assert calls == [2] and Task.objects.count() == 2
+    assert TaskAudit.objects.filter(action="created").count() == 2
+
+
+def test_seed_examples_with_a_bad_example_creates_none_and_names_it(db, monkeypatch):
+    from scheduling.management.commands import seed_examples
+
+    bad = [seed_examples.EXAMPLES[0], {**seed_examples.EXAMPLES[1], "cron_expr": "61 * * * *"}]
+    monkeypatch.setattr(seed_examples, "EXAMPLES", bad)
+    with pytest.raises(CommandError, match=r"^JIRA Extraction - Project: cron_expr: "):
+        call_command("seed_examples")
+    assert not Task.objects.exists()

@@ -1,4 +1,4 @@
-"""Create the seed's two example Jira extraction tasks (idempotent).
+"""Create the seed's two example Jira extraction tasks (idempotent), in one services.task_create_many call.
 
 They export from the Jira environments ``env1.jira.com`` and ``env2.jira.com``; ``--env NAME`` points
 both at one configured environment instead. Without the environments it creates nothing and says, in
@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from scheduling import audit, services
 from scheduling.management.commands._common import add_actor_argument, cli_actor
 from scheduling.models import Task
-from taskhub.exceptions import ValidationError
+from taskhub.exceptions import BulkValidationError, ValidationError
 
 EXAMPLES: list[dict[str, Any]] = [
     {
@@ -69,15 +69,21 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {options['owner']!r}")
         actor, note = cli_actor("seed_examples", options["user"])
         examples = _examples(options["env"])
+        wanted = []
         for example in examples:
             if Task.objects.filter(name=example["name"]).exists():
                 self.stdout.write(f"exists: {example['name']}")
-                continue
-            try:
-                with audit.via(note):
-                    task = services.task_create(data=example, owner=owner, actor=actor or owner)
-            except ValidationError as exc:
-                raise CommandError(f"{example['name']}: {exc}") from None
+            else:
+                wanted.append(example)
+        if not wanted:
+            return
+        try:  # one call: all the missing examples, or none of them
+            with audit.via(note):
+                tasks = services.task_create_many(items=wanted, owner=owner, actor=actor or owner)
+        except BulkValidationError as exc:
+            index = next(i for i, errors in enumerate(exc.items) if errors)
+            raise CommandError(f"{wanted[index]['name']}: {ValidationError(exc.items[index])}") from None
+        for task in tasks:
             self.stdout.write(self.style.SUCCESS(f"created: {task.name} ({task.pk})"))
 
 
