@@ -238,3 +238,51 @@ def test_statements_do_not_grow_with_the_number_of_items(alice: User, fields: di
 def test_task_create_costs_no_more_statements_than_before(alice: User) -> None:
     # Measured on task_create before it became task_create_many of one item: 11 with two tags (one new).
     assert _statements(alice, 1, tags=["TEST_RECORD", "mine"]) <= 11
+
+
+def test_dependency_modes_and_timeouts_are_written_as_by_a_single_create(alice: User) -> None:
+    export = services.task_create(data=item("export", task_type="SCHEDULED", cron_expr="0 0 * * *"), owner=alice)
+    audit = services.task_create(data=item("audit", task_type="SCHEDULED", cron_expr="0 1 * * *"), owner=alice)
+    (report,) = services.task_create_many(
+        items=[
+            item(
+                "report",
+                task_type="SCHEDULED",
+                cron_expr="0 2 * * *",
+                dependencies=[{"id": str(export.pk), "mode": "any"}, str(audit.pk)],
+                dependency_timeout=600,
+            )
+        ],
+        owner=alice,
+    )
+    report.refresh_from_db()
+    assert set(report.dependencies.all()) == {export, audit}
+    assert list(report.any_run_dependencies.all()) == [export]
+    assert report.dependency_timeout == 600
+    created = TaskAudit.objects.get(task_id=report.pk, action="created")
+    single = services.task_create(
+        data=item(
+            "report 2",
+            task_type="SCHEDULED",
+            cron_expr="0 2 * * *",
+            dependencies=[{"id": str(export.pk), "mode": "any"}, str(audit.pk)],
+            dependency_timeout=600,
+        ),
+        owner=alice,
+    )
+    by_single = TaskAudit.objects.get(task_id=single.pk, action="created")
+    assert created.changes["dependencies"] == by_single.changes["dependencies"]
+    assert created.changes["dependency_timeout"] == [None, 600]
+
+
+def test_a_bad_dependency_mode_is_reported_by_index_and_nothing_is_written(alice: User) -> None:
+    export = services.task_create(data=item("export"), owner=alice)
+    before = snapshot()
+    with pytest.raises(BulkValidationError) as error:
+        services.task_create_many(
+            items=[item("fine"), item("bad", dependencies=[{"id": str(export.pk), "mode": "sometimes"}])],
+            owner=alice,
+        )
+    assert error.value.items[0] == {}
+    assert "mode must be one of" in error.value.items[1]["dependencies"][0]
+    assert snapshot() == before
