@@ -111,15 +111,24 @@ def stop_worker(worker: subprocess.Popen) -> None:
     worker.wait()
 
 
-def run_noops(count: int, prefix: str, timeout: float = 900) -> float:
-    """Create ``count`` NOOP tasks through the service layer; wait until all are DONE; return seconds."""
+def run_noops(count: int, prefix: str, timeout: float = 900, *, lists_of: int = 0) -> float:
+    """Create ``count`` NOOP tasks through the service layer; wait until all are DONE; return seconds.
+
+    ``lists_of``: create them ``lists_of`` at a time with ``services.task_create_many`` (what
+    ``POST /tasks`` with a list does), else one ``services.task_create`` each.
+    """
     from scheduling import services
     from scheduling.models import AttemptStatus, TaskResult
 
     before = TaskResult.objects.filter(status=AttemptStatus.DONE).count()
     started = time.perf_counter()
-    for i in range(count):
-        services.task_create(data={"name": f"{prefix}-{i}", "tags": ["NOOP"]})
+    if lists_of:
+        for start in range(0, count, lists_of):
+            names = range(start, min(start + lists_of, count))
+            services.task_create_many(items=[{"name": f"{prefix}-{i}", "tags": ["NOOP"]} for i in names])
+    else:
+        for i in range(count):
+            services.task_create(data={"name": f"{prefix}-{i}", "tags": ["NOOP"]})
     # Counting scans the attempts: poll every 50 ms, not wait_for's 10 ms, so the count does not
     # take a noticeable share of the two cores from the workers it measures.
     deadline = time.monotonic() + timeout

@@ -3,7 +3,8 @@ and APScheduler 3.
 
 In one run, on the same database and broker:
 - TaskHub: ``services.task_create`` of a NOOP task -> its attempt recorded DONE, through a
-  ``celery worker --pool prefork --concurrency W``;
+  ``celery worker --pool prefork --concurrency W``; and again with the tasks created 500 at a time
+  (``services.task_create_many``, what ``POST /tasks`` with a list does);
 - raw Celery: ``apply_async`` of ``bench.raw_noop`` on the same worker processes and broker;
   done = the worker appended its byte to a file;
 - Celery + django-celery-results: ``apply_async`` of ``bench.tracked_noop`` with ``task_track_started``
@@ -55,6 +56,9 @@ LATENCY_BARS_MS = {"postgresql": (10.0, 50.0), "sqlite": (25.0, 100.0)}
 # Throughput with 10,000 attempts waiting / with 100: at least this.
 WAITING_BARS = {"postgresql": 0.9, "sqlite": 0.8}
 WAITING_FEW, WAITING_MANY = 100, 10_000
+# The second TaskHub run creates its tasks this many at a time (services.task_create_many, as POST /tasks
+# with a list): the engine's throughput without one create transaction per task in front of it.
+BULK_LIST = 500
 
 
 def raw_celery(count: int, done_file: Path) -> float:
@@ -362,6 +366,9 @@ def main() -> None:
         hub_seconds = harness.run_noops(tasks, "noop")
         assert TaskResult.objects.filter(status=AttemptStatus.DONE).count() == tasks
         harness.clear_tasks()
+        bulk_seconds = harness.run_noops(tasks, "bulk", lists_of=BULK_LIST)
+        assert TaskResult.objects.filter(status=AttemptStatus.DONE).count() == tasks
+        harness.clear_tasks()
         created = committed_to_running(samples)
         dependent = dependency_to_dependent(samples)
         waiting = with_waiting(tasks)
@@ -373,6 +380,7 @@ def main() -> None:
     vendor = connection.vendor
     rates = {
         "TaskHub": round(tasks / hub_seconds, 1),
+        f"TaskHub, lists of {BULK_LIST}": round(tasks / bulk_seconds, 1),
         "raw Celery": round(tasks / raw_seconds, 1),
         "Celery + django-celery-results": round(tasks / results_seconds, 1),
         "APScheduler": round(tasks / aps_seconds, 1),
@@ -380,6 +388,7 @@ def main() -> None:
     vs_celery = round(rates["TaskHub"] / rates["raw Celery"], 3)
     vs_results = round(rates["TaskHub"] / rates["Celery + django-celery-results"], 3)
     vs_aps = round(rates["TaskHub"] / rates["APScheduler"], 3)
+    bulk = rates[f"TaskHub, lists of {BULK_LIST}"]
     results_bar = vendor == "postgresql"  # the issue sets this bar for PostgreSQL + Redis only
     latency = {
         "committed -> RUNNING": percentiles(created),
@@ -419,6 +428,27 @@ def main() -> None:
             bar=f">= {THROUGHPUT_BAR_APSCHEDULER}x APScheduler",
             ok=vs_aps >= THROUGHPUT_BAR_APSCHEDULER,
         ),
+        *[
+            metric(
+                f"TaskHub throughput, created in lists of {BULK_LIST}, vs {name}",
+                bulk,
+                "tasks/s",
+                baseline=baseline,
+                baseline_value=rates[name],
+                ratio=round(bulk / rates[name], 3),
+                bar=f">= {threshold}x {name}" if threshold else "",
+                ok=bulk / rates[name] >= threshold if threshold else None,
+            )
+            for name, baseline, threshold in (
+                ("raw Celery", "raw Celery apply_async", THROUGHPUT_BAR_CELERY),
+                (
+                    "Celery + django-celery-results",
+                    "Celery, track_started, django-db results",
+                    THROUGHPUT_BAR_CELERY_RESULTS if results_bar else 0,
+                ),
+                ("APScheduler", "APScheduler 3 + SQLAlchemyJobStore", THROUGHPUT_BAR_APSCHEDULER),
+            )
+        ],
         metric(
             f"TaskHub throughput with {WAITING_MANY:,} attempts waiting",
             waiting[str(WAITING_MANY)],
