@@ -222,7 +222,7 @@ def complete(result: TaskResult, outcome: Outcome, *, now: datetime | None = Non
     now = now or clock.now()
     if outcome.status == AttemptStatus.DONE and connection.vendor == "postgresql":
         # The common case in one statement (no retry to plan, no dependent to fail): lifecycle's fast path.
-        recorded = lifecycle.finish_done_one_statement(
+        still_in_flight = lifecycle.finish_done_one_statement(
             result,
             now=now,
             result=outcome.result,
@@ -231,10 +231,11 @@ def complete(result: TaskResult, outcome: Outcome, *, now: datetime | None = Non
             artifacts=result.artifacts or [],
             progress=100,
         )
-        if not recorded:
+        if still_in_flight is None:
             logger.warning("attempt %s: outcome %s discarded, the claim was lost", result.pk, outcome.status)
             return False
-        transaction.on_commit(dispatcher.wake)  # at once, unless a caller's transaction is open
+        # At once, unless a caller's transaction is open; the statement counted what is in flight.
+        transaction.on_commit(lambda: dispatcher.wake(in_flight_now=still_in_flight))
         return True
     with transaction.atomic():
         try:

@@ -207,13 +207,15 @@ def start_one_statement(
     return result
 
 
-def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields: Any) -> bool:
+def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields: Any) -> int | None:
     """PostgreSQL: RUNNING -> DONE under our claim, and the task's status re-derived, in one statement.
 
     The same as :func:`move` to DONE (``refresh=False``) followed by :func:`refresh_task` with the
     attempt as the latest: the task shows its busiest other active attempt (RUNNING, QUEUED, RETRY,
-    PENDING, as ``task_status_for``), else DONE; one round trip instead of five. False (nothing
-    written) when the claim was lost. ``fields``: the other columns to write (result, error_message, ...).
+    PENDING, as ``task_status_for``), else DONE; one round trip instead of five. Return how many
+    attempts are still in flight (QUEUED, RUNNING) besides this one, which is what the dispatcher's
+    wake asks next; None (nothing written) when the claim was lost. ``fields``: the other columns to
+    write (result, error_message, ...).
     """
     check(result.status, A.DONE)
     fields["finished_at"] = now
@@ -225,6 +227,7 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
         name: field.get_db_prep_value(fields[name], connection) for name, field in columns.items()
     }
     active = ", ".join(f"'{status}'" for status in WAITING + IN_FLIGHT)
+    in_flight = ", ".join(f"'{status}'" for status in IN_FLIGHT)
     ranked = " ".join(f"WHEN bool_or(a.status = '{status}') THEN '{status}'" for status in _ACTIVE_ORDER)
     sql = f"""
         WITH done AS (
@@ -236,6 +239,7 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
             FROM scheduling_taskresult AS a JOIN done AS d ON a.task_id = d.task_id
             WHERE a.id <> d.id AND a.status IN ({active})
         )
+        , settled AS (
         UPDATE scheduling_task AS t
         SET status = COALESCE((SELECT CASE {ranked} END FROM active AS a), %(task_done)s),
             attempt = COALESCE((SELECT max(a.attempt) FROM active AS a), d.attempt),
@@ -244,6 +248,9 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
             updated_at = %(now)s
         FROM done AS d
         WHERE t.id = d.task_id
+        RETURNING t.id
+        )
+        SELECT (SELECT count(*) FROM scheduling_taskresult WHERE status IN ({in_flight})) - 1 FROM settled
     """
     params.update(
         done=A.DONE,
@@ -256,12 +263,13 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if cursor.rowcount != 1:
-            return False
+        row = cursor.fetchone()
+    if row is None:
+        return None
     for name, value in fields.items():
         setattr(result, name, value)
     result.status = A.DONE
-    return True
+    return int(row[0])
 
 
 def celery_id(result_id: int) -> str:

@@ -183,16 +183,17 @@ def test_wake_on_an_idle_system_dispatches_at_once(make_task, scheduler_conf):
 
 
 def test_wake_on_a_busy_system_waits_until_a_batch_of_slots_is_free(make_task, scheduler_conf):
-    scheduler_conf(concurrency=16)  # batch of 16 // BATCH_SHARE = 2 slots
-    for i in range(20):
+    scheduler_conf(concurrency=8)
+    assert 8 // dispatcher.BATCH_SHARE == 2  # a batch of 2 slots
+    for i in range(12):
         make_task(f"t{i}")
-    assert len(dispatcher.dispatch()) == 16
+    assert len(dispatcher.dispatch()) == 8
     finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
     dispatcher.wake()  # one slot free: not worth a locked dispatch yet
-    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 15
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 7
     finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
     dispatcher.wake()  # two free: both filled in one dispatch
-    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 16
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 8
 
 
 def test_wake_with_a_small_cap_fills_every_freed_slot(make_task, scheduler_conf):

@@ -260,10 +260,11 @@ def test_a_done_attempt_leaves_its_task_showing_its_busiest_other_run(make_task,
 def test_a_claim_stamps_the_deadline_from_the_task_timeout_and_returns_the_task(make_task):
     task = make_task("timed", timeout_seconds=120)
     queued = dispatcher.dispatch()[0]
+    claim_before = TaskResult.objects.get(pk=queued.pk).claim
     now = timezone.now()
     claimed = executor.claim(queued.pk, celery_task_id="celery-1", worker_node="node@host", now=now)
     assert claimed is not None and claimed.task.pk == task.pk and claimed.task.timeout_seconds == 120
-    assert claimed.status == AttemptStatus.RUNNING and claimed.claim == queued.claim + 1
+    assert claimed.status == AttemptStatus.RUNNING and claimed.claim == claim_before + 1
     stored = TaskResult.objects.get(pk=queued.pk)
     grace = executor._grace()
     assert stored.deadline == now + timedelta(seconds=120 + grace * 2)
