@@ -29,6 +29,8 @@ from scheduling.models import (
     AuditAction,
     OverlapPolicy,
     OwnedModel,
+    PipelineOrigin,
+    PipelineRun,
     Priority,
     RetryPolicy,
     Tag,
@@ -399,6 +401,7 @@ class Downstream:
     waiting: list[str] = dataclasses.field(default_factory=list)  #: already had a run waiting: left as it is
     skipped: list[str] = dataclasses.field(default_factory=list)  #: seen but not brought: "name (paused)"
     hidden: int = 0  #: dependents the actor may not see or change: not touched
+    pipeline_run: int | None = None  #: the pipeline run they run in (GET /pipeline_runs/{id})
 
     def summary(self) -> str:
         """In words, for the admin's message, the API's answer and the CLI."""
@@ -463,41 +466,74 @@ def _check_downstream(downstream: Any) -> None:
         raise ValidationError({"downstream": f"must be one of {', '.join(DOWNSTREAM)}, got {downstream!r}"})
 
 
+def _bring_dependents(
+    task: Task,
+    outcome: Downstream,
+    *,
+    actor: Any,
+    action: str,
+    now: datetime,
+    run: PipelineRun,
+    available_at: datetime | None = None,
+    skip_waiting: bool = True,
+    audit_each: bool = True,
+) -> list[Task]:
+    """Give each dependent ``outcome.which`` selects one attempt in the pipeline run ``run`` (each task once).
+
+    ``skip_waiting``: a dependent with a run already waiting is left as it is (not part of the run).
+    """
+    brought: list[Task] = []
+    # The upstream's new run is written first (it is no longer FAILED), then every dependent's: the
+    # pipeline-run rule makes each wait for its dependencies' runs in the same pipeline run.
+    for dependent, parent in _downstream_tasks(task, outcome.which, actor, outcome):
+        locked = Task.objects.select_for_update().get(pk=dependent.pk)
+        if skip_waiting and TaskResult.objects.filter(task=locked, status__in=WAITING).exists():
+            outcome.waiting.append(locked.name)
+            continue
+        attempts.build(locked, now=now, available_at=available_at, pipeline_run_id=run.pk).save()
+        lifecycle.refresh_task(locked.pk, reason="")
+        if audit_each:
+            detail = f"brought along by {action} of {task.name!r} (downstream={outcome.which}, pipeline run {run.pk})"
+            if parent.pk != task.pk:
+                detail += f", through {parent.name!r}"
+            audit.record(locked, action, actor=actor, detail=detail)
+        outcome.started.append(locked.name)
+        brought.append(locked)
+    return brought
+
+
 def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str, downstream: str | None = None) -> TaskResult:
     _check_downstream(downstream)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
             raise ConflictError(f"{task.name!r} already has a run waiting to start", current_status=task.status)
-        result = attempts.build(task, now=clock.now())
+        now = clock.now()
+        run: PipelineRun | None = None
+        if downstream:
+            origin = PipelineOrigin.RETRY if action == AuditAction.RETRIED else PipelineOrigin.RUN
+            run = PipelineRun.objects.create(
+                root=task, which=downstream, origin=origin, actor=_person(actor), created_at=now
+            )
+        result = attempts.build(task, now=now, pipeline_run_id=run.pk if run is not None else None)
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         outcome = Downstream(task.name, downstream) if downstream else None
         brought: list[Task] = []
-        if outcome is not None:
-            # The upstream's new run is written first (it is no longer FAILED), then every dependent's:
-            # the dependency rule makes each wait for the runs above it, in dependency order.
-            for dependent, parent in _downstream_tasks(task, outcome.which, actor, outcome):
-                locked = Task.objects.select_for_update().get(pk=dependent.pk)
-                if TaskResult.objects.filter(task=locked, status__in=WAITING).exists():
-                    outcome.waiting.append(locked.name)
-                    continue
-                attempts.build(locked, now=clock.now()).save()
-                lifecycle.refresh_task(locked.pk, reason="")
-                detail = f"brought along by {action} of {task.name!r} (downstream={outcome.which})"
-                if parent.pk != task.pk:
-                    detail += f", through {parent.name!r}"
-                audit.record(locked, action, actor=actor, detail=detail)
-                outcome.started.append(locked.name)
-                brought.append(locked)
-        lifecycle.fail_if_upstream_failed(task)
-        for dependent in brought:  # another of its dependencies may still have failed
-            lifecycle.fail_if_upstream_failed(dependent)
+        if outcome is not None and run is not None:
+            outcome.pipeline_run = run.pk
+            brought = _bring_dependents(task, outcome, actor=actor, action=action, now=now, run=run)
+        run_id = run.pk if run is not None else None
+        lifecycle.fail_if_upstream_failed(task, pipeline_run_id=run_id)
+        for dependent in brought:  # a dependency outside the pipeline run may still have failed
+            lifecycle.fail_if_upstream_failed(dependent, pipeline_run_id=run_id)
         audit.record(
             task,
             action,
             actor=actor,
-            detail=f"with downstream={outcome.which}: {outcome.summary()}" if outcome is not None else "",
+            detail=f"with downstream={outcome.which} (pipeline run {run_id}): {outcome.summary()}"
+            if outcome is not None
+            else "",
         )
         if dispatch:
             transaction.on_commit(dispatcher.wake)
