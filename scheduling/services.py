@@ -878,7 +878,8 @@ def _check_backfill(task: Task, start: datetime, end: datetime, downstream: str 
     if end > now:
         raise ValidationError(
             {
-                "end": f"{end.isoformat()} is in the future (now {now:%Y-%m-%dT%H:%M:%S}Z): a backfill runs past fires only"
+                "end": f"{end.isoformat()} is in the future (now {now:%Y-%m-%dT%H:%M:%S}Z): "
+                "a backfill runs past fires only"
             }
         )
 
