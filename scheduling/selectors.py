@@ -254,8 +254,8 @@ def pipeline_run_view(user: Any, run: PipelineRun) -> dict[str, Any]:
     shown = [t for t in tasks if everyone or (person is not None and t["owner_id"] == person.pk)]
     return {
         "id": run.pk,
-        "root": run.root_id,
-        "root_name": run.root.name,
+        "root_task": run.root_id,
+        "root_task_name": run.root.name,
         "which": run.which,
         "origin": run.origin,
         "fire_time": run.fire_time,

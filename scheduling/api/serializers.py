@@ -440,8 +440,8 @@ class PipelineRunSerializer(serializers.Serializer):
     """A pipeline run: a task and its dependents run together, each once (``selectors.pipeline_run_view``)."""
 
     id = serializers.IntegerField()
-    root = serializers.UUIDField(help_text="The task the run was started from.")
-    root_name = serializers.CharField()
+    root_task = serializers.UUIDField(help_text="The task the run was started from.")
+    root_task_name = serializers.CharField()
     which = serializers.CharField(help_text="Which dependents came along: failed or all.")
     origin = serializers.ChoiceField(choices=PipelineOrigin.choices)
     fire_time = serializers.DateTimeField(allow_null=True, help_text="The cron fire a backfill ran.")

@@ -104,7 +104,8 @@ def ready_filter(now: datetime) -> Q:
     not_done = edges.exclude(to_task__status=TaskStatus.DONE).filter(~_in_run())
     not_done_in_run = edges.filter(_in_run(), ~_in_run(done=True))
     stale = _stale(now).filter(from_task_id=OuterRef("task_id")).filter(~_in_run())
-    return ~Exists(not_done) & ~Exists(not_done_in_run) & (Q(attempt__gt=1) | ~Exists(stale))
+    ready: Q = ~Exists(not_done) & (Q(attempt__gt=1) | ~Exists(stale))
+    return ready & Q(~Exists(not_done_in_run))
 
 
 def unmet(task: Task, now: datetime, *, first_attempt: bool = True) -> list[tuple[Task, datetime | None]]:

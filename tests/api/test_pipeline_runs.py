@@ -29,7 +29,7 @@ def test_a_pipeline_run_shows_each_task_once_and_hides_what_the_reader_may_not_s
     shown = api.get(f"/pipeline_runs/{run_id}")
     assert shown.status_code == 200, shown.json()
     body = shown.json()
-    assert body["status"] == "RUNNING" and body["root"] == str(root.pk) and body["which"] == "all"
+    assert body["status"] == "RUNNING" and body["root_task"] == str(root.pk) and body["which"] == "all"
     assert body["origin"] == "run" and body["created_by"] == "carol"
     assert sorted(t["name"] for t in body["tasks"]) == ["extract", "load"]
     assert body["hidden_tasks"] == 1
