@@ -402,6 +402,51 @@ class Task(models.Model):
         return None
 
 
+class PipelineOrigin(models.TextChoices):
+    RUN = "run", "Run now"
+    RETRY = "retry", "Retry"
+    BACKFILL = "backfill", "Backfill"
+
+
+class PipelineRunStatus(models.TextChoices):
+    RUNNING = "RUNNING", "Running"
+    DONE = "DONE", "Done"
+    FAILED = "FAILED", "Failed"
+
+
+class PipelineRun(models.Model):
+    """One run of a task and its dependents together (``downstream=failed|all``, a backfill fire).
+
+    Its tasks are those with an attempt in it (``TaskResult.pipeline_run``): each runs once in it, and an
+    attempt of it waits for its dependencies that are part of it to be DONE in it (engine/pipelines.py).
+    Its status is derived from those attempts (``scheduling.selectors.pipeline_run_status``), never stored.
+    """
+
+    root = models.ForeignKey(Task, verbose_name="root task", on_delete=models.CASCADE, related_name="pipeline_runs")
+    which = models.CharField(
+        "downstream", max_length=8, blank=True, default="", help_text="failed or all: which dependents came along."
+    )
+    origin = models.CharField("origin", max_length=8, choices=PipelineOrigin.choices, default=PipelineOrigin.RUN)
+    fire_time = models.DateTimeField("fire time", null=True, blank=True, help_text="The backfilled cron fire.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="started by",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField("created", default=now)
+
+    class Meta:
+        verbose_name = "pipeline run"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["root", "-created_at"], name="pipelinerun_root_idx")]
+
+    def __str__(self) -> str:
+        return f"pipeline run {self.pk}"
+
+
 class TaskResult(models.Model):
     """One execution attempt of a task; PENDING and RETRY rows are waiting to be dispatched."""
 
@@ -444,6 +489,16 @@ class TaskResult(models.Model):
     artifacts = models.JSONField(
         "artifacts", default=list, blank=True, help_text="Files produced, relative to storage.path."
     )
+    pipeline_run = models.ForeignKey(
+        PipelineRun,
+        verbose_name="pipeline run",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_index=False,  # result_pipeline_idx below
+        related_name="attempts",
+        help_text="The pipeline run this attempt belongs to, if any.",
+    )
 
     class Meta:
         verbose_name = "task result"
@@ -464,6 +519,12 @@ class TaskResult(models.Model):
             models.Index(fields=["task", "-created_at"], name="result_task_idx"),
             # Run-scoped dependencies (engine/pipelines.py): has this upstream a DONE attempt finished after T?
             models.Index(fields=["task", "status", "finished_at"], name="result_task_done_idx"),
+            # Pipeline runs (engine/pipelines.py): is this upstream part of the run, and DONE in it?
+            models.Index(
+                fields=["pipeline_run", "task", "status"],
+                name="result_pipeline_idx",
+                condition=Q(pipeline_run__isnull=False),
+            ),
         ]
         constraints = [
             # A cron fire creates its run once, even if two beats run by mistake.
@@ -486,6 +547,7 @@ class AuditAction(models.TextChoices):
     RESUMED = "resumed", "Resumed"
     DELETED = "deleted", "Deleted"
     ATTEMPTS_DELETED = "attempts_deleted", "Attempts deleted"
+    BACKFILLED = "backfilled", "Backfilled"
 
 
 class TaskAudit(models.Model):

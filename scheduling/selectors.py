@@ -4,6 +4,8 @@ Tasks: a user with ``scheduling.view_all_tasks`` sees every task, anyone else th
 audit entry or log is seen with its task. ``user=None`` is the system (a worker, beat, the shell
 without ``--user``): everything.
 
+Pipeline runs: a user sees one whose root task they may see; its tasks they may not see are counted.
+
 Retry policies and tags (``OwnedModel`` rows): each is owned by one user (only that user's tasks use
 it) or shared (owner empty), which only a user with ``scheduling.share_retrypolicy`` /
 ``scheduling.share_tag`` (or a superuser) creates, changes or deletes. A user sees their own and the
@@ -19,7 +21,20 @@ from typing import Any
 from django.db.models import Prefetch, Q, QuerySet
 
 from scheduling.engine import clock, pipelines
-from scheduling.models import FINISHED, OwnedModel, RetryPolicy, Tag, Task, TaskResult, TaskStatus
+from scheduling.models import (
+    FINISHED,
+    IN_FLIGHT,
+    WAITING,
+    AttemptStatus,
+    OwnedModel,
+    PipelineRun,
+    PipelineRunStatus,
+    RetryPolicy,
+    Tag,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 
 VIEW_ALL = "scheduling.view_all_tasks"
 
@@ -188,3 +203,65 @@ def describe_tasks(user: Any, tasks: list[tuple[Any, str]], limit: int = 10) -> 
     if hidden:
         parts.append(f"{hidden} task{'s' if hidden != 1 else ''} you cannot see")
     return ", ".join(parts)
+
+
+# Pipeline runs: seen with their root task; their tasks the user may not see are counted, never named.
+
+
+def visible_pipeline_runs(user: Any) -> QuerySet[PipelineRun]:
+    """The pipeline runs whose root task ``user`` may see."""
+    return PipelineRun.objects.filter(root__in=visible_tasks(user)).select_related("root")
+
+
+#: Attempt statuses that end a task's part of a pipeline run badly.
+_RUN_FAILED = (AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.CANCELLED)
+
+
+def pipeline_run_tasks(run: PipelineRun) -> list[dict[str, Any]]:
+    """Each task of the run (every task with an attempt in it) with its latest attempt's status in the run.
+
+    ``started_at`` is when its first attempt in the run started, ``finished_at`` when the latest finished;
+    ``owner_id`` is for the caller's visibility check.
+    """
+    rows = (
+        TaskResult.objects.filter(pipeline_run=run)
+        .order_by("task_id", "created_at", "id")
+        .values_list("task_id", "task__name", "task__owner_id", "attempt", "status", "started_at", "finished_at")
+    )
+    tasks: dict[Any, dict[str, Any]] = {}
+    for task_id, name, owner_id, attempt, status, started, finished in rows:
+        entry = tasks.setdefault(task_id, {"id": task_id, "name": name, "owner_id": owner_id, "started_at": started})
+        entry.update(attempt=attempt, status=status, finished_at=finished)
+        entry["started_at"] = entry["started_at"] or started
+    return sorted(tasks.values(), key=lambda t: (t["started_at"] is None, t["started_at"] or 0, t["name"]))
+
+
+def pipeline_run_status(statuses: Iterable[str]) -> str:
+    """RUNNING while a task of the run has an attempt waiting or in flight, else FAILED if one failed, else DONE."""
+    statuses = list(statuses)
+    if any(s in (*WAITING, *IN_FLIGHT) for s in statuses):
+        return PipelineRunStatus.RUNNING
+    if any(s in _RUN_FAILED for s in statuses):
+        return PipelineRunStatus.FAILED
+    return PipelineRunStatus.DONE
+
+
+def pipeline_run_view(user: Any, run: PipelineRun) -> dict[str, Any]:
+    """What ``user`` may read of a pipeline run: its status, its visible tasks, how many are hidden."""
+    tasks = pipeline_run_tasks(run)
+    everyone = sees_all_tasks(user)
+    person = _person(user)
+    shown = [t for t in tasks if everyone or (person is not None and t["owner_id"] == person.pk)]
+    return {
+        "id": run.pk,
+        "root_task": run.root_id,
+        "root_task_name": run.root.name,
+        "which": run.which,
+        "origin": run.origin,
+        "fire_time": run.fire_time,
+        "created_at": run.created_at,
+        "created_by": run.actor.get_username() if run.actor_id and run.actor else None,
+        "status": pipeline_run_status(t["status"] for t in tasks),
+        "tasks": [{k: v for k, v in t.items() if k != "owner_id"} for t in shown],
+        "hidden_tasks": len(tasks) - len(shown),
+    }

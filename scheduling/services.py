@@ -2,7 +2,8 @@
 
 Each function validates, writes in one transaction and, after commit, wakes the
 dispatcher, so an immediate task starts without waiting for the beat poll. A retry or
-run can bring the task's dependents along (``downstream=failed|all``, :func:`task_retry`).
+run can bring the task's dependents along (``downstream=failed|all``, :func:`task_retry`) as a pipeline run;
+:func:`task_backfill` runs a past range of cron fires, each once (with its dependents, a pipeline run each).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from scheduling.models import (
     AuditAction,
     OverlapPolicy,
     OwnedModel,
+    PipelineOrigin,
+    PipelineRun,
     Priority,
     RetryPolicy,
     Tag,
@@ -524,6 +527,7 @@ class Downstream:
     waiting: list[str] = dataclasses.field(default_factory=list)  #: already had a run waiting: left as it is
     skipped: list[str] = dataclasses.field(default_factory=list)  #: seen but not brought: "name (paused)"
     hidden: int = 0  #: dependents the actor may not see or change: not touched
+    pipeline_run: int | None = None  #: the pipeline run they run in (GET /pipeline_runs/{id})
 
     def summary(self) -> str:
         """In words, for the admin's message, the API's answer and the CLI."""
@@ -588,41 +592,74 @@ def _check_downstream(downstream: Any) -> None:
         raise ValidationError({"downstream": f"must be one of {', '.join(DOWNSTREAM)}, got {downstream!r}"})
 
 
+def _bring_dependents(
+    task: Task,
+    outcome: Downstream,
+    *,
+    actor: Any,
+    action: str,
+    now: datetime,
+    run: PipelineRun,
+    available_at: datetime | None = None,
+    skip_waiting: bool = True,
+    audit_each: bool = True,
+) -> list[Task]:
+    """Give each dependent ``outcome.which`` selects one attempt in the pipeline run ``run`` (each task once).
+
+    ``skip_waiting``: a dependent with a run already waiting is left as it is (not part of the run).
+    """
+    brought: list[Task] = []
+    # The upstream's new run is written first (it is no longer FAILED), then every dependent's: the
+    # pipeline-run rule makes each wait for its dependencies' runs in the same pipeline run.
+    for dependent, parent in _downstream_tasks(task, outcome.which, actor, outcome):
+        locked = Task.objects.select_for_update().get(pk=dependent.pk)
+        if skip_waiting and TaskResult.objects.filter(task=locked, status__in=WAITING).exists():
+            outcome.waiting.append(locked.name)
+            continue
+        attempts.build(locked, now=now, available_at=available_at, pipeline_run_id=run.pk).save()
+        lifecycle.refresh_task(locked.pk, reason="")
+        if audit_each:
+            detail = f"brought along by {action} of {task.name!r} (downstream={outcome.which}, pipeline run {run.pk})"
+            if parent.pk != task.pk:
+                detail += f", through {parent.name!r}"
+            audit.record(locked, action, actor=actor, detail=detail)
+        outcome.started.append(locked.name)
+        brought.append(locked)
+    return brought
+
+
 def _start_run(task: Task, *, dispatch: bool, actor: Any, action: str, downstream: str | None = None) -> TaskResult:
     _check_downstream(downstream)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if TaskResult.objects.filter(task=task, status__in=WAITING).exists():
             raise ConflictError(f"{task.name!r} already has a run waiting to start", current_status=task.status)
-        result = attempts.build(task, now=clock.now())
+        now = clock.now()
+        run: PipelineRun | None = None
+        if downstream:
+            origin = PipelineOrigin.RETRY if action == AuditAction.RETRIED else PipelineOrigin.RUN
+            run = PipelineRun.objects.create(
+                root=task, which=downstream, origin=origin, actor=_person(actor), created_at=now
+            )
+        result = attempts.build(task, now=now, pipeline_run_id=run.pk if run is not None else None)
         result.save()
         lifecycle.refresh_task(task.pk, reason="")
         outcome = Downstream(task.name, downstream) if downstream else None
         brought: list[Task] = []
-        if outcome is not None:
-            # The upstream's new run is written first (it is no longer FAILED), then every dependent's:
-            # the dependency rule makes each wait for the runs above it, in dependency order.
-            for dependent, parent in _downstream_tasks(task, outcome.which, actor, outcome):
-                locked = Task.objects.select_for_update().get(pk=dependent.pk)
-                if TaskResult.objects.filter(task=locked, status__in=WAITING).exists():
-                    outcome.waiting.append(locked.name)
-                    continue
-                attempts.build(locked, now=clock.now()).save()
-                lifecycle.refresh_task(locked.pk, reason="")
-                detail = f"brought along by {action} of {task.name!r} (downstream={outcome.which})"
-                if parent.pk != task.pk:
-                    detail += f", through {parent.name!r}"
-                audit.record(locked, action, actor=actor, detail=detail)
-                outcome.started.append(locked.name)
-                brought.append(locked)
-        lifecycle.fail_if_upstream_failed(task)
-        for dependent in brought:  # another of its dependencies may still have failed
-            lifecycle.fail_if_upstream_failed(dependent)
+        if outcome is not None and run is not None:
+            outcome.pipeline_run = run.pk
+            brought = _bring_dependents(task, outcome, actor=actor, action=action, now=now, run=run)
+        run_id = run.pk if run is not None else None
+        lifecycle.fail_if_upstream_failed(task, pipeline_run_id=run_id)
+        for dependent in brought:  # a dependency outside the pipeline run may still have failed
+            lifecycle.fail_if_upstream_failed(dependent, pipeline_run_id=run_id)
         audit.record(
             task,
             action,
             actor=actor,
-            detail=f"with downstream={outcome.which}: {outcome.summary()}" if outcome is not None else "",
+            detail=f"with downstream={outcome.which} (pipeline run {run_id}): {outcome.summary()}"
+            if outcome is not None
+            else "",
         )
         if dispatch:
             transaction.on_commit(dispatcher.wake)
@@ -884,3 +921,210 @@ def results_delete(*, results: Any, actor: Any = None) -> tuple[int, list[str]]:
             deleted += len(gone)
             transaction.on_commit(functools.partial(retention.remove_artifacts, gone))
     return deleted, refused
+
+
+# Backfill: the cron fires of a past range, each once, oldest first, each with its dependents as a pipeline run.
+
+
+@dataclass
+class Backfill:
+    """What :func:`task_backfill` did (or, with ``dry_run``, would do)."""
+
+    task: str
+    start: datetime
+    end: datetime
+    fires: list[datetime]  #: every fire time of the range, oldest first
+    skipped: list[datetime] = dataclasses.field(default_factory=list)  #: fires that already have a run
+    created: list[datetime] = dataclasses.field(default_factory=list)  #: fires given a run now
+    pipeline_runs: list[int] = dataclasses.field(default_factory=list)  #: one per created fire, with downstream
+    downstream: Downstream | None = None
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        """In words, for the admin's message, the CLI and the audit trail."""
+        span = f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC"
+        if self.dry_run:
+            head = f"dry run, nothing written: {len(self.fires)} fire(s) in {span}"
+            if self.skipped:
+                head += f", {len(self.skipped)} already ran and would be skipped"
+            return head
+        head = f"{len(self.fires)} fire(s) in {span}: {len(self.created)} run(s) created"
+        if self.skipped:
+            head += f", {len(self.skipped)} already ran (skipped)"
+        if self.downstream is not None:
+            head += f"; downstream={self.downstream.which}, a pipeline run each: {self.downstream.summary()}"
+        return head
+
+
+def backfill_fires(task: Task, start: datetime, end: datetime) -> list[datetime]:
+    """The task's cron fire times in [start, end], oldest first: the live fires' function and DST rule
+    (engine/cron.py). Refuses a range of more than ``scheduler.max_backfill`` fires, naming the count."""
+    limit = settings.TASKHUB.scheduler.max_backfill
+    fires: list[datetime] = []
+    for moment in cron.fire_times(task.cron_expr, task.timezone, start - timedelta(microseconds=1)):
+        if moment > end:
+            break
+        fires.append(moment)
+        if len(fires) > limit:
+            counted = len(fires) + sum(1 for _ in _until(task, moment, end, limit * 10))
+            more = "" if counted <= limit * 11 else " or more"
+            raise ValidationError(
+                {
+                    "range": f"{counted}{more} cron fires between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} "
+                    f"UTC, more than the limit of {limit} (scheduler.max_backfill): backfill a shorter range"
+                }
+            )
+    return fires
+
+
+def _until(task: Task, after: datetime, end: datetime, cap: int) -> Any:
+    for n, moment in enumerate(cron.fire_times(task.cron_expr, task.timezone, after)):
+        if moment > end or n >= cap:
+            return
+        yield moment
+
+
+def _check_backfill(task: Task, start: datetime, end: datetime, downstream: str | None) -> None:
+    _check_downstream(downstream)
+    if downstream not in (None, "all"):
+        raise ValidationError({"downstream": f"a backfill brings every dependent (all) or none, got {downstream!r}"})
+    if task.task_type != TaskType.SCHEDULED:
+        raise ValidationError(
+            {"task": f"{task.name!r} is {task.task_type}: only a SCHEDULED task has fires to backfill"}
+        )
+    if not task.enabled:
+        raise ValidationError({"task": f"{task.name!r} is paused: resume it first, or its backfilled runs never start"})
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValidationError({"range": "start and end need a time zone (or are read in the task's)"})
+    if end < start:
+        raise ValidationError({"end": f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"})
+    now = clock.now()
+    if end > now:
+        raise ValidationError(
+            {
+                "end": f"{end.isoformat()} is in the future (now {now:%Y-%m-%dT%H:%M:%S}Z): "
+                "a backfill runs past fires only"
+            }
+        )
+
+
+def task_backfill(
+    *,
+    task: Task,
+    start: datetime,
+    end: datetime,
+    downstream: str | None = None,
+    dry_run: bool = False,
+    actor: Any = None,
+) -> Backfill:
+    """Run the cron fires of ``task`` in [start, end] that have no run yet, once each, oldest first.
+
+    The fire times are the live fires' (``engine/cron.py``, in the task's time zone, the same DST rule). Each
+    new run has ``fire_time`` and ``available_at`` = its fire, so the dispatcher's age order runs the oldest
+    first, within ``scheduler.concurrency`` and ``max_instances`` as any waiting run; a fire that already has a
+    run (the unique first attempt per (task, fire_time)) is skipped and reported. ``downstream="all"``: each
+    fire is its own pipeline run with every dependent the actor may change, so the dependent's run for fire F
+    waits for the task's run for fire F. ``dry_run`` lists the fires and writes nothing. Refused: a task that
+    is not SCHEDULED or is paused, an end before the start or in the future, more than
+    ``scheduler.max_backfill`` fires. Audited once on the task (the range and counts), once on each dependent.
+    """
+    _check_backfill(task, start, end, downstream)
+    fires = backfill_fires(task, start, end)
+    outcome = Downstream(task.name, downstream) if downstream else None
+    report = Backfill(task=task.name, start=start, end=end, fires=fires, downstream=outcome, dry_run=dry_run)
+    if dry_run:
+        report.skipped = _fired(task, fires)
+        return report
+    now = clock.now()
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        report.skipped = _fired(task, fires)
+        done = set(report.skipped)
+        report.created = [fire for fire in fires if fire not in done]
+        dependents: list[Task] = []
+        if outcome is not None:
+            chosen = _downstream_tasks(task, outcome.which, actor, outcome)
+            ids = sorted((d.pk for d, _ in chosen), key=str)
+            locked = {t.pk: t for t in Task.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+            dependents = [locked[d.pk] for d, _ in chosen]
+            outcome.started = [d.name for d in dependents]
+        if report.created:
+            runs: list[PipelineRun | None] = [None] * len(report.created)
+            if outcome is not None:
+                created_runs = PipelineRun.objects.bulk_create(
+                    PipelineRun(
+                        root=task,
+                        which=outcome.which,
+                        origin=PipelineOrigin.BACKFILL,
+                        fire_time=fire,
+                        actor=_person(actor),
+                        created_at=now,
+                    )
+                    for fire in report.created
+                )
+                runs = list(created_runs)
+                report.pipeline_runs = [run.pk for run in created_runs]
+            rows: list[TaskResult] = []
+            for fire, run in zip(report.created, runs, strict=True):
+                run_id = run.pk if run is not None else None
+                rows.append(attempts.build(task, now=now, fire_time=fire, available_at=fire, pipeline_run_id=run_id))
+                rows.extend(
+                    attempts.build(dependent, now=now, available_at=fire, pipeline_run_id=run_id)
+                    for dependent in dependents
+                )
+            TaskResult.objects.bulk_create(rows)
+            lifecycle.runs_added(Task.objects.filter(pk__in=[task.pk, *(d.pk for d in dependents)]), now=now)
+            _fail_backfill_blocked(task, dependents, report.pipeline_runs)
+            span = f"fires {report.created[0]:%Y-%m-%d %H:%M} .. {report.created[-1]:%Y-%m-%d %H:%M} UTC"
+            for dependent in dependents:
+                audit.record(
+                    dependent,
+                    AuditAction.BACKFILLED,
+                    actor=actor,
+                    detail=f"brought along by backfill of {task.name!r} (downstream=all): "
+                    f"{len(report.created)} run(s), {span}, a pipeline run each",
+                )
+            transaction.on_commit(dispatcher.wake)
+        audit.record(task, AuditAction.BACKFILLED, actor=actor, detail=report.summary()[:500])
+    logger.info("backfill of %s: %s", task.name, report.summary())
+    return report
+
+
+def _fired(task: Task, fires: list[datetime]) -> list[datetime]:
+    """The fires among ``fires`` that already have a run (a first attempt with that fire_time)."""
+    if not fires:
+        return []
+    have = set(
+        TaskResult.objects.filter(task=task, attempt=1, fire_time__gte=fires[0], fire_time__lte=fires[-1]).values_list(
+            "fire_time", flat=True
+        )
+    )
+    return [fire for fire in fires if fire in have]
+
+
+def _fail_backfill_blocked(task: Task, dependents: list[Task], run_ids: list[int]) -> None:
+    """A dependency outside the backfill that already ended badly fails the new runs at once (as a fire does)."""
+    inside = {task.pk, *(d.pk for d in dependents)}
+    for member in [task, *dependents]:
+        if not member.dependencies.filter(status__in=lifecycle.TASK_FAILED).exclude(pk__in=inside).exists():
+            continue
+        if not run_ids:
+            lifecycle.fail_if_upstream_failed(member)
+        for run_id in run_ids:
+            lifecycle.fail_if_upstream_failed(member, pipeline_run_id=run_id)
+
+
+def backfill_moment(value: Any, task: Task, field: str) -> datetime:
+    """A backfill bound from ISO 8601 text or a datetime; without an offset it is read in the task's time zone."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationError(
+                {field: f"expected an ISO 8601 date or time (2026-03-01T02:30), got {value!r}"}
+            ) from None
+    if not isinstance(value, datetime):
+        raise ValidationError({field: f"expected an ISO 8601 date or time, got {value!r}"})
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=cron.timezone_of(task.timezone))
+    return value

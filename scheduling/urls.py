@@ -25,6 +25,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     *router.urls,
     re_path(r"^task_history/?$", views.TaskHistoryView.as_view(), name="task-history"),
+    re_path(r"^pipeline_runs/(?P<pk>[^/]+)/?$", views.PipelineRunView.as_view(), name="pipeline-run"),
     re_path(r"^handlers/?$", views.HandlerListView.as_view(), name="handlers"),
     re_path(r"^health/?$", views.HealthView.as_view(), name="health"),
     re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
@@ -33,5 +34,5 @@ urlpatterns = [
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Log in and out of the browsable API.
     path("api-auth/", include("rest_framework.urls")),
-    re_path(r"^(?:tasks|task_history|handlers|workers)(?:/.*)?$", views.not_found),
+    re_path(r"^(?:tasks|task_history|handlers|workers|pipeline_runs)(?:/.*)?$", views.not_found),
 ]

@@ -380,6 +380,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         # A SCHEDULED task's run still waiting for a fresh dependency run this long after it was due fails
         # (tasks override it with dependency_timeout); 0: wait as long as it takes.
         "dependency_timeout": Key(_int(0), 43200),
+        # manage.py backfill / the admin's "Backfill..." refuse a range of more cron fires than this.
+        "max_backfill": Key(_int(1), 1000),
         # Each worker refreshes its row this often (s); one silent for two intervals reads offline.
         "worker_heartbeat": Key(_number(0, strict=True), 10.0),
     },
@@ -699,6 +701,7 @@ class SchedulerSettings:
     timeout_grace_seconds: int
     requeue_after_seconds: int
     dependency_timeout: int
+    max_backfill: int
     worker_heartbeat: float
 
 

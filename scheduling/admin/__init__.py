@@ -753,6 +753,7 @@ class TaskResultAdmin(admin.ModelAdmin):
         "took",
         "error_excerpt",
         "worker",
+        "pipeline_run_link",
     ]
     list_display_links = ["attempt_link"]
     list_filter = ["status", TaskNameFilter, WorkerFilter, FinishedWithinFilter]
@@ -796,6 +797,13 @@ class TaskResultAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def attempt_link(self, result: TaskResult) -> str:
         return f"#{result.pk}"
+
+    @admin.display(description="pipeline run", ordering="pipeline_run")
+    def pipeline_run_link(self, result: TaskResult) -> str:
+        if result.pipeline_run_id is None:
+            return ""
+        url = f"{reverse('admin:scheduling_task_pipeline')}?task={result.task_id}&pipeline_run={result.pipeline_run_id}"
+        return format_html('<a href="{}">{}</a>', url, result.pipeline_run_id)
 
     @admin.display(description="task", ordering="task__name")
     def task_name(self, result: TaskResult) -> str:

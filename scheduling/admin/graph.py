@@ -46,6 +46,18 @@ class Graph:
     column: dict[UUID, int] = field(default_factory=dict)
     edges: set[tuple[UUID, UUID]] = field(default_factory=set)
     truncated: bool = False
+    faded: set[UUID] = field(default_factory=set)  #: drawn pale: not part of the pipeline run shown
+
+
+def show_pipeline_run(graph: Graph, statuses: dict[Any, str]) -> None:
+    """Colour the graph by a pipeline run: its tasks by their status in it (``statuses``, by task id), the others
+    pale. An attempt status that is no task status (SKIPPED) reads as DONE."""
+    for pk, node in graph.nodes.items():
+        if pk in statuses:
+            status = statuses[pk]
+            node.status = status if status in TaskStatus.values else TaskStatus.DONE
+        else:
+            graph.faded.add(pk)
 
 
 def neighbourhood(task: Task, *, depth: int = 4, limit: int = 60) -> Graph:
@@ -266,12 +278,14 @@ def render_svg(
             'stroke-width="1.5" marker-end="url(#th-arrow)"/>'
         )
     for pk, (x, y) in placed.boxes.items():
-        parts.append(_node(graph.nodes[pk], x, y, pk == focus, link, can_see))
+        parts.append(_node(graph.nodes[pk], x, y, pk == focus, link, can_see, pk in graph.faded))
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped (here and in _node)
 
 
-def _node(node: Task, x: int, y: int, focused: bool, link: Callable[[UUID], str], can_see: Any) -> str:
+def _node(
+    node: Task, x: int, y: int, focused: bool, link: Callable[[UUID], str], can_see: Any, faded: bool = False
+) -> str:
     visible = can_see(node)
     full = node.name if visible else "another user's task"
     name = full if len(full) <= 26 else full[:25] + "…"
@@ -279,8 +293,9 @@ def _node(node: Task, x: int, y: int, focused: bool, link: Callable[[UUID], str]
     stroke = ' stroke="#000" stroke-width="3"' if focused else ' stroke="#888" stroke-width="1"'
     paused = " · paused" if not node.enabled else ""
     href = f' href="{escape(link(node.pk))}"' if visible else ""
+    pale = ' opacity="0.35"' if faded else ""
     return (
-        f'<a{href} class="th-node" data-status="{escape(node.status)}">'
+        f'<a{href} class="th-node" data-status="{escape(node.status)}"{pale}>'
         f"<title>{escape(full)} ({escape(node.status)}{paused})</title>"
         f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{colour}"{stroke}/>'
         f'<text x="{x + 8}" y="{y + 17}" font-size="12" font-weight="bold" fill="#111">{escape(name)}</text>'

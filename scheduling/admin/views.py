@@ -27,7 +27,7 @@ from scheduling import dashboard, selectors, services
 from scheduling.admin import graph as admin_graph
 from scheduling.engine import attempt_log, cron
 from scheduling.handlers import registry
-from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus
+from scheduling.models import AttemptStatus, Task, TaskAudit, TaskResult, TaskStatus, TaskType
 from taskhub.exceptions import TaskHubError
 
 TIMELINE_LIMIT = 50  # attempts shown on the task page; the results list has the rest
@@ -293,6 +293,7 @@ class TaskPagesAdmin(admin.ModelAdmin):
             "status_colours": admin_graph.STATUS_COLOURS,
             "task_actions": available_actions(task) if can_change else [],
             "can_change_task": can_change,
+            "can_backfill": can_change and task.task_type == TaskType.SCHEDULED,
             "live_url": reverse("admin:scheduling_task_live", args=[task.pk]),
             "audit_entries": audit_entries(task),
         }
@@ -344,6 +345,7 @@ class TaskPagesAdmin(admin.ModelAdmin):
             path("<uuid:object_id>/do/<str:action>/", wrap(self.action_view), name="scheduling_task_do"),
             path("<uuid:object_id>/live/", wrap(self.live_view), name="scheduling_task_live"),
             path("<uuid:object_id>/graph/", wrap(self.graph_view), name="scheduling_task_graph"),
+            path("<uuid:object_id>/backfill/", wrap(self.backfill_view), name="scheduling_task_backfill"),
             path("pipeline/", wrap(self.pipeline_view), name="scheduling_task_pipeline"),
             path("pipeline/live/", wrap(self.pipeline_live_view), name="scheduling_task_pipeline_live"),
             path("counts/", wrap(self.counts_view), name="scheduling_task_counts"),
@@ -376,6 +378,54 @@ class TaskPagesAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, spec.said(task, outcome), messages.SUCCESS)
         return HttpResponseRedirect(self._change_url(task.pk))
+
+    def backfill_view(self, request: HttpRequest, object_id: UUID) -> HttpResponse:
+        """ "Backfill...": a small form (from, to in the task's time zone, dry run, with dependents) for
+        services.task_backfill; a dry run lists the fires on the form, a backfill goes back to the task page."""
+        task = self._task_or_404(request, str(object_id))
+        if not self.has_change_permission(request, task):
+            raise PermissionDenied
+        form = {"start": "", "end": "", "dry_run": True, "downstream": False}
+        report: services.Backfill | None = None
+        error = ""
+        if request.method == "POST":
+            form = {
+                "start": request.POST.get("start", "")[:40],
+                "end": request.POST.get("end", "")[:40],
+                "dry_run": request.POST.get("dry_run") == "on",
+                "downstream": request.POST.get("downstream") == "on",
+            }
+            try:
+                report = services.task_backfill(
+                    task=task,
+                    start=services.backfill_moment(form["start"], task, "from"),
+                    end=services.backfill_moment(form["end"], task, "to"),
+                    downstream="all" if form["downstream"] else None,
+                    dry_run=bool(form["dry_run"]),
+                    actor=request.user,
+                )
+            except TaskHubError as exc:
+                error = str(exc)
+            else:
+                if not report.dry_run:
+                    self.message_user(request, f"Backfill of {task.name!r}: {report.summary()}", messages.SUCCESS)
+                    return HttpResponseRedirect(self._change_url(task.pk))
+        skipped = set(report.skipped) if report is not None else set()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": Task._meta,
+            "original": task,
+            "title": f"Backfill {task.name}",
+            "form": form,
+            "error": error,
+            "report": report,
+            "fires": [
+                {"utc": f"{fire:%Y-%m-%d %H:%M} UTC", "local": _local(fire, task.timezone), "ran": fire in skipped}
+                for fire in (report.fires if report is not None else [])
+            ],
+            "limit": settings.TASKHUB.scheduler.max_backfill,
+        }
+        return TemplateResponse(request, "admin/scheduling/task/backfill.html", context)
 
     def cancel_confirmation(
         self, request: HttpRequest, tasks: list[Task], *, form_url: str, hidden: list[tuple[str, str]] | None = None
@@ -449,6 +499,19 @@ class TaskPagesAdmin(admin.ModelAdmin):
 
     def _pipeline_context(self, request: HttpRequest) -> dict[str, Any]:
         graph, title, focus = self._pipeline(request)
+        wanted = request.GET.get("pipeline_run", "")
+        if wanted:
+            run = (
+                selectors.visible_pipeline_runs(request.user).filter(pk=int(wanted)).first()
+                if wanted.isdigit() and len(wanted) < 19
+                else None
+            )
+            if run is None:
+                raise Http404("no such pipeline run")
+            tasks = selectors.pipeline_run_tasks(run)
+            admin_graph.show_pipeline_run(graph, {t["id"]: t["status"] for t in tasks})
+            status = selectors.pipeline_run_status(t["status"] for t in tasks)
+            title += f", pipeline run {run.pk} ({status}; tasks outside it pale)"
         return {
             "title": title,
             "graph_svg": admin_graph.render_svg(graph, focus, self._change_url, self._can_see(request)),

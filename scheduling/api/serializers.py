@@ -22,6 +22,8 @@ from scheduling.models import (
     AuditAction,
     DependencyMode,
     OverlapPolicy,
+    PipelineOrigin,
+    PipelineRunStatus,
     Priority,
     RetryPolicy,
     Task,
@@ -418,8 +420,39 @@ class TaskResultSerializer(serializers.ModelSerializer):
             "error_message",
             "traceback",
             "artifacts",
+            "pipeline_run",
         ]
         read_only_fields = fields
+
+
+class PipelineRunTaskSerializer(serializers.Serializer):
+    """One task of a pipeline run, with its latest attempt in that run."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="Its latest attempt in the run (1 for the first try).")
+    status = serializers.ChoiceField(choices=AttemptStatus.choices)
+    started_at = serializers.DateTimeField(allow_null=True, help_text="When its first attempt in the run started.")
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="When its latest attempt in the run ended.")
+
+
+class PipelineRunSerializer(serializers.Serializer):
+    """A pipeline run: a task and its dependents run together, each once (``selectors.pipeline_run_view``)."""
+
+    id = serializers.IntegerField()
+    root_task = serializers.UUIDField(help_text="The task the run was started from.")
+    root_task_name = serializers.CharField()
+    which = serializers.CharField(help_text="Which dependents came along: failed or all.")
+    origin = serializers.ChoiceField(choices=PipelineOrigin.choices)
+    fire_time = serializers.DateTimeField(allow_null=True, help_text="The cron fire a backfill ran.")
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(
+        choices=PipelineRunStatus.choices,
+        help_text="RUNNING while a task of it waits or runs, else FAILED if one failed, else DONE.",
+    )
+    tasks = PipelineRunTaskSerializer(many=True, help_text="Its tasks you may see.")
+    hidden_tasks = serializers.IntegerField(help_text="Its tasks you may not see: counted, never named.")
 
 
 class TaskAuditSerializer(serializers.ModelSerializer):

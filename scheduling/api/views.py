@@ -38,6 +38,7 @@ from scheduling.api.serializers import (
     CancelSerializer,
     HandlerSerializer,
     LastResultSerializer,
+    PipelineRunSerializer,
     TaskAuditSerializer,
     TaskResultSerializer,
     TaskSerializer,
@@ -299,6 +300,7 @@ class TaskViewSet(viewsets.ModelViewSet):
                 "already_waiting": outcome.waiting,
                 "skipped": outcome.skipped,
                 "hidden": outcome.hidden,
+                "pipeline_run": outcome.pipeline_run,
                 "summary": outcome.summary(),
             }
         return response
@@ -439,6 +441,25 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
         """One worker by its Celery node name (an attempt's worker_node)."""
         (worker,) = workers.listing(Worker.objects.filter(pk=self.get_object().pk))
         return Response(WorkerSerializer(worker).data)
+
+
+class PipelineRunView(APIView):
+    """One pipeline run (a run or retry with ``downstream``, a backfilled fire): each task's status in it."""
+
+    permission_classes = [TaskPermission]
+
+    @extend_schema(responses={200: PipelineRunSerializer, 404: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pk: str) -> Response:
+        """A pipeline run whose root task you may see: its status (RUNNING, DONE, FAILED) and each task's in it.
+
+        Its tasks you may not see are counted in ``hidden_tasks``, never named.
+        """
+        if not pk.isdigit() or len(pk) > 18:
+            raise Http404
+        run = selectors.visible_pipeline_runs(request.user).filter(pk=int(pk)).select_related("actor").first()
+        if run is None:
+            raise Http404
+        return Response(PipelineRunSerializer(selectors.pipeline_run_view(request.user, run)).data)
 
 
 class HandlerListView(APIView):

@@ -28,9 +28,13 @@ def build(
     status: str = AttemptStatus.PENDING,
     fire_time: datetime | None = None,
     available_at: datetime | None = None,
+    pipeline_run_id: int | None = None,
     **fields: Any,
 ) -> TaskResult:
-    """A new (unsaved) attempt of ``task``, with the task's priority; ``available_at`` defaults to ``now``."""
+    """A new (unsaved) attempt of ``task``, with the task's priority; ``available_at`` defaults to ``now``.
+
+    ``pipeline_run_id``: the pipeline run it belongs to (a retry attempt keeps its run's).
+    """
     return TaskResult(
         task=task,
         attempt=attempt,
@@ -39,6 +43,7 @@ def build(
         fire_time=fire_time,
         available_at=available_at or now,
         created_at=now,
+        pipeline_run_id=pipeline_run_id,
         **fields,
     )
 

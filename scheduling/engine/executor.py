@@ -279,6 +279,7 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
             status=AttemptStatus.RETRY,
             fire_time=result.fire_time,
             available_at=now + timedelta(seconds=delay),
+            pipeline_run_id=result.pipeline_run_id,
         ).save(force_insert=True)
         lifecycle.refresh_task(
             task.pk, latest=result, reason=f"attempt {result.attempt} {outcome.status}: retry in {delay:.1f} s"
@@ -286,7 +287,9 @@ def _after_finish(result: TaskResult, outcome: Outcome, now: datetime) -> None:
         return
     lifecycle.refresh_task(task.pk, latest=result)
     if outcome.status != AttemptStatus.DONE:
-        lifecycle.fail_dependents(task, reason=f"dependency {task.name!r} failed")
+        lifecycle.fail_dependents(
+            task, reason=f"dependency {task.name!r} failed", pipeline_run_id=result.pipeline_run_id
+        )
 
 
 def run_attempt(

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Case, CharField, Count, F, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
 from scheduling.engine import clock
@@ -357,9 +357,29 @@ def refresh_task(task_id: Any, *, latest: TaskResult | None = None, reason: str 
     return status
 
 
-def fail_waiting(task: Task, reason: str) -> bool:
-    """Fail the task's waiting attempts (locked); False when it had none."""
-    waiting = list(TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING))
+def fail_waiting(task: Task, reason: str, *, upstream: Task | None = None, pipeline_run_id: int | None = None) -> bool:
+    """Fail the task's waiting attempts (locked); False when it had none.
+
+    ``upstream`` (the dependency that failed): attempts of other pipeline runs in which that upstream still
+    has a run waiting, in flight or DONE are spared (they wait on that run, not on this failure).
+    ``pipeline_run_id``: the failure happened in that pipeline run: its attempts fail, and the others only
+    while the upstream's own status is failed (the status rule, which holds them back, would never pass).
+    """
+    waiting_q = TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING)
+    if upstream is not None:
+        alive = TaskResult.objects.filter(
+            task_id=upstream.pk,
+            pipeline_run_id=OuterRef("pipeline_run_id"),
+            status__in=WAITING + IN_FLIGHT + (A.DONE,),
+        )
+        waiting_q = waiting_q.exclude(
+            Q(pipeline_run__isnull=False) & ~Q(pipeline_run_id=pipeline_run_id) & Exists(alive)
+        )
+        if pipeline_run_id is not None:
+            upstream_failed = Task.objects.filter(pk=upstream.pk, status__in=TASK_FAILED).exists()
+            if not upstream_failed:
+                waiting_q = waiting_q.filter(pipeline_run_id=pipeline_run_id)
+    waiting = list(waiting_q)
     for result in waiting:
         move(result, A.FAILED, error_message=reason, refresh=False)
     if waiting:
@@ -367,11 +387,29 @@ def fail_waiting(task: Task, reason: str) -> bool:
     return bool(waiting)
 
 
-def fail_if_upstream_failed(task: Task) -> None:
-    """Fail the task's waiting runs at once if one of its dependencies already ended badly."""
-    bad = task.dependencies.filter(status__in=TASK_FAILED).first()
-    if bad is not None:
-        fail_waiting(task, f"dependency {bad.name!r} is {bad.status}")
+def fail_if_upstream_failed(task: Task, *, pipeline_run_id: int | None = None) -> None:
+    """Fail the task's waiting runs at once if one of its dependencies already ended badly.
+
+    ``pipeline_run_id``: only the task's attempts in that pipeline run, for the dependencies outside it (those
+    inside run again in it).
+    """
+    dependencies = task.dependencies.filter(status__in=TASK_FAILED)
+    if pipeline_run_id is not None:
+        dependencies = dependencies.exclude(results__pipeline_run_id=pipeline_run_id)
+    bad = dependencies.first()
+    if bad is None:
+        return
+    reason = f"dependency {bad.name!r} is {bad.status}"
+    if pipeline_run_id is None:
+        fail_waiting(task, reason)
+        return
+    waiting = list(
+        TaskResult.objects.select_for_update().filter(task=task, status__in=WAITING, pipeline_run_id=pipeline_run_id)
+    )
+    for result in waiting:
+        move(result, A.FAILED, error_message=reason, refresh=False)
+    if waiting:
+        refresh_task(task.pk, latest=waiting[-1], reason=reason)
 
 
 def failed_because_of(task: Task, upstream: Task) -> bool:
@@ -395,8 +433,13 @@ def fail_if_any_upstream_failed(tasks: list[Task]) -> None:
             fail_if_upstream_failed(task)
 
 
-def fail_dependents(task: Task, *, reason: str) -> None:
-    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed)."""
+def fail_dependents(task: Task, *, reason: str, pipeline_run_id: int | None = None) -> None:
+    """Fail the waiting runs downstream of a FAILED or CANCELLED task (Airflow's upstream_failed).
+
+    ``pipeline_run_id``: the attempt that failed belonged to that pipeline run: its dependents fail in it
+    (and outside any run only while the task's own status is failed); other pipeline runs in which the task
+    still has a live run are never touched (see :func:`fail_waiting`).
+    """
     frontier = [(task, reason)]
     seen = {task.pk}
     while frontier:
@@ -405,7 +448,7 @@ def fail_dependents(task: Task, *, reason: str) -> None:
             if dependent.pk in seen:
                 continue
             seen.add(dependent.pk)
-            if fail_waiting(dependent, why):
+            if fail_waiting(dependent, why, upstream=upstream, pipeline_run_id=pipeline_run_id):
                 frontier.append((dependent, f"dependency {dependent.name!r} failed: {why}"))
 
 

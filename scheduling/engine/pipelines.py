@@ -14,7 +14,15 @@ The rule, per dependency of a task D on a task U:
 
 A retry attempt (attempt > 1) belongs to a run that was already admitted: the status rule only.
 
-The whole rule is two correlated ``EXISTS`` in the dispatcher's ready query (:func:`ready_filter`): per
+Pipeline runs (``TaskResult.pipeline_run``: a run with ``downstream``, a backfilled fire): the tasks of a
+pipeline run are those with an attempt in it, each once. For an attempt of a pipeline run, a dependency that
+is part of the same run must have a DONE attempt *in that run* (Airflow's DAG-run rule), instead of the rules
+above; a dependency outside the run keeps them. So in a diamond A -> B, A -> C, B -> D, C -> D, D runs once,
+after B and C are DONE in the run, and a backfill's dependent run for fire F waits for its upstream's run
+for fire F. A task that fails for good fails its dependents' waiting attempts in the same run
+(``lifecycle.fail_dependents``).
+
+The whole rule is a few correlated ``EXISTS`` in the dispatcher's ready query (:func:`ready_filter`): per
 waiting attempt, an index seek per dependency for U's status, and for a new run D's previous start
 (result_task_idx) and U's DONE attempts after it (result_task_done_idx). :func:`unmet` asks the same
 expressions for one task (the waiting reason), :func:`fail_overdue` fails the runs that waited longer than
@@ -77,11 +85,27 @@ def _stale(now: datetime) -> QuerySet[Any]:
     )
 
 
+def _in_run(*, done: bool = False) -> Exists:
+    """The edge's upstream (an edge row inside the ready query) has an attempt (a DONE one) in the waiting
+    attempt's pipeline run; false for an attempt outside any pipeline run (NULL never matches)."""
+    attempts = TaskResult.objects.filter(
+        pipeline_run_id=OuterRef(OuterRef("pipeline_run_id")), task_id=OuterRef("to_task_id")
+    )
+    return Exists(attempts.filter(status=AttemptStatus.DONE) if done else attempts)
+
+
 def ready_filter(now: datetime) -> Q:
-    """The condition on waiting attempts (TaskResult rows) whose dependencies are met, per the rule above."""
-    not_done = _edges().filter(from_task_id=OuterRef("task_id")).exclude(to_task__status=TaskStatus.DONE)
-    stale = _stale(now).filter(from_task_id=OuterRef("task_id"))
-    return ~Exists(not_done) & (Q(attempt__gt=1) | ~Exists(stale))
+    """The condition on waiting attempts (TaskResult rows) whose dependencies are met, per the rule above.
+
+    In a pipeline run (``pipeline_run`` set), a dependency that is part of the same run (has an attempt in it)
+    is met by a DONE attempt in that run, whatever its status or freshness; the others keep the rule above.
+    """
+    edges = _edges().filter(from_task_id=OuterRef("task_id"))
+    not_done = edges.exclude(to_task__status=TaskStatus.DONE).filter(~_in_run())
+    not_done_in_run = edges.filter(_in_run(), ~_in_run(done=True))
+    stale = _stale(now).filter(from_task_id=OuterRef("task_id")).filter(~_in_run())
+    ready: Q = ~Exists(not_done) & (Q(attempt__gt=1) | ~Exists(stale))
+    return ready & Q(~Exists(not_done_in_run))
 
 
 def unmet(task: Task, now: datetime, *, first_attempt: bool = True) -> list[tuple[Task, datetime | None]]:
@@ -169,16 +193,19 @@ def fail_overdue(now: datetime) -> int:
     bounds = [b for b in (default, shortest) if b]
     if not bounds:
         return 0
+    cut = now - timedelta(seconds=min(bounds))
     held = (
-        TaskResult.objects.filter(status_in(WAITING), available_at__lte=now - timedelta(seconds=min(bounds)))
+        TaskResult.objects.filter(status_in(WAITING), available_at__lte=cut)
+        # A pipeline run's attempt waits from its creation (a backfilled fire is due long before).
+        .filter(Q(pipeline_run__isnull=True) | Q(created_at__lte=cut))
         .filter(task__enabled=True, task__dependencies__isnull=False)
         .exclude(ready_filter(now))
-        .values_list("task_id", "attempt", "available_at")
+        .values_list("task_id", "attempt", "available_at", "created_at", "pipeline_run_id")
         .distinct()
     )
     overdue: dict[Any, tuple[int, datetime]] = {}
-    for task_id, attempt, available_at in held:
-        overdue.setdefault(task_id, (attempt, available_at))
+    for task_id, attempt, available_at, created_at, run_id in held:
+        overdue.setdefault(task_id, (attempt, max(available_at, created_at) if run_id else available_at))
     failed = 0
     for task in Task.objects.filter(pk__in=list(overdue)):
         timeout = task.effective_dependency_timeout()

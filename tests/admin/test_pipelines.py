@@ -71,6 +71,7 @@ def test_cli_retry_with_downstream_and_change_of_mode(chain, capsys) -> None:
     call_command("task_action", "retry", "extract", "--downstream", "failed")
     out = capsys.readouterr().out
     assert "downstream=failed: 3 dependent(s) run again: publish, transform, load" in out
+    assert "pipeline run " in out
     extract = chain["extract"]
     call_command("task_action", "change", "publish", "--set", f'dependencies=[{{"id": "{extract.pk}", "mode": "any"}}]')
     assert list(Task.objects.get(name="publish").any_run_dependencies.all()) == [extract]

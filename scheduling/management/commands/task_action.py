@@ -77,3 +77,4 @@ class Command(BaseCommand):
         outcome = services.downstream_of(done) if isinstance(done, TaskResult) else None
         if outcome is not None:
             self.stdout.write(f"downstream={outcome.which}: {outcome.summary()}")
+            self.stdout.write(f"pipeline run {outcome.pipeline_run} (GET /pipeline_runs/{outcome.pipeline_run})")

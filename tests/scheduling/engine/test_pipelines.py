@@ -254,7 +254,14 @@ def test_retry_with_failed_downstream_runs_each_dependent_again_in_dependency_or
         for task in (extract, transform, load, archive):
             assert runs(task) == 1
         audit = TaskAudit.objects.get(task_id=load.pk, action="retried")
-        assert audit.detail == "brought along by retried of 'extract' (downstream=failed), through 'transform'"
+        assert audit.detail == (
+            f"brought along by retried of 'extract' (downstream=failed, pipeline run {outcome.pipeline_run}), "
+            "through 'transform'"
+        )
+        assert outcome.pipeline_run is not None
+        assert {r.pipeline_run_id for r in TaskResult.objects.filter(status=AttemptStatus.DONE)} == {
+            outcome.pipeline_run
+        }
         assert "3 dependent(s) run again" in TaskAudit.objects.get(task_id=extract.pk, action="retried").detail
 
 
