@@ -232,3 +232,25 @@ def test_retry_with_failed_downstream_runs_each_dependent_once_on_a_worker(start
     assert [line.split()[0] for line in journal()] == ["extract", "extract", "transform", "load"]
     for task in (transform, load):
         assert attempts(task)[-1] == (1, "DONE") and TaskResult.objects.filter(task=task, status="DONE").count() == 1
+
+
+def test_a_diamond_pipeline_run_runs_each_task_once_on_a_worker(start_worker, make_task, journal):
+    """run?downstream=all on a worker: the bottom of a diamond starts once, after both sides are DONE in the run."""
+    start_worker()
+    top = make_task("top")
+    wait_until(lambda: done(top))
+    left = make_task("left", dependencies=[top.pk])
+    right = make_task("right", dependencies=[top.pk])
+    bottom = make_task("bottom", dependencies=[left.pk, right.pk])
+    wait_until(lambda: done(top, left, right, bottom))
+    before = len(journal())
+    result = services.task_run_now(task=Task.objects.get(pk=top.pk), downstream="all")
+    run = result.pipeline_run
+    assert run is not None
+    wait_until(lambda: TaskResult.objects.filter(pipeline_run=run, status="DONE").count() == 4, timeout=60)
+    ran = [line.split()[0] for line in journal()[before:]]
+    assert sorted(ran) == ["bottom", "left", "right", "top"] and ran[0] == "top" and ran[-1] == "bottom"
+    in_run = TaskResult.objects.filter(pipeline_run=run)
+    assert sorted(in_run.values_list("task__name", flat=True)) == ["bottom", "left", "right", "top"]
+    sides = in_run.filter(task__name__in=["left", "right"])
+    assert in_run.get(task__name="bottom").started_at >= max(r.finished_at for r in sides)
