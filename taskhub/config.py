@@ -673,16 +673,9 @@ def _jira_environments(values: Mapping[str, Any]) -> dict[str, JiraEnvironmentSe
 
 
 @dataclass(frozen=True)
-class JiraSettings:
-    url: str
-    deployment: str
-    username: str
-    password: str = field(repr=False)
-    token: str = field(repr=False)
-    email: str
-    api_token: str = field(repr=False)
-    verify_ssl: bool
-    timeout: float
+class JiraSettings(AtlassianSettings):
+    """The default Jira environment's site and sign-in, and the named ``jira.environments``."""
+
     environments: Mapping[str, JiraEnvironmentSettings] = field(
         metadata={"keys": JIRA_ENV_KEYS, "section": JiraEnvironmentSettings, "build": _jira_environments}
     )
