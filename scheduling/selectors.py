@@ -78,19 +78,17 @@ def may_see_task(user: Any, task: Task) -> bool:
     return sees_all_tasks(user) or (person is not None and task.owner_id == person.pk)
 
 
-def task_list(queryset: QuerySet[Task] | None = None, *, latest_fields: Iterable[str] = ()) -> QuerySet[Task]:
+def task_list(latest_fields: Iterable[str]) -> QuerySet[Task]:
     """Tasks with what a task's summary shows (owner, policy, tags, dependencies and their modes, latest attempt)
     prefetched.
 
     A fixed number of queries for any number of tasks: the latest attempt per task is one window-function
     query (Django turns a sliced prefetch into one); ``latest_results`` holds it, with only
-    ``latest_fields`` of its columns when given (else all but the traceback, result and artifacts).
+    ``latest_fields`` of its columns (and those the window needs).
     """
-    queryset = Task.objects.all() if queryset is None else queryset
-    latest = TaskResult.objects.all()
     fields = [name for name in latest_fields if name not in ("id", "task_id", "created_at")]
-    latest = latest.only("id", "task_id", "created_at", *fields) if fields else latest.defer("traceback", "result")
-    return queryset.select_related("owner", "retry_policy").prefetch_related(
+    latest = TaskResult.objects.only("id", "task_id", "created_at", *fields)
+    return Task.objects.select_related("owner", "retry_policy").prefetch_related(
         "tags",
         Prefetch("dependencies", queryset=Task.objects.only("id", "name", "status").order_by("name")),
         Prefetch("any_run_dependencies", queryset=Task.objects.only("id")),

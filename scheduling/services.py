@@ -257,11 +257,11 @@ def _tags_of(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
 
 def _set_tags(task: Task, names: list[str]) -> None:
     """Give ``task`` exactly these tags, creating missing ones (the rule of :func:`_add_tags`)."""
-    existing = _missing_tags(task.owner_id, names)
+    existing = _tags_creating_missing(task.owner_id, names)
     task.tags.set([existing[name] for name in names])
 
 
-def _missing_tags(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
+def _tags_creating_missing(owner_id: int | None, names: list[str]) -> dict[str, Tag]:
     """The tags these names mean on a task of ``owner_id``, creating the missing ones.
 
     A name means the owner's tag, else the shared one; a new tag is the owner's (shared when the task has
@@ -282,7 +282,7 @@ def _add_tags(owner_id: int | None, tagged: list[tuple[Task, list[str]]]) -> Non
     names = list(dict.fromkeys(name for _, task_names in tagged for name in task_names))
     if not names:
         return
-    existing = _missing_tags(owner_id, names)
+    existing = _tags_creating_missing(owner_id, names)
     through = Task.tags.through
     through.objects.bulk_create(
         [through(task_id=task.pk, tag_id=existing[name].pk) for task, task_names in tagged for name in task_names]
