@@ -54,22 +54,22 @@ def sees_all_tasks(user: Any) -> bool:
     return user is None or (person is not None and person.has_perm(VIEW_ALL))
 
 
-def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
-    """The tasks ``user`` may see: all with view_all_tasks (or for the system), else their own."""
-    queryset = Task.objects.all() if queryset is None else queryset
+def _with_visible_task(user: Any, queryset: QuerySet[Any], owner: str) -> QuerySet[Any]:
+    """``queryset`` cut to the rows whose task (its owner reached through ``owner``) ``user`` may see."""
     if sees_all_tasks(user):
         return queryset
     person = _person(user)
-    return queryset.filter(owner=person) if person is not None else queryset.none()
+    return queryset.filter(**{owner: person}) if person is not None else queryset.none()
+
+
+def visible_tasks(user: Any, queryset: QuerySet[Task] | None = None) -> QuerySet[Task]:
+    """The tasks ``user`` may see: all with view_all_tasks (or for the system), else their own."""
+    return _with_visible_task(user, Task.objects.all() if queryset is None else queryset, "owner")
 
 
 def visible_results(user: Any, queryset: QuerySet[TaskResult] | None = None) -> QuerySet[TaskResult]:
     """The attempts of the tasks ``user`` may see."""
-    queryset = TaskResult.objects.all() if queryset is None else queryset
-    if sees_all_tasks(user):
-        return queryset
-    person = _person(user)
-    return queryset.filter(task__owner=person) if person is not None else queryset.none()
+    return _with_visible_task(user, TaskResult.objects.all() if queryset is None else queryset, "task__owner")
 
 
 def may_see_task(user: Any, task: Task) -> bool:
