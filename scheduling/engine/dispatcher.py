@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import audit
-from scheduling.engine import clock, lifecycle, pipelines
+from scheduling.engine import clock, compiled, lifecycle, pipelines
+from scheduling.engine.compiled import Now, at
 from scheduling.models import IN_FLIGHT, WAITING, AuditAction, Task, TaskResult, TaskStatus, status_in
 from taskhub.celery import app
 
@@ -39,7 +40,7 @@ def _lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
 
 
-def _ready(now: datetime):
+def _ready(now: datetime | Now) -> QuerySet[TaskResult]:
     """Waiting attempts whose time has come, of enabled tasks whose dependencies are met (engine/pipelines.py)."""
     ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
         pipelines.ready_filter(now)
@@ -49,8 +50,8 @@ def _ready(now: datetime):
         return ready.order_by("priority", "available_at", "pk")
     # Anti-starvation: one level higher per aging interval waited (LOW reaches HIGH after two).
     lift = Case(
-        When(available_at__lte=now - timedelta(seconds=2 * aging), then=Value(2)),
-        When(available_at__lte=now - timedelta(seconds=aging), then=Value(1)),
+        When(available_at__lte=at(now, timedelta(seconds=-2 * aging)), then=Value(2)),
+        When(available_at__lte=at(now, timedelta(seconds=-aging)), then=Value(1)),
         default=Value(0),
     )
     return ready.annotate(effective=Greatest(F("priority") - lift, Value(1))).order_by(
@@ -78,6 +79,18 @@ PICKED_FIELDS = (
 )
 
 
+def _pick(limit: int) -> QuerySet[TaskResult]:
+    """The first ``limit`` ready attempts in pick order, locked (skipping those another dispatch holds).
+
+    Only what queueing and sending read (:data:`PICKED_FIELDS`): building 4x ``free`` full rows of both
+    tables was most of a busy worker's dispatch. Compiled once per connection and limit (engine/compiled.py).
+    """
+    candidates = _ready(Now()).select_related("task").only(*PICKED_FIELDS)
+    if connection.features.has_select_for_update_skip_locked:
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    return candidates[:limit]
+
+
 def dispatch(now: datetime | None = None) -> list[TaskResult]:
     """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
     now = now or clock.now()
@@ -87,14 +100,8 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
         free = conf.concurrency - in_flight()
         if free <= 0:
             return []
-        # Only what queueing and sending read: building 4x ``free`` full rows of both tables was most of a
-        # busy worker's dispatch.
-        candidates = _ready(now).select_related("task").only(*PICKED_FIELDS)
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        picked = _within_instance_limit(
-            pipelines.one_fresh_run_per_task(list(candidates[: free * 4])), free, conf.max_instances
-        )
+        candidates = compiled.run(("pick", free * 4, conf.priority_aging_seconds), lambda: _pick(free * 4), now)
+        picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, conf.max_instances)
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))

@@ -24,7 +24,8 @@ for fire F. A task that fails for good fails its dependents' waiting attempts in
 
 The whole rule is a few correlated ``EXISTS`` in the dispatcher's ready query (:func:`ready_filter`): per
 waiting attempt, an index seek per dependency for U's status, and for a new run D's previous start
-(result_task_idx) and U's DONE attempts after it (result_task_done_idx). :func:`unmet` asks the same
+(result_task_idx) and U's DONE attempts after it (result_task_done_idx). The dispatcher compiles that query
+once (engine/compiled.py), so the rule's size costs no Python per dispatch. :func:`unmet` asks the same
 expressions for one task (the waiting reason), :func:`fail_overdue` fails the runs that waited longer than
 their ``dependency_timeout`` (the dispatcher sweep calls it).
 """
@@ -41,18 +42,23 @@ from django.db.models import DateTimeField, Exists, Min, OuterRef, Q, QuerySet, 
 from django.db.models.functions import Coalesce
 
 from scheduling.engine import lifecycle
+from scheduling.engine.compiled import Now
 from scheduling.models import WAITING, AttemptStatus, Task, TaskResult, TaskStatus, TaskType, status_in
 
 #: Attempts that consumed (or are about to consume) their dependencies' runs.
 CONSUMING = (AttemptStatus.QUEUED, AttemptStatus.RUNNING, AttemptStatus.DONE)
 
 
-def previous_start(task_ref: Any, now: datetime) -> Subquery:
+def _time(now: datetime | Now) -> Now | Value:
+    return now if isinstance(now, Now) else Value(now, output_field=DateTimeField())
+
+
+def previous_start(task_ref: Any, now: datetime | Now) -> Subquery:
     """When the previous run of the task ``task_ref`` names started (NULL: it has none; QUEUED: ``now``)."""
     latest = (
         TaskResult.objects.filter(task_id=task_ref, status__in=CONSUMING)
         .order_by("-created_at", "-id")
-        .annotate(start=Coalesce("started_at", Value(now, output_field=DateTimeField())))
+        .annotate(start=Coalesce("started_at", _time(now)))
         .values("start")[:1]
     )
     return Subquery(latest, output_field=DateTimeField())
@@ -71,7 +77,7 @@ def _is_any() -> Exists:
     )
 
 
-def _stale(now: datetime) -> QuerySet[Any]:
+def _stale(now: datetime | Now) -> QuerySet[Any]:
     """Dependency rows (annotated ``since``) in fresh mode whose upstream has no DONE run since ``since``."""
     fresh_done = TaskResult.objects.filter(
         task_id=OuterRef("to_task_id"), status=AttemptStatus.DONE, finished_at__gt=OuterRef("since")
@@ -94,8 +100,10 @@ def _in_run(*, done: bool = False) -> Exists:
     return Exists(attempts.filter(status=AttemptStatus.DONE) if done else attempts)
 
 
-def ready_filter(now: datetime) -> Q:
+def ready_filter(now: datetime | Now) -> Q:
     """The condition on waiting attempts (TaskResult rows) whose dependencies are met, per the rule above.
+
+    ``now``: a time, or :class:`~scheduling.engine.compiled.Now` in the dispatcher's compiled pick.
 
     In a pipeline run (``pipeline_run`` set), a dependency that is part of the same run (has an attempt in it)
     is met by a DONE attempt in that run, whatever its status or freshness; the others keep the rule above.

@@ -1,0 +1,141 @@
+"""Queries the ORM builds and compiles once, then runs many times with a new "now" (the dispatcher's pick).
+
+The dispatcher's pick (the ready attempts, with the run-scoped dependency rule of engine/pipelines.py as a
+few correlated ``EXISTS``) took several milliseconds of Python to build as a QuerySet and as many to compile
+to SQL, on every dispatch, beside about a millisecond to run. Its shape never changes between dispatches,
+only the time it is asked at: so the query is written with :class:`Now` where it needs the time, compiled
+once per database connection and key, and run as its SQL with the time bound as a parameter.
+
+The rule stays in one home, the ORM expressions (which ``pipelines.unmet`` and ``fail_overdue`` use as
+they are, with a datetime); this module only caches what Django compiles from them. What is cached is
+keyed by the caller's ``key`` (everything the query depends on but the time: limits, settings) and held
+per connection (the row converters belong to it), so a thread or process never shares another's.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateTimeField, Expression, QuerySet
+
+M = TypeVar("M", bound=models.Model)
+
+
+class Now(Expression):
+    """The time a compiled query runs at, plus ``offset``, as a bound parameter (never as a literal).
+
+    Anywhere an expression fits: ``filter(available_at__lte=Now())``, ``Coalesce("started_at", Now())``.
+    """
+
+    def __init__(self, offset: timedelta = timedelta()) -> None:
+        super().__init__(output_field=DateTimeField())
+        self.offset = offset
+
+    def shifted(self, delta: timedelta) -> Now:
+        return Now(self.offset + delta)
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        return "%s", (_Slot(self.offset),)
+
+    def __repr__(self) -> str:
+        return f"Now({self.offset!r})"
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a :class:`Now` sits in the compiled parameters."""
+
+    offset: timedelta
+
+
+def at(now: datetime | Now, delta: timedelta) -> datetime | Now:
+    """``now + delta``, for a datetime or a :class:`Now` alike (a rule written once for both)."""
+    return now.shifted(delta) if isinstance(now, Now) else now + delta
+
+
+@dataclass(frozen=True)
+class _Compiled(Generic[M]):
+    sql: str
+    params: tuple[Any, ...]
+    #: Per column index: the converters Django applies to it (dates on SQLite, ...).
+    converters: dict[int, Any]
+    model: type[M]
+    own: tuple[list[int], list[str]]
+    #: (forward field name, model, column indexes, attnames) per select_related relation.
+    related: tuple[tuple[str, type[models.Model], list[int], list[str]], ...]
+
+
+_cache: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[Hashable, _Compiled[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _compile(queryset: QuerySet[M], connection: BaseDatabaseWrapper) -> _Compiled[M]:
+    compiler = queryset.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    select = compiler.select
+    info = compiler.klass_info
+    assert info is not None, "a compiled query selects model instances"
+
+    def names(indexes: list[int]) -> list[str]:
+        return [select[i][0].target.attname for i in indexes]
+
+    related = []
+    for sub in info.get("related_klass_infos", []):
+        assert not sub.get("related_klass_infos"), "one level of select_related only"
+        assert not sub["reverse"], "forward relations only"
+        related.append((sub["field"].name, sub["model"], list(sub["select_fields"]), names(sub["select_fields"])))
+    converters = compiler.get_converters([column for column, _, _ in select])
+    return _Compiled(
+        sql=sql,
+        params=tuple(params),
+        converters=converters,
+        model=info["model"],
+        own=(list(info["select_fields"]), names(info["select_fields"])),
+        related=tuple(related),
+    )
+
+
+def run(key: Hashable, build: Callable[[], QuerySet[M]], now: datetime) -> list[M]:
+    """The instances ``build()`` would load, its :class:`Now` bound to ``now``; built and compiled on first use.
+
+    ``key`` must name everything ``build`` depends on but the time. Call inside the transaction the query
+    belongs to (a ``select_for_update`` one needs it).
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    per_connection = _cache.setdefault(connection, {})
+    compiled: _Compiled[M] | None = per_connection.get(key)
+    if compiled is None:
+        compiled = per_connection[key] = _compile(build(), connection)
+    ops = connection.ops
+    params = [
+        ops.adapt_datetimefield_value(now + param.offset) if isinstance(param, _Slot) else param
+        for param in compiled.params
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, params)
+        rows = cursor.fetchall()
+    if compiled.converters:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for index, (functions, expression) in compiled.converters.items():
+                for function in functions:
+                    row[index] = function(row[index], expression, connection)
+    alias = connection.alias
+    own_indexes, own_names = compiled.own
+    instances = []
+    for row in rows:
+        instance = compiled.model.from_db(alias, own_names, [row[i] for i in own_indexes])
+        for name, model, indexes, attnames in compiled.related:
+            setattr(instance, name, model.from_db(alias, attnames, [row[i] for i in indexes]))
+        instances.append(instance)
+    return instances
+
+
+def forget() -> None:
+    """Drop every compiled query of this thread's connection (a test that changes the schema or settings)."""
+    _cache.pop(connections[DEFAULT_DB_ALIAS], None)

@@ -1,0 +1,57 @@
+"""The dispatcher's pick compiled once (engine/compiled.py): the same attempts as the ORM, at each new time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from scheduling.engine import compiled, dispatcher
+from scheduling.models import AttemptStatus, TaskResult
+
+pytestmark = pytest.mark.django_db
+
+
+def built(now) -> list[int]:
+    """The pick as the ORM builds it for ``now`` (a datetime, no cache)."""
+    with transaction.atomic():
+        return [r.pk for r in dispatcher._ready(now)[:100]]
+
+
+def compiled_pick(now) -> list[TaskResult]:
+    with transaction.atomic():
+        return compiled.run(("test-pick", 100), lambda: dispatcher._pick(100), now)
+
+
+def test_the_compiled_pick_binds_each_call_s_time_and_matches_the_orm(make_task, scheduler_conf):
+    scheduler_conf(concurrency=10, priority_aging_seconds=60)
+    make_task("ready-low", priority="LOW")
+    make_task("ready-high", priority="HIGH")
+    later = make_task("later", priority="HIGH")
+    now = timezone.now()
+    TaskResult.objects.filter(task=later).update(status=AttemptStatus.RETRY, available_at=now + timedelta(minutes=5))
+    compiled.forget()
+    first = compiled_pick(now)
+    assert [r.task.name for r in first] == ["ready-high", "ready-low"]
+    assert [r.pk for r in first] == built(now)
+    # Six minutes on: the RETRY is due, and the LOW one has waited past two aging intervals (lifted to HIGH,
+    # and older): the same compiled statement, a new time.
+    with CaptureQueriesContext(connection) as queries:
+        second = compiled_pick(now + timedelta(minutes=6))
+    assert [r.task.name for r in second] == ["ready-low", "ready-high", "later"]
+    assert [r.pk for r in second] == built(now + timedelta(minutes=6))
+    assert len([q for q in queries.captured_queries if "scheduling_taskresult" in q["sql"]]) == 1
+
+
+def test_compiled_instances_load_as_the_orm_would(make_task):
+    task = make_task("typed", priority="MEDIUM", timeout_seconds=42)
+    compiled.forget()
+    (result,) = compiled_pick(timezone.now())
+    orm = TaskResult.objects.select_related("task").get(pk=result.pk)
+    assert result.available_at == orm.available_at and result.available_at.tzinfo is not None
+    assert (result.attempt, result.priority, result.status) == (orm.attempt, orm.priority, orm.status)
+    assert result.task.pk == task.pk and result.task.timeout_seconds == 42 and result.task.status == task.status
+    assert result.task.effective_timeout() == 42
