@@ -15,7 +15,7 @@ per connection (the row converters belong to it), so a thread or process never s
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -23,6 +23,8 @@ from typing import Any, Generic, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, Expression, QuerySet
+from django.db.models.query import RelatedPopulator, get_related_populators
+from django.db.models.sql.compiler import SQLCompiler
 
 M = TypeVar("M", bound=models.Model)
 
@@ -61,42 +63,39 @@ def at(now: datetime | Now, delta: timedelta) -> datetime | Now:
 
 @dataclass(frozen=True)
 class _Compiled(Generic[M]):
+    """What Django's ModelIterable needs to load instances from the rows, taken from the one compile."""
+
     sql: str
     params: tuple[Any, ...]
+    compiler: SQLCompiler
     #: Per column index: the converters Django applies to it (dates on SQLite, ...).
     converters: dict[int, Any]
     model: type[M]
-    own: tuple[list[int], list[str]]
-    #: (forward field name, model, column indexes, attnames) per select_related relation.
-    related: tuple[tuple[str, type[models.Model], list[int], list[str]], ...]
+    fields: slice
+    init_list: list[str]
+    populators: list[RelatedPopulator]
 
 
 _cache: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[Hashable, _Compiled[Any]]] = weakref.WeakKeyDictionary()
 
 
 def _compile(queryset: QuerySet[M], connection: BaseDatabaseWrapper) -> _Compiled[M]:
+    """Compile as ``ModelIterable`` does, keeping what it derives from the compiler to load the rows."""
     compiler = queryset.query.get_compiler(connection=connection)
     sql, params = compiler.as_sql()
-    select = compiler.select
-    info = compiler.klass_info
+    select, info = compiler.select, compiler.klass_info
     assert info is not None, "a compiled query selects model instances"
-
-    def names(indexes: list[int]) -> list[str]:
-        return [select[i][0].target.attname for i in indexes]
-
-    related = []
-    for sub in info.get("related_klass_infos", []):
-        assert not sub.get("related_klass_infos"), "one level of select_related only"
-        assert not sub["reverse"], "forward relations only"
-        related.append((sub["field"].name, sub["model"], list(sub["select_fields"]), names(sub["select_fields"])))
-    converters = compiler.get_converters([column for column, _, _ in select])
+    fields = slice(info["select_fields"][0], info["select_fields"][-1] + 1)
     return _Compiled(
         sql=sql,
         params=tuple(params),
-        converters=converters,
+        compiler=compiler,
+        converters=compiler.get_converters([column for column, _, _ in select]),
         model=info["model"],
-        own=(list(info["select_fields"]), names(info["select_fields"])),
-        related=tuple(related),
+        fields=fields,
+        init_list=[column.target.attname for column, _, _ in select[fields]],
+        # django-stubs 6.1 describes Django 6's signature (a fetch_mode); Django 5.2, pinned, takes three.
+        populators=get_related_populators(info, select, connection.alias),  # type: ignore[call-arg]
     )
 
 
@@ -104,7 +103,7 @@ def run(key: Hashable, build: Callable[[], QuerySet[M]], now: datetime) -> list[
     """The instances ``build()`` would load, its :class:`Now` bound to ``now``; built and compiled on first use.
 
     ``key`` must name everything ``build`` depends on but the time. Call inside the transaction the query
-    belongs to (a ``select_for_update`` one needs it).
+    belongs to (a ``select_for_update`` one needs it). Annotations are not set on the instances.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     per_connection = _cache.setdefault(connection, {})
@@ -118,20 +117,14 @@ def run(key: Hashable, build: Callable[[], QuerySet[M]], now: datetime) -> list[
     ]
     with connection.cursor() as cursor:
         cursor.execute(compiled.sql, params)
-        rows = cursor.fetchall()
+        rows: Iterable[Sequence[Any]] = cursor.fetchall()
     if compiled.converters:
-        rows = [list(row) for row in rows]
-        for row in rows:
-            for index, (functions, expression) in compiled.converters.items():
-                for function in functions:
-                    row[index] = function(row[index], expression, connection)
-    alias = connection.alias
-    own_indexes, own_names = compiled.own
+        rows = compiled.compiler.apply_converters(rows, compiled.converters)
     instances = []
     for row in rows:
-        instance = compiled.model.from_db(alias, own_names, [row[i] for i in own_indexes])
-        for name, model, indexes, attnames in compiled.related:
-            setattr(instance, name, model.from_db(alias, attnames, [row[i] for i in indexes]))
+        instance = compiled.model.from_db(connection.alias, compiled.init_list, row[compiled.fields])
+        for populator in compiled.populators:
+            populator.populate(row, instance)
         instances.append(instance)
     return instances
 

@@ -79,12 +79,18 @@ PICKED_FIELDS = (
 )
 
 
-def _pick(limit: int) -> QuerySet[TaskResult]:
-    """The first ``limit`` ready attempts in pick order, locked (skipping those another dispatch holds).
+def pick(limit: int, now: datetime) -> list[TaskResult]:
+    """The first ``limit`` ready attempts at ``now`` in pick order, locked (skipping those another dispatch
+    holds); inside the dispatch's transaction.
 
     Only what queueing and sending read (:data:`PICKED_FIELDS`): building 4x ``free`` full rows of both
     tables was most of a busy worker's dispatch. Compiled once per connection and limit (engine/compiled.py).
     """
+    aging = settings.TASKHUB.scheduler.priority_aging_seconds
+    return compiled.run(("pick", limit, aging), lambda: _pick_query(limit), now)
+
+
+def _pick_query(limit: int) -> QuerySet[TaskResult]:
     candidates = _ready(Now()).select_related("task").only(*PICKED_FIELDS)
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
@@ -100,8 +106,8 @@ def dispatch(now: datetime | None = None) -> list[TaskResult]:
         free = conf.concurrency - in_flight()
         if free <= 0:
             return []
-        candidates = compiled.run(("pick", free * 4, conf.priority_aging_seconds), lambda: _pick(free * 4), now)
-        picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, conf.max_instances)
+        candidates = pipelines.one_fresh_run_per_task(pick(free * 4, now))
+        picked = _within_instance_limit(candidates, free, conf.max_instances)
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))

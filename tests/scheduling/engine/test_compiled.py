@@ -23,7 +23,7 @@ def built(now) -> list[int]:
 
 def compiled_pick(now) -> list[TaskResult]:
     with transaction.atomic():
-        return compiled.run(("test-pick", 100), lambda: dispatcher._pick(100), now)
+        return dispatcher.pick(100, now)
 
 
 def test_the_compiled_pick_binds_each_call_s_time_and_matches_the_orm(make_task, scheduler_conf):
