@@ -158,16 +158,6 @@ def sleep_until(moment: float) -> None:
 # --- database set-up ---------------------------------------------------------------------------------
 
 
-def analyze() -> None:
-    """PostgreSQL: refresh planner statistics after a bulk load, as autovacuum would on a live database."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return  # SQLite keeps no statistics unless asked (Django never asks)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
-
 def minute_crontab():
     from django_celery_beat.models import CrontabSchedule
 
@@ -223,7 +213,7 @@ def tick_cost(total: int, due: int, repeats: int = 5) -> dict[str, Any]:
     fire_time = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
     make_tasks(due, fire_time, "due")
     make_tasks(total - due, fire_time + timedelta(days=1), "idle")
-    analyze()
+    harness.vacuum()
     now = fire_time + timedelta(milliseconds=500)
     due_tasks = Task.objects.filter(name__startswith=f"{BENCH_PREFIX}due-")
     wake, dispatching = dispatcher.wake, []
@@ -301,7 +291,7 @@ def taskhub_drift(
     taskhub_periodic(enabled=True)
     ours_tasks = Task.objects.filter(name__startswith=BENCH_PREFIX)
     make_tasks(tasks, aware(first) if first else None, "drift")
-    analyze()
+    harness.vacuum()
     beat = procs.start("taskhub-beat", "beat", "-S", "scheduling.engine.beat:TaskHubScheduler", "--loglevel", "INFO")
     wait_idle(beat, timeout=max(5.0, (first or time.time() + 30) - time.time() - 1))
     if first is None:
@@ -403,7 +393,7 @@ def baseline(procs: Processes, entries: int, prep: float, window: float) -> dict
         batch_size=2000,
     )
     PeriodicTasks.update_changed()
-    analyze()
+    harness.vacuum()
     fires_file = Path(settings.STORAGE_DIR) / FIRES_FILE
     fires_file.unlink(missing_ok=True)
     beat = procs.start(

@@ -166,16 +166,7 @@ def make_waiting(count: int) -> None:
         ],
         batch_size=2000,
     )
-    analyze()
-
-
-def analyze() -> None:
-    """PostgreSQL: refresh planner statistics after a bulk load, as autovacuum would on a live database."""
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    harness.vacuum()
 
 
 def with_waiting(tasks: int, rounds: int = 2) -> dict[str, Any]:
@@ -191,7 +182,6 @@ def with_waiting(tasks: int, rounds: int = 2) -> dict[str, Any]:
             make_waiting(waiting)
             runs[str(waiting)].append(round(tasks / harness.run_noops(tasks, f"beside-{waiting}"), 1))
     harness.clear_tasks()
-    analyze()
     return {key: max(values) for key, values in runs.items()} | {"runs": runs}
 
 
