@@ -6,9 +6,9 @@ text is bounded to :data:`MAX_BYTES`: the oldest lines are dropped and a marker 
 how many. Every line is scrubbed of secrets (configuration secrets and the task's secret parameters)
 before it is kept, with the same function that scrubs errors and tracebacks.
 
-A running attempt's log is readable while it runs: a background thread flushes it every
-:data:`FLUSH_SECONDS` when lines are waiting, so a handler that logs once and then blocks on a long
-call still shows that line.
+A running attempt's log is readable while it runs: a background thread, started by the attempt's first
+line, flushes it every :data:`FLUSH_SECONDS` when lines are waiting, so a handler that logs once and
+then blocks on a long call still shows that line.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -83,6 +83,8 @@ class AttemptLogBuffer(logging.Handler):
         self._dirty = False
         self._state = threading.Lock()  # guards the buffer (handler thread vs flusher thread)
         self._flushing = threading.Lock()  # one write at a time
+        #: Called once, with the first line (outside the lock): starts the live flusher (see capture).
+        self.on_first_line: Callable[[], None] | None = None
 
     # -- collecting ------------------------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class AttemptLogBuffer(logging.Handler):
             return
         size = len(line.encode("utf-8"))
         with self._state:
+            first, self.on_first_line = self.on_first_line, None
             self._lines.append((line, size))
             self._bytes += size
             self._total_lines += 1
@@ -104,6 +107,13 @@ class AttemptLogBuffer(logging.Handler):
                 self._bytes -= dropped
                 self._dropped_lines += 1
                 self._dropped_bytes += dropped
+        if first is not None:
+            first()
+
+    def stop_live(self) -> None:
+        """No flusher starts from now on (the attempt is over)."""
+        with self._state:
+            self.on_first_line = None
 
     def text(self) -> str:
         with self._state:
@@ -174,8 +184,10 @@ class _Flusher(threading.Thread):
             connection.close()  # this thread's connection
 
     def stop(self) -> None:
+        self.buffer.stop_live()
         self.stopping.set()
-        self.join(timeout=FLUSH_SECONDS * 10)
+        if self.ident is not None:  # started (by the attempt's first line)
+            self.join(timeout=FLUSH_SECONDS * 10)
 
 
 @contextmanager
@@ -196,7 +208,8 @@ def capture(
     attempt_logger.addHandler(buffer)
     flusher = _Flusher(buffer) if live else None
     if flusher is not None:
-        flusher.start()
+        # Started by the first line: an attempt that logs nothing (most) costs no thread and no connection.
+        buffer.on_first_line = flusher.start
     try:
         yield attempt_logger, buffer
     finally:

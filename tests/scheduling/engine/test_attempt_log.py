@@ -6,6 +6,8 @@ log of an attempt while it is still running, through the database and the API.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,11 +111,27 @@ def test_log_is_bounded_to_one_mib_oldest_lines_dropped_with_a_marker(make_task)
 @pytest.mark.django_db
 def test_an_oversized_line_is_cut_not_the_whole_log():
     buffer = attempt_log.AttemptLogBuffer(1, [])
-    import logging
-
     buffer.emit(logging.makeLogRecord({"msg": "é" * (attempt_log.MAX_LINE_BYTES * 2), "levelname": "INFO"}))
     text = buffer.text()
     assert "[... line cut:" in text and len(text.encode()) < attempt_log.MAX_LINE_BYTES + 200
+
+
+def live_flushers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("attempt-log-")]
+
+
+def test_the_live_flusher_starts_with_the_first_line_and_ends_with_the_attempt():
+    # An attempt that logs nothing (most of them) costs no thread and no second database connection.
+    with attempt_log.capture(1, "TEST_LOG", [], live=True) as (handler_logger, buffer):
+        assert live_flushers() == []
+    assert live_flushers() == []
+    with attempt_log.capture(2, "TEST_LOG", [], live=True) as (handler_logger, buffer):
+        handler_logger.warning("first")
+        handler_logger.warning("second")  # one flusher, however many lines
+        assert [thread.name for thread in live_flushers()] == ["attempt-log-2"]
+    assert live_flushers() == []  # stopped and joined by the end of the attempt
+    buffer.emit(logging.makeLogRecord({"msg": "late", "levelname": "INFO"}))  # a straggler starts nothing
+    assert live_flushers() == [] and "late" in buffer.text()
 
 
 @pytest.mark.django_db
