@@ -67,11 +67,16 @@ def test_each_field_has_the_type_its_checker_returns(dotted: str, key: config.Ke
 
 def test_a_view_that_misses_or_adds_a_key_is_refused() -> None:
     missing = dataclasses.make_dataclass("Partial", [("url", str)], frozen=True)
-    with pytest.raises(TypeError, match=r"missing \['idle_transaction_timeout'\]"):
+    with pytest.raises(TypeError, match=r"missing \['idle_transaction_timeout', 'prepared_statements'\]"):
         config._check_views(config.SCHEMA["database"], missing, "database")
     extra = dataclasses.make_dataclass(
         "Extra",
-        [("url", str, dataclasses.field(repr=False)), ("idle_transaction_timeout", int), ("pool", int)],
+        [
+            ("url", str, dataclasses.field(repr=False)),
+            ("idle_transaction_timeout", int),
+            ("prepared_statements", bool),
+            ("pool", int),
+        ],
         frozen=True,
     )
     with pytest.raises(TypeError, match=r"not in SCHEMA \['pool'\]"):
@@ -79,7 +84,9 @@ def test_a_view_that_misses_or_adds_a_key_is_refused() -> None:
 
 
 def test_a_secret_shown_in_a_views_repr_is_refused() -> None:
-    shown = dataclasses.make_dataclass("Shown", [("url", str), ("idle_transaction_timeout", int)], frozen=True)
+    shown = dataclasses.make_dataclass(
+        "Shown", [("url", str), ("idle_transaction_timeout", int), ("prepared_statements", bool)], frozen=True
+    )
     with pytest.raises(TypeError, match="repr=False"):
         config._check_views(config.SCHEMA["database"], shown, "database")
 

@@ -19,7 +19,7 @@ from django.db import connection, models
 from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 
-from scheduling.engine import clock
+from scheduling.engine import clock, compiled
 from scheduling.models import FINISHED, IN_FLIGHT, WAITING, AttemptStatus, Task, TaskResult, TaskStatus
 from taskhub.exceptions import IllegalTransition
 
@@ -196,7 +196,7 @@ def start_one_statement(
         "extra": extra_seconds,
         "id": result_id,
     }
-    with connection.cursor() as cursor:
+    with compiled.prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -261,7 +261,7 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
         claim=result.claim,
         now=clock.now(),
     )
-    with connection.cursor() as cursor:
+    with compiled.prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scheduling.engine import compiled, dispatcher
+from scheduling.engine import compiled, dispatcher, executor
 from scheduling.models import AttemptStatus, TaskResult
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +55,32 @@ def test_compiled_instances_load_as_the_orm_would(make_task):
     assert (result.attempt, result.priority, result.status) == (orm.attempt, orm.priority, orm.status)
     assert result.task.pk == task.pk and result.task.timeout_seconds == 42 and result.task.status == task.status
     assert result.task.effective_timeout() == 42
+
+
+def prepared_statements() -> dict[str, int]:
+    """This connection's prepared statements: the first words of each, and how often it was planned and run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return {" ".join(statement.split()[:2]): runs for statement, runs in cursor.fetchall()}
+
+
+def run_one(make_task, name: str) -> None:
+    make_task(name, tags=["NOOP"])
+    (result,) = dispatcher.dispatch()
+    assert executor.run_attempt(result.pk) == AttemptStatus.DONE
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares; SQLite has nothing to prepare")
+def test_the_hot_statements_are_prepared_once_per_connection_and_then_only_run(make_task, taskhub_section):
+    compiled.forget()
+    run_one(make_task, "first")
+    run_one(make_task, "second")
+    prepared = prepared_statements()
+    # The claim, the completion and the pick: each prepared once, then run again without a new PREPARE.
+    assert prepared.get("WITH claimed") == 2 and prepared.get("WITH done") == 2, prepared
+    assert [runs for statement, runs in prepared.items() if statement.startswith("SELECT")] == [2], prepared
+
+    # Switched off (a pooler that cannot keep prepared statements): the same statements, none run prepared.
+    taskhub_section("database", prepared_statements=False)
+    run_one(make_task, "third")
+    assert prepared_statements() == prepared
