@@ -432,7 +432,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         # PostgreSQL ends a session idle inside a transaction this long (seconds; 0: never), so a
         # client that vanished mid-transaction (host cut off) does not hold its locks until TCP gives up.
         "idle_transaction_timeout": Key(_int(0), 60),
-        # PostgreSQL: prepare the engine's hot statements (claim, completion, pick) once per connection.
+        # PostgreSQL: prepare the engine's hot statements (the claim, the completion) once per connection.
         # Off behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
         "prepared_statements": Key(_bool, True),
     },

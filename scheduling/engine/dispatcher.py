@@ -97,14 +97,18 @@ def _pick_query(limit: int) -> QuerySet[TaskResult]:
     return candidates[:limit]
 
 
-def dispatch(now: datetime | None = None) -> list[TaskResult]:
-    """Mark as many ready attempts QUEUED as there are free slots and send them after commit."""
+def dispatch(now: datetime | None = None, *, at_least: int = 1) -> list[TaskResult]:
+    """Mark as many ready attempts QUEUED as there are free slots and send them after commit.
+
+    ``at_least``: do nothing unless that many slots are free once the lock is held (the busy wake: a
+    dispatch that ran while this one waited for the lock has just filled the slots).
+    """
     now = now or clock.now()
     conf = settings.TASKHUB.scheduler
     with transaction.atomic():
         _lock()
         free = conf.concurrency - in_flight()
-        if free <= 0:
+        if free < max(at_least, 1):
             return []
         candidates = pipelines.one_fresh_run_per_task(pick(free * 4, now))
         picked = _within_instance_limit(candidates, free, conf.max_instances)
@@ -176,7 +180,10 @@ def wake(in_flight_now: int | None = None) -> None:
             busy = in_flight() if in_flight_now is None else in_flight_now
             if concurrency - busy < batch:
                 return  # busy: a later completion (or the sweep) dispatches a whole batch
-        dispatch()
+        # Checked again under the lock: two completions that both saw a batch free would otherwise
+        # both dispatch, the second for the one or two slots the first left (measured: one dispatch
+        # per 7 completions instead of per 16, each a pick, two UPDATEs and a commit).
+        dispatch(at_least=batch)
     except Exception:
         logger.exception("dispatch failed; the beat poll will try again")
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduling import selectors, services
@@ -193,6 +194,25 @@ def test_wake_on_a_busy_system_waits_until_a_batch_of_slots_is_free(make_task, s
     assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 7
     finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
     dispatcher.wake()  # two free: both filled in one dispatch
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 8
+
+
+def test_a_busy_wake_that_finds_the_slots_taken_under_the_lock_picks_nothing(make_task, scheduler_conf):
+    """Two completions both see a batch free; the second to get the lock finds the first filled it."""
+    scheduler_conf(concurrency=8)  # a batch of 2
+    for i in range(12):
+        make_task(f"t{i}")
+    assert len(dispatcher.dispatch()) == 8
+    for _ in range(2):
+        finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    assert len(dispatcher.dispatch()) == 2  # the first completion's dispatch
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    with CaptureQueriesContext(connection) as queries:
+        dispatcher.wake(in_flight_now=6)  # the second's count, taken before that dispatch
+    assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 7  # one free: left for later
+    assert not [q for q in queries.captured_queries if "UPDATE" in q["sql"] or "available_at" in q["sql"]]
+    finish(TaskResult.objects.filter(status=AttemptStatus.QUEUED).first().task)
+    dispatcher.wake()  # one more completion: a batch free, filled
     assert TaskResult.objects.filter(status=AttemptStatus.QUEUED).count() == 8
 
 
