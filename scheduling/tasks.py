@@ -13,8 +13,14 @@ from scheduling.engine import dispatcher, executor, recovery, retention
 
 
 @shared_task(name=dispatcher.EXECUTE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def execute(result_id: int) -> str:
-    """Run one attempt (idempotent: a redelivered message for a taken attempt is ignored)."""
+def execute(result_id: int, *more: int) -> str:
+    """Run one attempt, or the several a message carries (idempotent: a redelivered message's taken
+    attempts are ignored)."""
+    if more:
+        outcomes = executor.run_attempts(
+            [result_id, *more], celery_task_id=execute.request.id or "", worker_node=execute.request.hostname or ""
+        )
+        return " ".join(outcomes)
     outcome = executor.run_attempt(
         result_id,
         celery_task_id=execute.request.id or "",

@@ -384,6 +384,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_backfill": Key(_int(1), 1000),
         # Each worker refreshes its row this often (s); one silent for two intervals reads offline.
         "worker_heartbeat": Key(_number(0, strict=True), 10.0),
+        # A dispatch of more attempts than the online workers have processes sends them this many to a
+        # Celery message at most (each still claimed, timed and recorded on its own); 1: one per message.
+        "attempts_per_message": Key(_int(1), 8),
     },
     "log": {
         "level": Key(_choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO"),
@@ -699,6 +702,7 @@ class SchedulerSettings:
     dependency_timeout: int
     max_backfill: int
     worker_heartbeat: float
+    attempts_per_message: int
 
 
 @dataclass(frozen=True)

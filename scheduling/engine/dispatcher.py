@@ -12,19 +12,30 @@ registers): the engine never imports its Celery entry points.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import Case, F, QuerySet, Sum, Value, When
 from django.db.models.functions import Greatest
 
 from scheduling import audit
-from scheduling.engine import clock, compiled, lifecycle, pipelines
+from scheduling.engine import clock, compiled, lifecycle, pipelines, workers
 from scheduling.engine.compiled import Now, at
-from scheduling.models import IN_FLIGHT, WAITING, AuditAction, Task, TaskResult, TaskStatus, status_in
+from scheduling.models import (
+    IN_FLIGHT,
+    WAITING,
+    AttemptStatus,
+    AuditAction,
+    Task,
+    TaskResult,
+    TaskStatus,
+    Worker,
+    status_in,
+)
 from taskhub.celery import app
 
 logger = logging.getLogger(__name__)
@@ -141,22 +152,102 @@ def _celery_priority(priority: int) -> int:
     return {1: 0, 2: 3, 3: 6}[priority]
 
 
-def send(results: list[TaskResult]) -> None:
-    """Publish one execute message per queued attempt, with its time limits and priority."""
+def send(results: list[TaskResult], *, together: bool = True) -> None:
+    """Publish the queued attempts, with their time limits and priority; several to a message when the
+    queue is deep (:func:`messages`), else one each. ``together=False``: one each (the sweep's re-sends)."""
     grace = settings.TASKHUB.scheduler.timeout_grace_seconds
-    for result in results:
-        timeout = result.task.effective_timeout()
+    for message in messages(results) if together else [[result] for result in results]:
+        first = message[0]
+        timeouts = [result.task.effective_timeout() for result in message]
+        if len(message) == 1:
+            # Celery's soft limit interrupts the handler at its timeout, the hard one kills it past the grace.
+            limits: dict[str, int | None] = {"soft_time_limit": timeouts[0], "time_limit": timeouts[0] + grace}
+        else:
+            # Each attempt's own timeout is the executor's (an alarm around its handler); the message's
+            # hard limit is the sum, so a handler deaf to its alarm is still killed.
+            limits = {"soft_time_limit": None, "time_limit": sum(timeouts) + grace * len(message)}
         try:
             app.send_task(
                 EXECUTE_TASK,
-                args=[result.pk],
-                task_id=result.celery_task_id,
-                priority=_celery_priority(result.priority),
-                soft_time_limit=timeout,
-                time_limit=timeout + grace,
+                args=[result.pk for result in message],
+                task_id=first.celery_task_id if len(message) == 1 else batch_id(message),
+                priority=_celery_priority(first.priority),
+                **limits,
             )
         except Exception:  # the sweep re-sends QUEUED work that no worker took
-            logger.exception("could not send attempt %s to the broker; the sweep will re-send it", result.pk)
+            logger.exception("could not send attempt(s) %s to the broker; the sweep will re-send them", message)
+
+
+#: The Celery task id of a message carrying several attempts: this prefix, then their ids in base 36
+#: joined by dots (the claim records it on the attempt: it must fit ``celery_task_id``).
+BATCH_PREFIX = "taskhub-b-"
+_ID_WIDTH = TaskResult._meta.get_field("celery_task_id").max_length or 64
+
+
+def batch_id(results: list[TaskResult]) -> str:
+    return BATCH_PREFIX + ".".join(_base36(result.pk) for result in results)
+
+
+def batch_members(celery_task_id: str) -> list[int]:
+    """The attempt ids a message carries, from its Celery task id (none for a one-attempt message)."""
+    if not celery_task_id.startswith(BATCH_PREFIX):
+        return []
+    return [int(part, 36) for part in celery_task_id.removeprefix(BATCH_PREFIX).split(".") if part.isalnum()]
+
+
+def _base36(number: int) -> str:
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        if not number:
+            return digits
+
+
+def _fitting(group: list[TaskResult]) -> list[list[TaskResult]]:
+    """``group`` as one message, or halved until each message's id fits the column (ids past 36**5)."""
+    if len(group) == 1 or len(batch_id(group)) <= _ID_WIDTH:
+        return [group]
+    half = len(group) // 2
+    return _fitting(group[:half]) + _fitting(group[half:])
+
+
+def messages(results: list[TaskResult]) -> list[list[TaskResult]]:
+    """Split queued attempts (in pick order) into Celery messages.
+
+    Each message costs the broker and the worker about as much as a no-op attempt (publish, deliver,
+    acknowledge, trace). So when a dispatch queues more attempts than the online workers have pool
+    processes, they go several to a message, at most ``scheduler.attempts_per_message``, and never fewer
+    messages than processes, so that no process idles while another holds a message of several; a
+    message holds one priority, so the broker's order between priorities is kept. One attempt, or as
+    many as there are processes: one message each, as they can all start at once.
+    """
+    per_message = settings.TASKHUB.scheduler.attempts_per_message
+    if per_message <= 1 or len(results) <= 1:
+        return [[result] for result in results]
+    size = min(per_message, -(-len(results) // max(_pool_processes(), 1)))
+    if size <= 1:
+        return [[result] for result in results]
+    grouped: list[list[TaskResult]] = []
+    for result in results:
+        last = grouped[-1] if grouped else None
+        if last is not None and len(last) < size and last[0].priority == result.priority:
+            last.append(result)
+        else:
+            grouped.append([result])
+    return [message for group in grouped for message in _fitting(group)]
+
+
+_pool: dict[str, float] = {}
+
+
+def _pool_processes() -> int:
+    """Pool processes of the workers online (their heartbeat rows), counted at most once a heartbeat."""
+    now = time.monotonic()
+    if _pool.get("until", 0.0) <= now:
+        online = Worker.objects.filter(workers.online(clock.now())).aggregate(total=Sum("concurrency"))
+        _pool.update(value=online["total"] or 0, until=now + settings.TASKHUB.scheduler.worker_heartbeat)
+    return int(_pool["value"])
 
 
 #: When the system is busy, wake() dispatches only once this share of the concurrency
@@ -210,5 +301,17 @@ def cancel(task: Task, *, reason: str, actor: Any = None) -> int:
             return 0
         audit.record(task, AuditAction.CANCELLED, actor=actor, detail=f"{cancelled} attempt(s): {reason}")
         transaction.on_commit(lambda: revoke(celery_ids, terminate=True))
+        # A running attempt that came with others: revoking its message ends them too. Those not yet
+        # started are re-sent one each (executor.run_attempts hands them back too when it is quicker;
+        # the claim runs each once).
+        mates = [pk for celery_id in celery_ids for pk in batch_members(celery_id)]
+        if mates:
+            transaction.on_commit(lambda: resend_queued(mates))
         transaction.on_commit(wake)
     return cancelled
+
+
+def resend_queued(result_ids: list[int]) -> None:
+    """Send again, one per message and in their message's order, those of these attempts still QUEUED."""
+    queued = TaskResult.objects.filter(pk__in=result_ids, status=AttemptStatus.QUEUED).select_related("task")
+    send(sorted(queued, key=lambda result: result_ids.index(result.pk)), together=False)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -146,11 +149,13 @@ def call_handler(
     soft_timeout_exc: tuple[type[BaseException], ...] = (),
     progress_listener: ProgressListener | None = None,
     live_log: bool = False,
+    alarm: bool = False,
 ) -> Outcome:
     """Run the attempt's handler and turn whatever happens into an Outcome; no secret survives in it.
 
     What the handler logs through ``context.logger`` is kept with the attempt (see attempt_log);
     ``live_log`` writes it every second while the handler runs (the worker), else at the end.
+    ``alarm``: stop the handler at the task's timeout here (:func:`_alarm`), not by Celery's soft limit.
     """
     task = result.task
     try:
@@ -163,7 +168,12 @@ def call_handler(
         attempt_log.capture(result.pk, task.handler, hidden, live=live_log) as (handler_logger, log),
     ):
         outcome = _call_handler(
-            result, encryption.merge(task.parameters, secret), soft_timeout_exc, progress_listener, handler_logger
+            result,
+            encryption.merge(task.parameters, secret),
+            soft_timeout_exc,
+            progress_listener,
+            handler_logger,
+            alarm,
         )
     try:
         reconnecting(log.write, f"attempt {result.pk} log")
@@ -177,12 +187,37 @@ def call_handler(
     return outcome
 
 
+@contextmanager
+def _alarm(seconds: int) -> Iterator[None]:
+    """Raise :class:`AttemptTimedOut` in the handler ``seconds`` from now (SIGALRM; the main thread only).
+
+    One attempt's timeout inside a Celery message carrying several, whose soft limit cannot be per
+    attempt; armed around the handler alone, never around a database step. Elsewhere than in the main
+    thread (Celery's threads pool, which has no soft limits either) the deadline and the sweep stop it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise AttemptTimedOut()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _call_handler(
     result: TaskResult,
     parameters: dict[str, Any],
     soft_timeout_exc: tuple[type[BaseException], ...],
     progress_listener: ProgressListener | None,
     handler_logger: logging.Logger,
+    alarm: bool,
 ) -> Outcome:
     task = result.task
     context = HandlerContext(
@@ -199,7 +234,8 @@ def _call_handler(
         return Outcome(AttemptStatus.FAILED, error=f"no handler registered for tag {task.handler!r}", permanent=True)
     timed_out: tuple[type[BaseException], ...] = (AttemptTimedOut, *soft_timeout_exc)
     try:
-        value = spec.func(parameters, context)
+        with _alarm(task.effective_timeout()) if alarm else nullcontext():
+            value = spec.func(parameters, context)
     except timed_out:
         return Outcome(
             AttemptStatus.TIMEOUT,
@@ -300,6 +336,7 @@ def run_attempt(
     progress_listener: ProgressListener | None = None,
     live_log: bool = False,
     worker_node: str = "",
+    alarm: bool = False,
 ) -> str:
     """Claim, run and complete one attempt; return what happened (for logs and tests)."""
     result = reconnecting(
@@ -310,7 +347,7 @@ def run_attempt(
         return "ignored"
     logger.info("attempt %s of %s (%s) started", result.attempt, result.task.name, result.task.handler)
     outcome = call_handler(
-        result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener, live_log=live_log
+        result, soft_timeout_exc=soft_timeout_exc, progress_listener=progress_listener, live_log=live_log, alarm=alarm
     )
     running = result.status
 
@@ -321,6 +358,30 @@ def run_attempt(
     recorded = reconnecting(record, f"attempt {result_id} outcome")
     logger.info("attempt %s of %s: %s %s", result.attempt, result.task.name, outcome.status, outcome.error[:200])
     return outcome.status if recorded else "fenced"
+
+
+def run_attempts(result_ids: list[int], *, celery_task_id: str = "", worker_node: str = "") -> list[str]:
+    """Run the attempts one Celery message carries, in order, each claimed, timed and recorded on its own.
+
+    Each handler is stopped at its own timeout by :func:`_alarm` (the message's soft limit cannot be per
+    attempt). An attempt found taken (duplicate delivery) is skipped; one whose completion is fenced off
+    was cancelled or taken back while it ran: a cancel revokes this message, so the attempts not yet
+    started are handed back, re-sent one per message, and this message ends before the revoke can stop
+    one of them.
+    """
+    outcomes: list[str] = []
+    for index, result_id in enumerate(result_ids):
+        outcome = run_attempt(
+            result_id, celery_task_id=celery_task_id, live_log=True, worker_node=worker_node, alarm=True
+        )
+        if outcome == "ignored":
+            reclaim_if_worker_dead(result_id)
+        outcomes.append(outcome)
+        if outcome == "fenced":
+            dispatcher.resend_queued(result_ids[index + 1 :])
+            outcomes += ["handed back"] * (len(result_ids) - index - 1)
+            break
+    return outcomes
 
 
 def reclaim(result_id: int, *, now: datetime | None = None, reason: str | None = None) -> bool:

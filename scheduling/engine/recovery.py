@@ -32,7 +32,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     if stale:
         # Bump queued_at so the same attempt is re-sent once per interval, not on every sweep.
         TaskResult.objects.filter(pk__in=[r.pk for r in stale], status=AttemptStatus.QUEUED).update(queued_at=now)
-        dispatcher.send(stale)
+        dispatcher.send(stale, together=False)  # one each, under its own id: a revoked message's stays revoked
     zombies = TaskResult.objects.filter(
         status_in(IN_FLIGHT), status=AttemptStatus.RUNNING, deadline__lt=now
     ).values_list("pk", flat=True)

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from scheduling import services
@@ -152,6 +152,52 @@ def test_worker_killed_mid_task_is_retried_and_done_once(start_worker, make_task
     assert [r.status for r in rows] == [AttemptStatus.TIMEOUT, AttemptStatus.DONE]
     assert "died" in rows[0].error_message
     assert TaskResult.objects.filter(task=task, status=AttemptStatus.DONE).count() == 1
+
+
+def test_a_worker_killed_mid_message_loses_none_of_its_attempts_and_runs_each_once(
+    start_worker, make_task, journal, scheduler_conf
+):
+    """Several attempts in one Celery message (a deep queue, one pool process), the process killed on the
+    second: the message comes back, the first is not run again, the second is taken back and retried,
+    the others run; delivered once more afterwards, it runs nothing."""
+    from scheduling.engine import dispatcher
+    from scheduling.tasks import execute
+
+    env = scheduler_conf(concurrency=8, attempts_per_message=8)
+    worker = start_worker(concurrency=1, env=env)
+    dispatcher._pool.clear()  # count the pool processes online now: this worker's one
+    policy = RetryPolicy.objects.create(name="after-crash", max_retries=2, retry_delay=0)
+    with transaction.atomic():  # committed together: one dispatch, one message of four
+        tasks = [
+            make_task("first"),
+            make_task(
+                "crashy",
+                tags=["TEST_SLEEP"],
+                parameters={"label": "crashy", "seconds": 30, "sleep_attempts": 1},
+                retry_policy=policy.pk,
+            ),
+            make_task("third"),
+            make_task("fourth"),
+        ]
+    wait_until(lambda: len(journal()) == 2)  # first done, crashy asleep
+    message = TaskResult.objects.get(task=tasks[0]).celery_task_id
+    assert dispatcher.batch_members(message) == [TaskResult.objects.get(task=t).pk for t in tasks]
+    victim = int(journal()[1].split()[2])
+    assert victim in worker.child_pids()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: done(*tasks), timeout=90)
+    crashy = list(TaskResult.objects.filter(task=tasks[1]).order_by("attempt"))
+    assert [r.status for r in crashy] == [AttemptStatus.TIMEOUT, AttemptStatus.DONE]
+    assert "died" in crashy[0].error_message
+    for task in tasks:
+        assert TaskResult.objects.filter(task=task, status=AttemptStatus.DONE).count() == 1
+    labels = [line.split()[0] for line in journal()]
+    assert sorted(labels) == ["crashy", "crashy", "first", "fourth", "third"]
+    execute.apply_async(args=dispatcher.batch_members(message))  # the same message, delivered again
+    marker = make_task("marker")
+    wait_until(lambda: done(marker))
+    time.sleep(0.3)
+    assert sorted(line.split()[0] for line in journal()) == ["crashy", "crashy", "first", "fourth", "marker", "third"]
 
 
 def test_same_message_delivered_twice_runs_once(start_worker, make_task, journal):
