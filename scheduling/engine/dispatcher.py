@@ -6,7 +6,9 @@ PostgreSQL; SQLite's IMMEDIATE transactions on the embedded default), so the
 in-flight count it reads cannot be raced past ``scheduler.concurrency``.
 
 Messages go to Celery by task name (:data:`EXECUTE_TASK`, which ``scheduling/tasks.py``
-registers): the engine never imports its Celery entry points.
+registers): the engine never imports its Celery entry points. One message carries one attempt,
+or several when a dispatch queues more than the online workers have pool processes
+(:func:`messages`); the executor claims and records each on its own either way.
 """
 
 from __future__ import annotations

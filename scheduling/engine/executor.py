@@ -8,6 +8,9 @@ Steps of :func:`run_attempt`:
    under our claim, so a worker presumed dead cannot overwrite the retry's outcome.
 4. Retry (a new RETRY attempt with ``available_at`` from the policy) or fail the
    dependents; after commit, dispatch the next work.
+
+A message carrying several attempts (:func:`run_attempts`) runs these steps for each in turn, each
+handler stopped at its own timeout by an alarm rather than by the message's soft limit.
 """
 
 from __future__ import annotations
