@@ -7,13 +7,14 @@ the rest of a message. The same under a real worker killed mid-message: tests/sc
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from scheduling.engine import dispatcher, executor, workers
+from scheduling.engine import dispatcher, executor, recovery, workers
 from scheduling.models import AttemptStatus, TaskResult
 
 pytestmark = pytest.mark.django_db
@@ -177,3 +178,25 @@ def test_cancelling_a_running_attempt_re_sends_the_rest_of_its_message(
         del dispatcher.app.control.revoke
     assert revoked == [message["task_id"]]  # its process is stopped, and the message with it
     assert [m["args"] for m in published] == [[pk] for pk in message["args"][1:]]  # not started: sent again, one each
+
+
+def test_an_attempt_left_waiting_in_its_message_is_re_sent_alone_and_runs_once(
+    make_task, dispatch, scheduler_conf, pool, published, django_capture_on_commit_callbacks
+):
+    """A long handler ahead of it: past requeue_after_seconds the sweep sends it on its own."""
+    scheduler_conf(concurrency=64, attempts_per_message=8, requeue_after_seconds=60)
+    pool(1)
+    make_task("long", tags=["NOOP"])
+    make_task("behind", tags=["NOOP"])
+    dispatch()
+    (message,) = published
+    published.clear()
+    long_id, behind_id = message["args"]
+    TaskResult.objects.filter(pk=behind_id).update(queued_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        recovery.sweep()
+    behind = TaskResult.objects.get(pk=behind_id)
+    assert [(m["args"], m["task_id"]) for m in published] == [([behind_id], behind.celery_task_id)]
+    assert executor.run_attempt(behind_id) == AttemptStatus.DONE  # another process takes it
+    assert executor.run_attempts(message["args"]) == [AttemptStatus.DONE, "ignored"]  # the message skips it
+    assert TaskResult.objects.filter(pk__in=[long_id, behind_id], status=AttemptStatus.DONE).count() == 2
