@@ -16,23 +16,13 @@ from scheduling.engine import dispatcher, executor, recovery, retention
 def execute(result_id: int, *more: int) -> str:
     """Run one attempt, or the several a message carries (idempotent: a redelivered message's taken
     attempts are ignored)."""
-    if more:
-        outcomes = executor.run_attempts(
-            [result_id, *more], celery_task_id=execute.request.id or "", worker_node=execute.request.hostname or ""
-        )
-        return " ".join(outcomes)
-    outcome = executor.run_attempt(
-        result_id,
+    outcomes = executor.run_attempts(
+        [result_id, *more],
         celery_task_id=execute.request.id or "",
-        soft_timeout_exc=(SoftTimeLimitExceeded,),
-        live_log=True,
         worker_node=execute.request.hostname or "",
+        soft_timeout_exc=(SoftTimeLimitExceeded,),
     )
-    if outcome == "ignored":
-        # Redelivered after the worker process died mid-attempt: reclaim it now so the
-        # retry policy decides, instead of leaving it RUNNING until the sweep's deadline.
-        executor.reclaim_if_worker_dead(result_id)
-    return outcome
+    return " ".join(outcomes)
 
 
 @shared_task(name="scheduling.sweep", ignore_result=True)

@@ -363,24 +363,38 @@ def run_attempt(
     return outcome.status if recorded else "fenced"
 
 
-def run_attempts(result_ids: list[int], *, celery_task_id: str = "", worker_node: str = "") -> list[str]:
+def run_attempts(
+    result_ids: list[int],
+    *,
+    celery_task_id: str = "",
+    worker_node: str = "",
+    soft_timeout_exc: tuple[type[BaseException], ...] = (),
+) -> list[str]:
     """Run the attempts one Celery message carries, in order, each claimed, timed and recorded on its own.
 
-    Each handler is stopped at its own timeout by :func:`_alarm` (the message's soft limit cannot be per
-    attempt). An attempt found taken (duplicate delivery) is skipped; one whose completion is fenced off
-    was cancelled or taken back while it ran: a cancel revokes this message, so the attempts not yet
-    started are handed back, re-sent one per message, and this message ends before the revoke can stop
-    one of them.
+    One attempt: Celery's soft limit (``soft_timeout_exc``) stops its handler. Several (dispatcher.send
+    gives their message no soft limit): each handler is stopped at its own timeout by :func:`_alarm`.
+    An attempt found taken is skipped; if its worker process died mid-attempt (a redelivery), it is
+    reclaimed now so the retry policy decides, instead of leaving it RUNNING until the sweep's deadline.
+    One whose completion is fenced off was cancelled or taken back while it ran: a cancel revokes this
+    message, so the attempts not yet started are handed back, re-sent one per message, and this
+    message ends before the revoke can stop one of them.
     """
+    several = len(result_ids) > 1
     outcomes: list[str] = []
     for index, result_id in enumerate(result_ids):
         outcome = run_attempt(
-            result_id, celery_task_id=celery_task_id, live_log=True, worker_node=worker_node, alarm=True
+            result_id,
+            celery_task_id=celery_task_id,
+            soft_timeout_exc=soft_timeout_exc,
+            live_log=True,
+            worker_node=worker_node,
+            alarm=several,
         )
         if outcome == "ignored":
             reclaim_if_worker_dead(result_id)
         outcomes.append(outcome)
-        if outcome == "fenced":
+        if outcome == "fenced" and index + 1 < len(result_ids):
             dispatcher.resend_queued(result_ids[index + 1 :])
             outcomes += ["handed back"] * (len(result_ids) - index - 1)
             break
