@@ -32,6 +32,7 @@ from scheduling.models import (
     WAITING,
     AttemptStatus,
     AuditAction,
+    Priority,
     Task,
     TaskResult,
     TaskStatus,
@@ -53,11 +54,14 @@ def _lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
 
 
+def _due(now: datetime | Now) -> QuerySet[TaskResult]:
+    """Waiting attempts whose time has come (of any task: ready ones are among them)."""
+    return TaskResult.objects.filter(status_in(WAITING), available_at__lte=now)
+
+
 def _ready(now: datetime | Now) -> QuerySet[TaskResult]:
     """Waiting attempts whose time has come, of enabled tasks whose dependencies are met (engine/pipelines.py)."""
-    ready = TaskResult.objects.filter(status_in(WAITING), available_at__lte=now, task__enabled=True).filter(
-        pipelines.ready_filter(now)
-    )
+    ready = _due(now).filter(task__enabled=True).filter(pipelines.ready_filter(now))
     aging = settings.TASKHUB.scheduler.priority_aging_seconds
     if not aging:
         return ready.order_by("priority", "available_at", "pk")
@@ -73,8 +77,19 @@ def _ready(now: datetime | Now) -> QuerySet[TaskResult]:
 
 
 def in_flight() -> int:
-    """Attempts QUEUED or RUNNING (an index-only count of result_inflight_idx)."""
-    return TaskResult.objects.filter(status_in(IN_FLIGHT)).count()
+    """Attempts QUEUED or RUNNING (an index-only count of result_inflight_idx), prepared (engine/compiled.py)."""
+    return compiled.count("in flight", lambda: TaskResult.objects.filter(status_in(IN_FLIGHT)))
+
+
+def any_due(now: datetime) -> bool:
+    """Whether any attempt waits with its time come: a probe of result_pick_idx, prepared.
+
+    What a dispatch asks before its pick. Most wakes on a system keeping up (after each completion) find
+    nothing waiting, and the pick, with its dependency rule, cost a few milliseconds to plan on
+    PostgreSQL for nothing. The probe names every priority so that it seeks the index once per
+    priority up to ``now`` (and never walks the attempts waiting for a later time).
+    """
+    return compiled.exists("due", lambda: _due(Now()).filter(priority__in=Priority.values), now)
 
 
 #: The columns a dispatch reads of each candidate and its task (the instance limit, queue_many, send).
@@ -121,7 +136,7 @@ def dispatch(now: datetime | None = None, *, at_least: int = 1) -> list[TaskResu
     with transaction.atomic():
         _lock()
         free = conf.concurrency - in_flight()
-        if free < max(at_least, 1):
+        if free < max(at_least, 1) or not any_due(now):
             return []
         candidates = pipelines.one_fresh_run_per_task(pick(free * 4, now))
         picked = _within_instance_limit(candidates, free, conf.max_instances)

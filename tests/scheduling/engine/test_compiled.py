@@ -46,6 +46,20 @@ def test_the_compiled_pick_binds_each_call_s_time_and_matches_the_orm(make_task,
     assert len([q for q in queries.captured_queries if "scheduling_taskresult" in q["sql"]]) == 1
 
 
+def test_compiled_counts_and_probes_answer_as_the_orm_at_each_new_time(make_task):
+    waiting = make_task("waiting")
+    make_task("queued")
+    now = timezone.now()
+    TaskResult.objects.filter(task=waiting).update(status=AttemptStatus.RETRY, available_at=now + timedelta(minutes=5))
+    TaskResult.objects.exclude(task=waiting).update(status=AttemptStatus.QUEUED)
+    compiled.forget()
+    assert dispatcher.in_flight() == 1
+    assert dispatcher.any_due(now) is False
+    assert dispatcher.any_due(now + timedelta(minutes=5)) is True  # the same compiled probe, a later time
+    TaskResult.objects.update(status=AttemptStatus.DONE)
+    assert dispatcher.in_flight() == 0 and dispatcher.any_due(now + timedelta(minutes=5)) is False
+
+
 def test_compiled_instances_load_as_the_orm_would(make_task):
     task = make_task("typed", priority="MEDIUM", timeout_seconds=42)
     compiled.forget()
@@ -76,8 +90,9 @@ def test_the_hot_statements_are_prepared_once_per_connection_and_then_only_run(m
     run_one(make_task, "first")
     run_one(make_task, "second")
     prepared = prepared_statements()
-    # The claim and the completion: each prepared once, then run again without a new PREPARE.
-    assert prepared == {"WITH claimed": 2, "WITH done": 2}, prepared
+    # The dispatch's in-flight count, the claim and the completion: each prepared once, then run again
+    # without a new PREPARE.
+    assert prepared == {"SELECT count(*)": 2, "WITH claimed": 2, "WITH done": 2}, prepared
 
     # Switched off (a pooler that cannot keep prepared statements): the same statements, none run prepared.
     taskhub_section("database", prepared_statements=False)

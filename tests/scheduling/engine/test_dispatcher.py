@@ -239,3 +239,20 @@ def test_pick_and_in_flight_count_use_the_partial_indexes_on_sqlite():
 
     assert "result_pick_idx" in plan(dispatcher._ready(timezone.now()).select_related("task")[:10])
     assert "result_inflight_idx" in plan(TaskResult.objects.filter(status_in(IN_FLIGHT)).values("pk"))
+
+
+def test_a_dispatch_with_nothing_due_skips_the_pick_and_writes_nothing(make_task, scheduler_conf):
+    """The wake after each completion mostly finds nothing waiting: one probe, not the pick (its plan is
+    a few milliseconds on PostgreSQL); an attempt waiting for a later time is not due."""
+    scheduler_conf(concurrency=8)
+    task = make_task("later")
+    TaskResult.objects.filter(task=task).update(
+        status=AttemptStatus.RETRY, available_at=timezone.now() + timedelta(hours=1)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatcher.dispatch() == []
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not [sql for sql in statements if "UPDATE" in sql or "JOIN" in sql], statements
+    assert len([sql for sql in statements if "EXISTS" in sql]) == 1
+    make_task("now")
+    assert picked_names(dispatcher.dispatch()) == ["now"]
