@@ -300,6 +300,8 @@ class Task(models.Model):
     handler = models.CharField(
         "handler", max_length=64, editable=False, help_text="The registered handler tag among the task's tags."
     )
+    # No index of its own: task_owner_idx and task_owner_list_idx lead with it, and a beat tick rewrites
+    # each index of the table for every task it fires (its status and next fire change).
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name="owner",
@@ -307,6 +309,7 @@ class Task(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="tasks",
+        db_index=False,
     )
     dependencies = models.ManyToManyField(
         "self",
@@ -450,7 +453,11 @@ class PipelineRun(models.Model):
 class TaskResult(models.Model):
     """One execution attempt of a task; PENDING and RETRY rows are waiting to be dispatched."""
 
-    task = models.ForeignKey(Task, verbose_name="task", on_delete=models.CASCADE, related_name="results")
+    # No index of its own: result_task_idx and result_task_done_idx lead with it, and every attempt's
+    # insert and status change writes each index of the table.
+    task = models.ForeignKey(
+        Task, verbose_name="task", on_delete=models.CASCADE, related_name="results", db_index=False
+    )
     attempt = models.PositiveIntegerField("attempt", default=1, help_text="1 for the first try of a run.")
     status = models.CharField("status", max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.PENDING)
     priority = models.PositiveSmallIntegerField(
