@@ -111,7 +111,7 @@ def pick(limit: int, now: datetime) -> list[TaskResult]:
     """The first ``limit`` ready attempts at ``now`` in pick order, locked (skipping those another dispatch
     holds); inside the dispatch's transaction.
 
-    Only what queueing and sending read (:data:`PICKED_FIELDS`): building 4x ``free`` full rows of both
+    Only what queueing and sending read (:data:`PICKED_FIELDS`): building every candidate's full rows of both
     tables was most of a busy worker's dispatch. Compiled once per connection and limit (engine/compiled.py).
     """
     aging = settings.TASKHUB.scheduler.priority_aging_seconds
@@ -138,11 +138,31 @@ def dispatch(now: datetime | None = None, *, at_least: int = 1) -> list[TaskResu
         free = conf.concurrency - in_flight()
         if free < max(at_least, 1) or not any_due(now):
             return []
-        candidates = pipelines.one_fresh_run_per_task(pick(free * 4, now))
-        picked = _within_instance_limit(candidates, free, conf.max_instances)
+        picked = _pick_within_limits(free, now, conf.max_instances)
         if picked:
             lifecycle.queue_many(picked, now=now)
             transaction.on_commit(lambda: send(picked))
+    return picked
+
+
+#: When the limits hold back some of the first ``free`` candidates, the pick is asked again for this many
+#: times ``free``, so that the slots are still filled from further down the queue.
+WIDER_PICK = 4
+
+
+def _pick_within_limits(free: int, now: datetime, max_instances: int) -> list[TaskResult]:
+    """The first ``free`` ready attempts, in pick order, that the per-dispatch rules let through (one fresh
+    run per task, ``max_instances``), locked.
+
+    Most dispatches keep every candidate: those load just ``free`` rows. Only when a rule holds one back
+    and more may be waiting is a wider pick loaded (it re-locks the same rows first, in the same
+    transaction): loading four times the slots on every dispatch was a quarter of a beat tick's dispatch.
+    """
+    candidates = pick(free, now)
+    picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, max_instances)
+    if len(picked) < free and len(candidates) == free:
+        candidates = pick(free * WIDER_PICK, now)
+        picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, max_instances)
     return picked
 
 

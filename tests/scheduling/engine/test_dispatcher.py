@@ -159,6 +159,19 @@ def test_max_instances_limits_runs_of_one_task_in_flight(make_task, scheduler_co
     assert TaskResult.objects.filter(task=task, status=AttemptStatus.PENDING).count() == 2
 
 
+def test_slots_a_limit_holds_back_are_filled_from_further_down_the_queue(make_task, scheduler_conf):
+    """The first pick loads as many candidates as slots; when max_instances keeps one out, a wider one
+    fills the slot with the next task's attempt, still in pick order."""
+    scheduler_conf(concurrency=3, max_instances=1)
+    busy = make_task("busy", priority="HIGH")
+    for _ in range(3):
+        TaskResult.objects.create(task=busy, status=AttemptStatus.PENDING, priority=busy.priority)
+    make_task("next")
+    make_task("last", priority="LOW")
+    assert picked_names(dispatcher.dispatch()) == ["busy", "next", "last"]
+    assert TaskResult.objects.filter(task=busy, status=AttemptStatus.PENDING).count() == 3
+
+
 def test_queued_attempt_gets_a_celery_id_and_status_follows(make_task):
     task = make_task("x")
     (result,) = dispatcher.dispatch()
