@@ -272,13 +272,17 @@ def finish_done_one_statement(result: TaskResult, /, *, now: datetime, **fields:
     return int(row[0])
 
 
+#: Every Celery id of an attempt's own messages: this prefix, then the attempt's id.
+CELERY_ID_PREFIX = "taskhub-"
+
+
 def celery_id(result_id: int) -> str:
     """The Celery task id of an attempt's messages: stable, so re-sends and revokes name the same id."""
-    return f"taskhub-{result_id}"
+    return f"{CELERY_ID_PREFIX}{result_id}"
 
 
 def queue_many(results: list[TaskResult], *, now: datetime) -> None:
-    """Move waiting attempts to QUEUED in two statements (the dispatcher's hot path).
+    """Move waiting attempts to QUEUED (the dispatcher's hot path): one statement on PostgreSQL, else two.
 
     Same rules as :func:`move`: each attempt must still be PENDING or RETRY. The
     tasks become QUEUED unless a run of theirs is RUNNING, which takes precedence.
@@ -286,18 +290,56 @@ def queue_many(results: list[TaskResult], *, now: datetime) -> None:
     for result in results:
         check(result.status, A.QUEUED)
     ids = [result.pk for result in results]
-    changed = TaskResult.objects.filter(pk__in=ids, status__in=WAITING).update(
-        status=A.QUEUED,
-        queued_at=now,
-        celery_task_id=Concat(Value("taskhub-"), Cast("pk", CharField())),
-    )
+    if connection.vendor == "postgresql":
+        changed = _queue_one_statement(ids, now)
+    else:
+        changed = TaskResult.objects.filter(pk__in=ids, status__in=WAITING).update(
+            status=A.QUEUED,
+            queued_at=now,
+            celery_task_id=Concat(Value(CELERY_ID_PREFIX), Cast("pk", CharField())),
+        )
     if changed != len(ids):
         raise StaleAttempt(f"{len(ids) - changed} of {len(ids)} attempts were no longer waiting")
+    if connection.vendor != "postgresql":
+        Task.objects.filter(pk__in={result.task_id for result in results}).exclude(
+            status=TaskStatus.RUNNING
+        ).update(status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now)
     for result in results:
         result.status, result.queued_at, result.celery_task_id = A.QUEUED, now, celery_id(result.pk)
-    Task.objects.filter(pk__in={result.task_id for result in results}).exclude(status=TaskStatus.RUNNING).update(
-        status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now
-    )
+
+
+def _queue_one_statement(ids: list[int], now: datetime) -> int:
+    """PostgreSQL: both UPDATEs of :func:`queue_many` as one prepared statement; the attempts changed.
+
+    Building the two ORM updates was most of an idle dispatch's Python (about 1.5 of its 3.5 ms).
+    If any attempt was no longer waiting the caller raises, which rolls the tasks' update back too.
+    """
+    waiting = ", ".join(f"'{status}'" for status in WAITING)
+    sql = f"""
+        WITH queued AS (
+            UPDATE scheduling_taskresult
+            SET status = %(queued)s, queued_at = %(now)s, celery_task_id = %(prefix)s || id::text
+            WHERE id = ANY(%(ids)s) AND status IN ({waiting})
+            RETURNING task_id
+        ), shown AS (
+            UPDATE scheduling_task
+            SET status = %(task_queued)s, status_reason = '', next_attempt_at = NULL, updated_at = %(now)s
+            WHERE id IN (SELECT task_id FROM queued) AND status <> %(task_running)s
+        )
+        SELECT count(*) FROM queued
+    """
+    params = {
+        "queued": A.QUEUED,
+        "now": now,
+        "prefix": CELERY_ID_PREFIX,
+        "ids": ids,
+        "task_queued": TaskStatus.QUEUED,
+        "task_running": TaskStatus.RUNNING,
+    }
+    with compiled.prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        (changed,) = cursor.fetchone()
+    return int(changed)
 
 
 def runs_added(tasks: QuerySet[Task], *, now: datetime, **fields: Any) -> int:

@@ -90,9 +90,9 @@ def test_the_hot_statements_are_prepared_once_per_connection_and_then_only_run(m
     run_one(make_task, "first")
     run_one(make_task, "second")
     prepared = prepared_statements()
-    # The dispatch's in-flight count, the claim and the completion: each prepared once, then run again
-    # without a new PREPARE.
-    assert prepared == {"SELECT count(*)": 2, "WITH claimed": 2, "WITH done": 2}, prepared
+    # The dispatch's in-flight count and its queueing, the claim and the completion: each prepared once,
+    # then run again without a new PREPARE.
+    assert prepared == {"SELECT count(*)": 2, "WITH queued": 2, "WITH claimed": 2, "WITH done": 2}, prepared
 
     # Switched off (a pooler that cannot keep prepared statements): the same statements, none run prepared.
     taskhub_section("database", prepared_statements=False)
