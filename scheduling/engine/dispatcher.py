@@ -48,10 +48,21 @@ DISPATCH_LOCK_KEY = 0x7A5C_4B0B  # pg_advisory_xact_lock key owned by the dispat
 EXECUTE_TASK = "scheduling.execute"
 
 
-def _lock() -> None:
+def _lock(*, without_flush: bool) -> None:
+    """Serialise dispatches; on PostgreSQL, with ``without_flush`` (the dispatch is its own transaction),
+    also commit this one without waiting for its WAL flush.
+
+    A dispatch writes nothing that is lost for good if the server crashes before the flush (at most
+    three ``wal_writer_delay`` later): its attempts read PENDING again and are dispatched again, and a
+    message already sent for one finds it not QUEUED, so the claim ignores it (the claim and the
+    completion, which must not be undone, keep the durable commit; each flushes the WAL written before
+    it, this dispatch's too). The flush was a third of an idle dispatch (1.6 of 5 ms), which is the
+    time from a task's commit to its message.
+    """
     if connection.vendor == "postgresql":
+        flush = ", set_config('synchronous_commit', 'off', true)" if without_flush else ""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
+            cursor.execute(f"SELECT pg_advisory_xact_lock(%s){flush}", [DISPATCH_LOCK_KEY])
 
 
 def _due(now: datetime | Now) -> QuerySet[TaskResult]:
@@ -133,8 +144,9 @@ def dispatch(now: datetime | None = None, *, at_least: int = 1) -> list[TaskResu
     """
     now = now or clock.now()
     conf = settings.TASKHUB.scheduler
+    own_transaction = not connection.in_atomic_block  # else the caller's writes would lose the flush too
     with transaction.atomic():
-        _lock()
+        _lock(without_flush=own_transaction)
         free = conf.concurrency - in_flight()
         if free < max(at_least, 1) or not any_due(now):
             return []

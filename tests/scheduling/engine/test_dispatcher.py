@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -269,3 +269,33 @@ def test_a_dispatch_with_nothing_due_skips_the_pick_and_writes_nothing(make_task
     assert len([sql for sql in statements if "EXISTS" in sql]) == 1
     make_task("now")
     assert picked_names(dispatcher.dispatch()) == ["now"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's synchronous_commit")
+@pytest.mark.django_db(transaction=True)
+def test_only_the_dispatch_commits_without_waiting_for_the_flush(make_task, monkeypatch):
+    """A dispatch lost in a server crash is dispatched again (its message's claim finds it not QUEUED);
+    every other transaction of the connection keeps the durable commit, and so does a caller's own
+    transaction that a dispatch runs inside."""
+    from scheduling.engine import lifecycle
+
+    seen = []
+    queue_many = lifecycle.queue_many
+
+    def spy(results, *, now):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+        queue_many(results, now=now)
+
+    monkeypatch.setattr(lifecycle, "queue_many", spy)
+    make_task("one")  # dispatched by the wake after its commit
+    assert TaskResult.objects.get(task__name="one").status == AttemptStatus.QUEUED
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        after = cursor.fetchone()[0]
+    assert seen == ["off"] and after == "on"
+    with transaction.atomic():
+        make_task("two")  # its wake waits for the commit
+        assert len(dispatcher.dispatch()) == 1
+    assert seen == ["off", "on"]
