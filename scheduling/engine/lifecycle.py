@@ -301,9 +301,9 @@ def queue_many(results: list[TaskResult], *, now: datetime) -> None:
     if changed != len(ids):
         raise StaleAttempt(f"{len(ids) - changed} of {len(ids)} attempts were no longer waiting")
     if connection.vendor != "postgresql":
-        Task.objects.filter(pk__in={result.task_id for result in results}).exclude(
-            status=TaskStatus.RUNNING
-        ).update(status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now)
+        Task.objects.filter(pk__in={result.task_id for result in results}).exclude(status=TaskStatus.RUNNING).update(
+            status=TaskStatus.QUEUED, status_reason="", next_attempt_at=None, updated_at=now
+        )
     for result in results:
         result.status, result.queued_at, result.celery_task_id = A.QUEUED, now, celery_id(result.pk)
 
@@ -328,7 +328,7 @@ def _queue_one_statement(ids: list[int], now: datetime) -> int:
         )
         SELECT count(*) FROM queued
     """
-    params = {
+    params: dict[str, Any] = {
         "queued": A.QUEUED,
         "now": now,
         "prefix": CELERY_ID_PREFIX,
