@@ -252,6 +252,9 @@ def test_pick_and_in_flight_count_use_the_partial_indexes_on_sqlite():
 
     assert "result_pick_idx" in plan(dispatcher._ready(timezone.now()).select_related("task")[:10])
     assert "result_inflight_idx" in plan(TaskResult.objects.filter(status_in(IN_FLIGHT)).values("pk"))
+    # The probe before each pick (dispatcher.any_due), as compiled.exists runs it.
+    probe = dispatcher._due(timezone.now()).filter(priority__in=[1, 2, 3]).order_by().values("pk")[:1]
+    assert "result_pick_idx" in plan(probe)
 
 
 def test_a_dispatch_with_nothing_due_skips_the_pick_and_writes_nothing(make_task, scheduler_conf):
