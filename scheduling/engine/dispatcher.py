@@ -170,11 +170,11 @@ def _pick_within_limits(free: int, now: datetime, max_instances: int) -> list[Ta
     and more may be waiting is a wider pick loaded (it re-locks the same rows first, in the same
     transaction): loading four times the slots on every dispatch was a quarter of a beat tick's dispatch.
     """
-    candidates = pick(free, now)
-    picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, max_instances)
-    if len(picked) < free and len(candidates) == free:
-        candidates = pick(free * WIDER_PICK, now)
+    for limit in (free, free * WIDER_PICK):
+        candidates = pick(limit, now)
         picked = _within_instance_limit(pipelines.one_fresh_run_per_task(candidates), free, max_instances)
+        if len(picked) == free or len(candidates) < limit:  # filled, or nothing more is ready
+            break
     return picked
 
 
