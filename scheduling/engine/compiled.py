@@ -157,7 +157,11 @@ def count(key: Hashable, build: Callable[[], QuerySet[Any]], now: datetime | Non
     queries whose best plan does not depend on the parameters' values (a prepared statement may be
     given a generic plan): write partial-index conditions with literal values (``status_in``).
     """
-    return int(_scalar(("count", key), build, "SELECT count(*) FROM ({}) AS counted", now, prepare=True))
+
+    def rows() -> QuerySet[Any]:
+        return build().order_by().values("pk")
+
+    return int(_scalar(("count", key), rows, "SELECT count(*) FROM ({}) AS counted", now, prepare=True))
 
 
 def exists(key: Hashable, build: Callable[[], QuerySet[Any]], now: datetime) -> bool:
@@ -166,20 +170,22 @@ def exists(key: Hashable, build: Callable[[], QuerySet[Any]], now: datetime) -> 
     Not prepared: its plan depends on the time (a generic plan of "due by now" expects a third of the
     rows to match and scans the table). Planning such a probe is a tenth of a millisecond.
     """
-    return bool(_scalar(("exists", key), build, "SELECT EXISTS ({})", now, prepare=False))
+
+    def first() -> QuerySet[Any]:
+        return build().order_by().values("pk")[:1]
+
+    return bool(_scalar(("exists", key), first, "SELECT EXISTS ({})", now, prepare=False))
 
 
 def _scalar(
-    key: Hashable, build: Callable[[], QuerySet[Any]], wrapper: str, now: datetime | None, *, prepare: bool
+    key: Hashable, rows: Callable[[], QuerySet[Any]], wrapper: str, now: datetime | None, *, prepare: bool
 ) -> Any:
+    """The one value ``wrapper`` (SQL around ``{}``) computes from the query ``rows()``, compiled once."""
     connection = connections[DEFAULT_DB_ALIAS]
     per_connection = _cache.setdefault(connection, {})
     compiled = per_connection.get(key)
     if not isinstance(compiled, _Scalar):
-        queryset = build().order_by().values("pk")
-        if wrapper.startswith("SELECT EXISTS"):
-            queryset = queryset[:1]
-        sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+        sql, params = rows().query.get_compiler(connection=connection).as_sql()
         compiled = per_connection[key] = _Scalar(wrapper.format(sql), tuple(params))
     with prepared_cursor() if prepare else connection.cursor() as cursor:
         cursor.execute(compiled.sql, _bound(compiled.params, now, connection))
